@@ -1,0 +1,73 @@
+"""One error hierarchy for the whole service, so callers and the HTTP layer map errors in one place.
+
+``code`` is the stable machine-readable name that HTTP error bodies carry; ``transient`` tells the
+workers whether Dramatiq should retry (Redis down) or give up at once (bad payload).
+"""
+
+from __future__ import annotations
+
+
+class WaSessionsError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    code = "error"
+    transient = False
+
+
+class InvalidPhoneNumber(WaSessionsError):
+    """An address is neither an E.164 phone number nor a WhatsApp business-scoped user id."""
+
+    code = "invalid_phone_number"
+
+
+class SessionNotFound(WaSessionsError):
+    """No session with that id (or no session for that phone)."""
+
+    code = "session_not_found"
+
+
+class InvalidTransition(WaSessionsError):
+    """A lifecycle trigger that the session's current state does not allow."""
+
+    code = "invalid_transition"
+
+    def __init__(self, session_id: str, state: str, trigger: str) -> None:
+        super().__init__(f"session {session_id} is {state}; cannot {trigger}")
+        self.session_id = session_id
+        self.state = state
+        self.trigger = trigger
+
+
+class SessionAlreadyActive(WaSessionsError):
+    """``create_session`` for a conversation that already has an active session."""
+
+    code = "session_already_active"
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"conversation already has active session {session_id}")
+        self.session_id = session_id
+
+
+class InvalidSignature(WaSessionsError):
+    """A Twilio request whose signature is missing or does not match."""
+
+    code = "invalid_signature"
+
+
+class BadRequest(WaSessionsError):
+    """A request payload that is missing fields or has malformed ones."""
+
+    code = "bad_request"
+
+
+class InboxFull(WaSessionsError):
+    """A conversation's inbox holds the configured maximum of unapplied messages."""
+
+    code = "inbox_full"
+    transient = True
+
+
+class LeaseLost(WaSessionsError):
+    """A drain's per-conversation lease expired or was taken over: stop without applying more."""
+
+    code = "lease_lost"

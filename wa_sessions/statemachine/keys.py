@@ -1,0 +1,102 @@
+"""Every Redis key the service uses, named in this one module (for Python and for the Lua scripts).
+
+Layout (``P`` is the configurable prefix, ``wa:`` by default; ``conv`` is
+``<customer>|<business>``; times are epoch milliseconds):
+
+===============================  ======  =====================================================
+key                              type    holds
+===============================  ======  =====================================================
+``P s:<sid>``                    hash    one session: status, addresses, times, counters,
+                                         ``ctx:<name>`` -> JSON value per context key,
+                                         ``order_details`` JSON
+``P s:<sid>:m``                  list    the session's messages as JSON, oldest first
+``P c:{conv}:active``            string  id of the conversation's active session
+``P c:{conv}:sessions``          zset    every session of the conversation, by created time
+``P c:{conv}:inbox``             list    accepted, not yet applied entries (the mailbox)
+``P c:{conv}:lease``             string  owner token of the drain applying the inbox
+``P c:{conv}:wake``              string  set while a drain wake-up is queued or running
+``P idx:active``                 zset    active sessions by last activity (expiry sweep)
+``P idx:all``                    zset    every session by created time (admin listing)
+``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
+``P idx:ended``                  zset    ended sessions by end time (retention purge)
+``P idx:pending``                zset    conversations with a non-empty inbox, by the
+                                         acceptance time of their oldest entry (re-drive)
+``P seen:<MessageSid>``          string  dedupe marker of an accepted Twilio message (TTL)
+===============================  ======  =====================================================
+
+Per-conversation keys share the ``{conv}`` hash tag. The global indexes are updated in the same
+scripts as the session they index, so the store needs a single Redis (or Sentinel), not Cluster.
+
+Ended sessions' keys get a TTL of the retention period plus a day; the retention purge removes
+them from the indexes (and deletes them) when the retention period has passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "wa:"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.prefix}s:{session_id}"
+
+    def session_messages(self, session_id: str) -> str:
+        return f"{self.prefix}s:{session_id}:m"
+
+    def _conv(self, conv: str, suffix: str) -> str:
+        return f"{self.prefix}c:{{{conv}}}:{suffix}"
+
+    def conv_active(self, conv: str) -> str:
+        return self._conv(conv, "active")
+
+    def conv_sessions(self, conv: str) -> str:
+        return self._conv(conv, "sessions")
+
+    def conv_inbox(self, conv: str) -> str:
+        return self._conv(conv, "inbox")
+
+    def conv_lease(self, conv: str) -> str:
+        return self._conv(conv, "lease")
+
+    def conv_wake(self, conv: str) -> str:
+        return self._conv(conv, "wake")
+
+    @property
+    def active(self) -> str:
+        return f"{self.prefix}idx:active"
+
+    @property
+    def all(self) -> str:
+        return f"{self.prefix}idx:all"
+
+    def status_index(self, status: str) -> str:
+        return f"{self.prefix}idx:status:{status}"
+
+    @property
+    def ended(self) -> str:
+        return f"{self.prefix}idx:ended"
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}idx:pending"
+
+    def seen(self, message_sid: str) -> str:
+        return f"{self.prefix}seen:{message_sid}"
+
+    def lua_prelude(self) -> str:
+        """The same names as Lua functions, for scripts that reach keys derived from data."""
+        p = self.prefix.replace("\\", "\\\\").replace("'", "\\'")
+        return f"""
+local P = '{p}'
+local function k_sess(sid) return P .. 's:' .. sid end
+local function k_msgs(sid) return P .. 's:' .. sid .. ':m' end
+local function k_conv(conv, suffix) return P .. 'c:{{' .. conv .. '}}:' .. suffix end
+local K_ACTIVE = P .. 'idx:active'
+local K_ALL = P .. 'idx:all'
+local K_ENDED = P .. 'idx:ended'
+local K_PENDING = P .. 'idx:pending'
+local function k_status(status) return P .. 'idx:status:' .. status end
+"""

@@ -1,0 +1,369 @@
+"""The Lua scripts that make every state change one atomic Redis round trip.
+
+Each script is the prelude (key names from ``keys``, the lifecycle table from ``lifecycle``)
+followed by its body. Times are epoch milliseconds passed in by the caller, never Redis' clock,
+so tests drive time with an injected clock.
+
+Inbox entries are ``<accepted_ms>\\t<kind>\\t<a>\\t<b>\\t<payload>``:
+``m`` (message: a=direction, b=type, payload=message JSON) or
+``c``/``x`` (complete/expire: a=session id or empty for the active one, b=op id, payload=reason).
+"""
+
+from __future__ import annotations
+
+from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.lifecycle import transition_table
+
+_CORE = r"""
+-- Ends `sid` with `trigger` if the lifecycle table allows it. Returns ok, state-after-or-before.
+local function end_session(sid, trigger, now, reason, keep_ms)
+  local skey = k_sess(sid)
+  local h = redis.call('HMGET', skey, 'status', 'conv')
+  local st = h[1]
+  if not st then return false, 'missing' end
+  local dest = T[st .. '|' .. trigger]
+  if not dest or dest == 'active' then return false, st end
+  redis.call('HSET', skey, 'status', dest, 'ended', now, 'end_reason', reason)
+  local ak = k_conv(h[2], 'active')
+  if redis.call('GET', ak) == sid then redis.call('DEL', ak) end
+  redis.call('ZREM', K_ACTIVE, sid)
+  redis.call('ZADD', k_status(dest), now, sid)
+  redis.call('ZADD', K_ENDED, now, sid)
+  redis.call('PEXPIRE', skey, keep_ms)
+  redis.call('PEXPIRE', k_msgs(sid), keep_ms)
+  return true, dest
+end
+
+-- The conversation's live active session at time `ts`, expiring it first when idle past timeout.
+-- Returns sid-or-false, expired-sid-or-false.
+local function current_session(conv, ts, timeout_ms, now, keep_ms)
+  local ak = k_conv(conv, 'active')
+  local sid = redis.call('GET', ak)
+  if not sid then return false, false end
+  local h = redis.call('HMGET', k_sess(sid), 'status', 'last')
+  if h[1] ~= 'active' then
+    redis.call('DEL', ak)
+    return false, false
+  end
+  if tonumber(h[2]) + timeout_ms <= ts then
+    end_session(sid, 'expire', now, 'timeout', keep_ms)
+    return false, sid
+  end
+  return sid, false
+end
+
+local function open_session(conv, sid, ts, carry)
+  local phone, biz = string.match(conv, '^(.-)|(.*)$')
+  local skey = k_sess(sid)
+  redis.call('HSET', skey, 'sid', sid, 'phone', phone, 'biz', biz, 'conv', conv,
+    'status', 'active', 'created', ts, 'last', ts, 'count', 0)
+  if #carry > 0 then
+    local prev = redis.call('ZREVRANGE', k_conv(conv, 'sessions'), 0, 0)[1]
+    if prev then
+      for _, name in ipairs(carry) do
+        local v = redis.call('HGET', k_sess(prev), 'ctx:' .. name)
+        if v then redis.call('HSET', skey, 'ctx:' .. name, v) end
+      end
+    end
+  end
+  redis.call('SET', k_conv(conv, 'active'), sid)
+  redis.call('ZADD', k_conv(conv, 'sessions'), ts, sid)
+  redis.call('ZADD', K_ALL, ts, sid)
+  redis.call('ZADD', K_ACTIVE, ts, sid)
+end
+
+local function append(sid, msg, direction, mtype, ts, cap)
+  local skey = k_sess(sid)
+  local h = redis.call('HMGET', skey, 'status', 'last', 'last_in')
+  if T[h[1] .. '|receive'] ~= 'active' then
+    return redis.error_reply('cannot receive in state ' .. tostring(h[1]))
+  end
+  local mkey = k_msgs(sid)
+  local n = redis.call('RPUSH', mkey, msg)
+  if n > cap then
+    redis.call('LTRIM', mkey, n - cap, -1)
+    redis.call('HINCRBY', skey, 'trimmed', n - cap)
+  end
+  redis.call('HINCRBY', skey, 'count', 1)
+  redis.call('HINCRBY', skey, 'n:' .. direction, 1)
+  redis.call('HINCRBY', skey, 't:' .. mtype, 1)
+  if ts > tonumber(h[2]) then
+    redis.call('HSET', skey, 'last', ts)
+    redis.call('ZADD', K_ACTIVE, ts, sid)
+  end
+  if direction == 'inbound' and ts > tonumber(h[3] or '0') then
+    redis.call('HSET', skey, 'last_in', ts)
+  end
+  return false
+end
+
+-- Appends a message to the conversation's live session, opening one when needed.
+local function apply_message(conv, ts, now, new_sid, timeout_ms, cap, keep_ms, direction, mtype,
+                             msg, carry)
+  local sid, expired = current_session(conv, ts, timeout_ms, now, keep_ms)
+  local created = 0
+  if not sid then
+    open_session(conv, new_sid, ts, carry)
+    sid = new_sid
+    created = 1
+  end
+  local err = append(sid, msg, direction, mtype, ts, cap)
+  if err then return err end
+  return {sid, created, expired or ''}
+end
+
+local function carry_from(argv, first)
+  local carry = {}
+  local n = tonumber(argv[first])
+  for i = 1, n do carry[i] = argv[first + i] end
+  return carry
+end
+"""
+
+# ARGV: conv, ts, now, new_sid, timeout_ms, cap, keep_ms, direction, type, msg, ncarry, carry...
+_APPLY_MESSAGE = r"""
+local r = apply_message(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]),
+  tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10], carry_from(ARGV, 11))
+return r
+"""
+
+# ARGV: conv, new_sid, ts, timeout_ms, keep_ms, initial_msg ('' for none), ctx pairs...
+_CREATE_SESSION = r"""
+local conv = ARGV[1]
+local sid, expired = current_session(conv, tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[3]), tonumber(ARGV[5]))
+if sid then return {'exists', sid} end
+open_session(conv, ARGV[2], tonumber(ARGV[3]), {})
+local skey = k_sess(ARGV[2])
+for i = 7, #ARGV, 2 do redis.call('HSET', skey, ARGV[i], ARGV[i + 1]) end
+if ARGV[6] ~= '' then append(ARGV[2], ARGV[6], 'inbound', 'text', tonumber(ARGV[3]), 1e18) end
+return {'created', ARGV[2], expired or ''}
+"""
+
+# ARGV: sid, trigger, now, keep_ms, reason
+_END_SESSION = r"""
+local ok, st = end_session(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[5], tonumber(ARGV[4]))
+if ok then return {'ok', st} end
+if st == 'missing' then return {'missing', ''} end
+return {'invalid', st}
+"""
+
+# Lazily expires the conversation's active session when idle past timeout; returns its id or ''.
+# ARGV: conv, now, timeout_ms, keep_ms
+_READ_ACTIVE = r"""
+local sid, expired = current_session(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[2]), tonumber(ARGV[4]))
+return {sid or '', expired or ''}
+"""
+
+# Same for one session id. ARGV: sid, now, timeout_ms, keep_ms. Returns 1 when it expired it.
+_EXPIRE_IF_IDLE = r"""
+local h = redis.call('HMGET', k_sess(ARGV[1]), 'status', 'last')
+if h[1] == 'active' and tonumber(h[2]) + tonumber(ARGV[3]) <= tonumber(ARGV[2]) then
+  end_session(ARGV[1], 'expire', tonumber(ARGV[2]), 'timeout', tonumber(ARGV[4]))
+  return 1
+end
+return 0
+"""
+
+# ARGV: sid, nset, (field, value)*, ndel, field*
+_UPDATE_FIELDS = r"""
+local skey = k_sess(ARGV[1])
+if redis.call('EXISTS', skey) == 0 then return 0 end
+local nset = tonumber(ARGV[2])
+local i = 3
+for _ = 1, nset do
+  redis.call('HSET', skey, ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local ndel = tonumber(ARGV[i])
+for j = 1, ndel do redis.call('HDEL', skey, ARGV[i + j]) end
+return 1
+"""
+
+# Expires active sessions idle past the timeout, skipping conversations whose inbox still holds
+# entries (those entries carry their arrival time and decide for themselves).
+# ARGV: now, timeout_ms, keep_ms, limit. Returns expired ids and the number examined.
+_EXPIRE_IDLE = r"""
+local now, timeout_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now - timeout_ms, 'LIMIT', 0,
+  tonumber(ARGV[4]))
+local out = {}
+for _, sid in ipairs(ids) do
+  local h = redis.call('HMGET', k_sess(sid), 'status', 'last', 'conv')
+  if h[1] ~= 'active' then
+    redis.call('ZREM', K_ACTIVE, sid)
+  elseif tonumber(h[2]) + timeout_ms <= now
+      and redis.call('LLEN', k_conv(h[3], 'inbox')) == 0 then
+    end_session(sid, 'expire', now, 'timeout', tonumber(ARGV[3]))
+    table.insert(out, sid)
+  end
+end
+return {out, #ids}
+"""
+
+# Drops ended sessions older than the retention period from every index and deletes them.
+# ARGV: cutoff_ms, limit
+_PURGE = r"""
+local ids = redis.call('ZRANGEBYSCORE', K_ENDED, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, sid in ipairs(ids) do
+  local h = redis.call('HMGET', k_sess(sid), 'conv', 'status')
+  if h[1] then redis.call('ZREM', k_conv(h[1], 'sessions'), sid) end
+  redis.call('ZREM', K_ALL, sid)
+  redis.call('ZREM', k_status('completed'), sid)
+  redis.call('ZREM', k_status('expired'), sid)
+  redis.call('DEL', k_sess(sid), k_msgs(sid))
+  redis.call('ZREM', K_ENDED, sid)
+end
+return #ids
+"""
+
+# The webhook's one round trip: dedupe, append to the conversation's inbox, and say whether a
+# drain wake-up must be enqueued (none is while one is already queued or running).
+# KEYS: seen, inbox, wake, pending. ARGV: entry, dedupe_ttl_ms, conv, accepted_ms, max_depth,
+# wake_ttl_ms. Returns 0 duplicate, -1 inbox full, 1 accepted, 2 accepted and wake needed.
+_INGEST = r"""
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[5]) then return -1 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[4], ARGV[3])
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[6]) then return 2 end
+return 1
+"""
+
+# Appends an operator entry without dedupe. KEYS: inbox, wake, pending. ARGV: entry, conv,
+# accepted_ms, wake_ttl_ms. Returns 1 accepted, 2 accepted and wake needed.
+_PUSH_OP = r"""
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[2])
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 2 end
+return 1
+"""
+
+# Takes the conversation's lease and returns the first batch of its inbox. An empty inbox
+# releases at once. KEYS: lease, wake, inbox, pending. ARGV: token, lease_ms, batch, conv.
+# Returns false when another drain holds the lease.
+_ACQUIRE = r"""
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
+redis.call('DEL', KEYS[2])
+local entries = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+if #entries == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[4], ARGV[4])
+end
+return entries
+"""
+
+# Applies the inbox head under the lease (fencing: token and head must both match), acknowledges
+# it (LPOP) and extends the lease, all in one step. With release=1 and the inbox then empty, it
+# also gives up the lease. KEYS: inbox, lease, wake, pending.
+# ARGV: token, entry, now, new_sid, timeout_ms, cap, keep_ms, lease_ms, conv, release, ncarry,
+# carry... Returns {status, kind, sid, created, expired_or_result, remaining, released}.
+_APPLY_ENTRY = r"""
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lease'} end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return {'head'} end
+local conv = ARGV[9]
+local now, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[7])
+local ts, kind, a, b, payload = string.match(ARGV[2], '^(%d+)\t(%a)\t([^\t]*)\t([^\t]*)\t(.*)$')
+local out
+if not ts then
+  out = {'bad', '?', '', 0, 'malformed entry'}
+elseif kind == 'm' then
+  local r = apply_message(conv, tonumber(ts), now, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
+    keep_ms, a, b, payload, carry_from(ARGV, 11))
+  out = {'ok', kind, r[1], r[2], r[3]}
+else
+  local trigger = (kind == 'c') and 'complete' or 'expire'
+  local sid = a
+  if sid == '' then sid = redis.call('GET', k_conv(conv, 'active')) or '' end
+  if sid ~= '' and redis.call('HGET', k_sess(sid), 'conv') ~= conv then sid = '' end
+  if sid == '' then
+    out = {'ok', kind, '', 0, 'missing'}
+  else
+    local ok, st = end_session(sid, trigger, now, payload, keep_ms)
+    out = {'ok', kind, sid, 0, ok and st or ('invalid:' .. st)}
+  end
+end
+redis.call('LPOP', KEYS[1])
+local remaining = redis.call('LLEN', KEYS[1])
+local released = 0
+if remaining == 0 then
+  redis.call('ZREM', KEYS[4], conv)
+  if ARGV[10] == '1' then
+    redis.call('DEL', KEYS[2], KEYS[3])
+    released = 1
+  else
+    redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  end
+else
+  local next_ts = string.match(redis.call('LINDEX', KEYS[1], 0), '^(%d+)')
+  redis.call('ZADD', KEYS[4], 'XX', next_ts, conv)
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+end
+table.insert(out, remaining)
+table.insert(out, released)
+return out
+"""
+
+# Gives the lease up if the inbox is empty; otherwise keeps it and returns the next batch.
+# KEYS: lease, wake, inbox, pending. ARGV: token, lease_ms, batch, conv.
+_RELEASE_OR_NEXT = r"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local entries = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
+if #entries == 0 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('ZREM', KEYS[4], ARGV[4])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return entries
+"""
+
+# Conversations that need a drain and have none: inbox non-empty, no lease, no wake queued.
+# Marks each as woken so the next pass does not wake it again. ARGV: wake_ttl_ms, limit.
+_REDRIVE = r"""
+local convs = redis.call('ZRANGE', K_PENDING, 0, tonumber(ARGV[2]) - 1)
+local out = {}
+for _, conv in ipairs(convs) do
+  if redis.call('LLEN', k_conv(conv, 'inbox')) == 0 then
+    if redis.call('EXISTS', k_conv(conv, 'lease')) == 0 then
+      redis.call('ZREM', K_PENDING, conv)
+    end
+  elseif redis.call('EXISTS', k_conv(conv, 'lease')) == 0
+      and redis.call('SET', k_conv(conv, 'wake'), '1', 'NX', 'PX', ARGV[1]) then
+    table.insert(out, conv)
+  end
+end
+return out
+"""
+
+
+def _lua_table() -> str:
+    items = ", ".join(
+        f"['{state}|{trigger}']='{dest}'" for (state, trigger), dest in transition_table().items()
+    )
+    return f"local T = {{{items}}}\n"
+
+
+def build(keys: Keys) -> dict[str, str]:
+    """Script sources by name, each with the key prelude and the lifecycle table."""
+    head = keys.lua_prelude() + _lua_table() + _CORE
+    bodies = {
+        "apply_message": _APPLY_MESSAGE,
+        "create_session": _CREATE_SESSION,
+        "end_session": _END_SESSION,
+        "read_active": _READ_ACTIVE,
+        "expire_if_idle": _EXPIRE_IF_IDLE,
+        "update_fields": _UPDATE_FIELDS,
+        "expire_idle": _EXPIRE_IDLE,
+        "purge": _PURGE,
+        "ingest": _INGEST,
+        "push_op": _PUSH_OP,
+        "acquire": _ACQUIRE,
+        "apply_entry": _APPLY_ENTRY,
+        "release_or_next": _RELEASE_OR_NEXT,
+        "redrive": _REDRIVE,
+    }
+    # Scripts that touch only their KEYS do not need the prelude, but one shape keeps it simple.
+    return {name: head + body for name, body in bodies.items()}

@@ -1,0 +1,391 @@
+"""SessionService: the design document's API over the Redis store and the lifecycle machine.
+
+Methods take a customer phone number and default the business number from settings. The clock
+is injectable so tests move time instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from wa_sessions.errors import InvalidTransition, SessionAlreadyActive, SessionNotFound
+from wa_sessions.statemachine import lifecycle
+from wa_sessions.statemachine.identity import Conversation, normalize_address
+from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.lifecycle import Trigger
+from wa_sessions.statemachine.models import (
+    Message,
+    MessageDirection,
+    MessageType,
+    Session,
+    SessionCreate,
+    SessionPage,
+    SessionStatus,
+    SessionSummary,
+    SessionUpdate,
+    WindowState,
+)
+from wa_sessions.statemachine.store import (
+    CONTEXT_FIELD_PREFIX,
+    ORDER_FIELD,
+    RedisSessionStore,
+    counts_by,
+    to_ms,
+)
+
+Clock = Callable[[], datetime]
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+DEFAULT_BUSINESS_NUMBER = "+14155238886"
+#: Ended sessions' keys outlive the retention purge by a day, as a safety net if no sweep runs.
+_KEY_TTL_MARGIN_MS = 86_400_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_session_id() -> str:
+    return str(uuid.uuid4())
+
+
+class SessionService:
+    """Create, continue, end and read WhatsApp sessions.
+
+    ``SessionService()`` connects to ``REDIS_URL`` (default ``redis://localhost:6379/0``);
+    pass ``redis`` to share a client.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis | None = None,
+        *,
+        redis_url: str | None = None,
+        business_number: str = DEFAULT_BUSINESS_NUMBER,
+        session_timeout_hours: float = 24.0,
+        carry_over_context_keys: tuple[str, ...] | list[str] = (),
+        max_messages_per_session: int = 5000,
+        retention_days: float = 30.0,
+        default_region: str | None = None,
+        key_prefix: str = "wa:",
+        clock: Clock = utc_now,
+    ) -> None:
+        if redis_client is None:
+            url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+            redis_client = redis.Redis.from_url(url, decode_responses=True)
+        self.store = RedisSessionStore(redis_client, Keys(key_prefix))
+        self.default_region = default_region
+        self.business_number = normalize_address(business_number, default_region=default_region)
+        self.session_timeout_hours = session_timeout_hours
+        self.carry_over_context_keys = tuple(carry_over_context_keys)
+        self.max_messages_per_session = max_messages_per_session
+        self.retention_days = retention_days
+        self.clock = clock
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    @property
+    def timeout_ms(self) -> int:
+        return int(self.session_timeout_hours * 3_600_000)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * 86_400_000)
+
+    @property
+    def keep_ms(self) -> int:
+        return self.retention_ms + _KEY_TTL_MARGIN_MS
+
+    def now_ms(self) -> int:
+        return to_ms(self.clock())
+
+    def conversation(self, phone_number: str, business_number: str | None = None) -> Conversation:
+        business = (
+            normalize_address(business_number, default_region=self.default_region)
+            if business_number
+            else self.business_number
+        )
+        return Conversation(
+            normalize_address(phone_number, default_region=self.default_region), business
+        )
+
+    def _require(self, session_id: str) -> Session:
+        session = self.get_session_by_id(session_id, include_messages=False)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return session
+
+    # ---- core session management -------------------------------------------------------------
+
+    def create_session(self, session_data: SessionCreate) -> Session:
+        """Opens a session for the conversation; ``SessionAlreadyActive`` if it has a live one."""
+        conv = self.conversation(session_data.phone_number, session_data.business_number)
+        now = self.clock()
+        initial = None
+        if session_data.initial_message:
+            initial = Message(
+                id=f"init-{uuid.uuid4().hex}",
+                content=session_data.initial_message,
+                message_type=MessageType.TEXT,
+                direction=MessageDirection.INBOUND,
+                timestamp=now,
+            )
+        created, sid = self.store.create_session(
+            conv.key,
+            new_session_id(),
+            ts_ms=to_ms(now),
+            timeout_ms=self.timeout_ms,
+            keep_ms=self.keep_ms,
+            initial_message=initial,
+            context=session_data.context,
+        )
+        if not created:
+            raise SessionAlreadyActive(sid)
+        session = self.store.load(sid)
+        assert session is not None
+        return session
+
+    def get_session_by_phone(
+        self,
+        phone_number: str,
+        business_number: str | None = None,
+        *,
+        include_messages: bool = True,
+    ) -> Session | None:
+        """The conversation's active session, or None. A session idle past the timeout is
+        expired on the way (it is never returned as active)."""
+        conv = self.conversation(phone_number, business_number)
+        sid, _ = self.store.read_active(
+            conv.key, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
+        )
+        if sid is None:
+            return None
+        return self.store.load(sid, include_messages=include_messages)
+
+    def get_latest_session_by_phone(
+        self,
+        phone_number: str,
+        business_number: str | None = None,
+        *,
+        include_messages: bool = True,
+        message_limit: int | None = None,
+    ) -> Session | None:
+        """The active session if any, else the most recent ended one (None if never seen)."""
+        conv = self.conversation(phone_number, business_number)
+        sid, _ = self.store.read_active(
+            conv.key, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
+        )
+        sid = sid or self.store.latest_session_id(conv.key)
+        if sid is None:
+            return None
+        return self.store.load(
+            sid, include_messages=include_messages, message_limit=message_limit
+        )
+
+    def get_session_by_id(
+        self, session_id: str, *, include_messages: bool = True
+    ) -> Session | None:
+        self.store.expire_if_idle(
+            session_id, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
+        )
+        return self.store.load(session_id, include_messages=include_messages)
+
+    def update_session(self, session_id: str, updates: SessionUpdate) -> Session:
+        """Merges context keys (None removes one), replaces order details, and fires the
+        lifecycle trigger when ``status`` asks for an ended state."""
+        session = self._require(session_id)
+        set_fields: dict[str, str] = {}
+        delete_fields: list[str] = []
+        for name, value in (updates.context or {}).items():
+            if value is None:
+                delete_fields.append(CONTEXT_FIELD_PREFIX + name)
+            else:
+                set_fields[CONTEXT_FIELD_PREFIX + name] = json.dumps(value)
+        if updates.order_details is not None:
+            set_fields[ORDER_FIELD] = json.dumps(updates.order_details)
+        if (set_fields or delete_fields) and not self.store.update_fields(
+            session_id, set_fields, delete_fields
+        ):
+            raise SessionNotFound(f"no session {session_id}")
+        if updates.status is not None and updates.status != session.status:
+            trigger = {
+                SessionStatus.COMPLETED: Trigger.COMPLETE,
+                SessionStatus.EXPIRED: Trigger.EXPIRE,
+            }.get(updates.status)
+            if trigger is None:
+                raise InvalidTransition(session_id, session.status, f"become {updates.status}")
+            return self._end(session_id, trigger, reason="update")
+        result = self.store.load(session_id, include_messages=False)
+        if result is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return result
+
+    def complete_session(self, session_id: str, *, reason: str = "completed") -> Session:
+        return self._end(session_id, Trigger.COMPLETE, reason=reason)
+
+    def expire_session(self, session_id: str, *, reason: str = "expired") -> Session:
+        return self._end(session_id, Trigger.EXPIRE, reason=reason)
+
+    def _end(self, session_id: str, trigger: Trigger, *, reason: str) -> Session:
+        state = self.store.status_of(session_id)
+        if state is None:
+            raise SessionNotFound(f"no session {session_id}")
+        lifecycle.fire(session_id, state, trigger)
+        outcome, after = self.store.end_session(
+            session_id, trigger.value, now_ms=self.now_ms(), keep_ms=self.keep_ms, reason=reason
+        )
+        if outcome == "missing":
+            raise SessionNotFound(f"no session {session_id}")
+        if outcome == "invalid":
+            # Another process ended it between our read and our write.
+            raise InvalidTransition(session_id, after, trigger.value)
+        session = self.store.load(session_id, include_messages=False)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return session
+
+    # ---- messages ------------------------------------------------------------------------
+
+    def add_message(
+        self,
+        phone_number: str,
+        content: str,
+        message_type: MessageType = MessageType.TEXT,
+        direction: MessageDirection = MessageDirection.INBOUND,
+        metadata: dict[str, Any] | None = None,
+        *,
+        message_id: str | None = None,
+        business_number: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> Session:
+        """Appends a message to the conversation's live session, opening a new session when it
+        has none or its session has ended or timed out. Returns the session without its
+        history (use ``get_conversation_history``)."""
+        conv = self.conversation(phone_number, business_number)
+        now = self.clock()
+        at = timestamp or now
+        message = Message(
+            id=message_id or uuid.uuid4().hex,
+            content=content,
+            message_type=message_type,
+            direction=direction,
+            timestamp=at,
+            metadata=metadata or {},
+        )
+        result = self.store.apply_message(
+            conv.key,
+            message,
+            ts_ms=to_ms(at),
+            now_ms=to_ms(now),
+            new_session_id=new_session_id(),
+            timeout_ms=self.timeout_ms,
+            cap=self.max_messages_per_session,
+            keep_ms=self.keep_ms,
+            carry=self.carry_over_context_keys,
+        )
+        session = self.store.load(result.session_id, include_messages=False)
+        assert session is not None
+        return session
+
+    def get_conversation_history(
+        self, phone_number: str, limit: int = 50, business_number: str | None = None
+    ) -> list[Message]:
+        """The last ``limit`` messages (oldest first) of the phone's current or latest session."""
+        conv = self.conversation(phone_number, business_number)
+        sid, _ = self.store.read_active(
+            conv.key, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
+        )
+        sid = sid or self.store.latest_session_id(conv.key)
+        if sid is None:
+            return []
+        return self.store.messages(sid, limit)
+
+    def get_session_summary(self, session_id: str) -> SessionSummary:
+        session = self.get_session_by_id(session_id, include_messages=False)
+        if session is None:
+            raise SessionNotFound(f"no session {session_id}")
+        now = self.clock()
+        first = self.store.messages_at(session_id, 0)
+        last = self.store.messages_at(session_id, -1)
+        end = session.ended_at or now
+        return SessionSummary(
+            session_id=session.session_id,
+            phone_number=session.phone_number,
+            business_number=session.business_number,
+            status=session.status,
+            created_at=session.created_at,
+            ended_at=session.ended_at,
+            end_reason=session.end_reason,
+            duration_seconds=max(0.0, (end - session.created_at).total_seconds()),
+            message_count=session.message_count,
+            messages_by_direction=counts_by(session, "n:"),
+            messages_by_type=counts_by(session, "t:"),
+            first_message_at=first.timestamp if first else None,
+            last_message_at=last.timestamp if last else None,
+            last_activity=session.last_activity,
+            order_details=session.order_details,
+            context=session.context,
+            window=WindowState(
+                open=session.window_open(now),
+                last_inbound_at=session.last_inbound_at,
+                closes_at=session.window_closes_at(),
+            ),
+        )
+
+    # ---- utility -------------------------------------------------------------------------
+
+    def cleanup_expired_sessions(self, *, batch: int = 500) -> int:
+        """Expires every active session idle past the timeout and purges ended sessions past
+        the retention period. Returns how many sessions it expired."""
+        total = 0
+        while True:
+            expired, examined = self.store.expire_idle(
+                now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms, limit=batch
+            )
+            total += len(expired)
+            if examined < batch or not expired:
+                break
+        self.purge_retained(batch=batch)
+        return total
+
+    def purge_retained(self, *, batch: int = 500) -> int:
+        purged = 0
+        cutoff = self.now_ms() - self.retention_ms
+        while True:
+            n = self.store.purge(cutoff_ms=cutoff, limit=batch)
+            purged += n
+            if n < batch:
+                return purged
+
+    def get_active_sessions_count(self) -> int:
+        return self.store.count_active()
+
+    def get_active_sessions(self, *, offset: int = 0, limit: int = 50) -> SessionPage:
+        ids, total = self.store.page(self.store.keys.active, offset=offset, limit=limit)
+        return SessionPage(
+            sessions=self.store.load_many(ids), total=total, offset=offset, limit=limit
+        )
+
+    def get_all_sessions(
+        self, *, offset: int = 0, limit: int = 50, status: SessionStatus | None = None
+    ) -> SessionPage:
+        """Sessions newest first (by creation, or by end time when filtered to an ended
+        status), paginated."""
+        keys = self.store.keys
+        if status is None:
+            index = keys.all
+        elif status is SessionStatus.ACTIVE:
+            index = keys.active
+        else:
+            index = keys.status_index(status.value)
+        ids, total = self.store.page(index, offset=offset, limit=limit)
+        return SessionPage(
+            sessions=self.store.load_many(ids), total=total, offset=offset, limit=limit
+        )

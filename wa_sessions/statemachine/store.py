@@ -1,0 +1,469 @@
+"""The Redis adapter: the only module that talks to Redis about sessions and inboxes.
+
+Every state change is one Lua script from ``scripts`` (one round trip, atomic). Reads are
+plain commands, pipelined where they need several keys. The caller passes times in; the store
+never reads a clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any, cast
+
+import redis
+
+from wa_sessions.statemachine import scripts
+from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.models import (
+    Message,
+    MessageDirection,
+    MessageType,
+    Session,
+    SessionStatus,
+)
+
+CONTEXT_FIELD_PREFIX = "ctx:"
+ORDER_FIELD = "order"
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int | str | float) -> datetime:
+    return datetime.fromtimestamp(int(float(value)) / 1000, tz=UTC)
+
+
+def encode_entry(accepted_ms: int, kind: str, a: str, b: str, payload: str) -> str:
+    """One inbox entry: a tab-separated header the Lua scripts parse, then the payload."""
+    return f"{accepted_ms}\t{kind}\t{a}\t{b}\t{payload}"
+
+
+def entry_accepted_ms(entry: str) -> int:
+    return int(entry[: entry.index("\t")])
+
+
+def message_entry(message: Message, accepted_ms: int) -> str:
+    return encode_entry(
+        accepted_ms,
+        "m",
+        message.direction.value,
+        message.message_type.value,
+        message.model_dump_json(),
+    )
+
+
+def operation_entry(trigger: str, session_id: str, op_id: str, accepted_ms: int, reason: str) -> str:
+    kind = {"complete": "c", "expire": "x"}[trigger]
+    return encode_entry(accepted_ms, kind, session_id, op_id, reason)
+
+
+class IngestOutcome(IntEnum):
+    FULL = -1
+    DUPLICATE = 0
+    ACCEPTED = 1
+    ACCEPTED_WAKE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    session_id: str
+    created: bool
+    expired_session_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryResult:
+    """What applying one inbox entry did. ``status`` is ``ok``, or why nothing was applied:
+    ``lease`` (fencing token no longer ours), ``head`` (entry no longer first), ``bad``."""
+
+    status: str
+    kind: str = ""
+    session_id: str = ""
+    created: bool = False
+    detail: str = ""
+    remaining: int = 0
+    released: bool = False
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+class RedisSessionStore:
+    """Sessions, their messages and the per-conversation inboxes, stored in one Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self.client = _decoding(client)
+        self.keys = keys or Keys()
+        self._scripts = {
+            name: self.client.register_script(source)
+            for name, source in scripts.build(self.keys).items()
+        }
+
+    def _run(self, name: str, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
+        return self._scripts[name](keys=list(keys), args=list(args))
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    def apply_message(
+        self,
+        conv: str,
+        message: Message,
+        *,
+        ts_ms: int,
+        now_ms: int,
+        new_session_id: str,
+        timeout_ms: int,
+        cap: int,
+        keep_ms: int,
+        carry: Sequence[str] = (),
+    ) -> ApplyResult:
+        sid, created, expired = self._run(
+            "apply_message",
+            args=[
+                conv,
+                ts_ms,
+                now_ms,
+                new_session_id,
+                timeout_ms,
+                cap,
+                keep_ms,
+                message.direction.value,
+                message.message_type.value,
+                message.model_dump_json(),
+                len(carry),
+                *carry,
+            ],
+        )
+        return ApplyResult(_s(sid), bool(int(created)), _s(expired) or None)
+
+    def create_session(
+        self,
+        conv: str,
+        session_id: str,
+        *,
+        ts_ms: int,
+        timeout_ms: int,
+        keep_ms: int,
+        initial_message: Message | None,
+        context: dict[str, Any],
+    ) -> tuple[bool, str]:
+        """Opens a session unless the conversation has a live one: (created, session id)."""
+        pairs: list[str] = []
+        for name, value in context.items():
+            pairs += [CONTEXT_FIELD_PREFIX + name, json.dumps(value)]
+        result = self._run(
+            "create_session",
+            args=[
+                conv,
+                session_id,
+                ts_ms,
+                timeout_ms,
+                keep_ms,
+                initial_message.model_dump_json() if initial_message else "",
+                *pairs,
+            ],
+        )
+        return _s(result[0]) == "created", _s(result[1])
+
+    def end_session(
+        self, session_id: str, trigger: str, *, now_ms: int, keep_ms: int, reason: str
+    ) -> tuple[str, str]:
+        """Fires ``trigger`` atomically: (``ok``|``invalid``|``missing``, state)."""
+        outcome, state = self._run(
+            "end_session", args=[session_id, trigger, now_ms, keep_ms, reason]
+        )
+        return _s(outcome), _s(state)
+
+    def read_active(
+        self, conv: str, *, now_ms: int, timeout_ms: int, keep_ms: int
+    ) -> tuple[str | None, str | None]:
+        sid, expired = self._run("read_active", args=[conv, now_ms, timeout_ms, keep_ms])
+        return _s(sid) or None, _s(expired) or None
+
+    def expire_if_idle(self, session_id: str, *, now_ms: int, timeout_ms: int, keep_ms: int) -> bool:
+        return bool(self._run("expire_if_idle", args=[session_id, now_ms, timeout_ms, keep_ms]))
+
+    def update_fields(
+        self, session_id: str, set_fields: dict[str, str], delete_fields: Iterable[str]
+    ) -> bool:
+        flat: list[str] = []
+        for field, value in set_fields.items():
+            flat += [field, value]
+        deletes = list(delete_fields)
+        return bool(
+            self._run(
+                "update_fields",
+                args=[session_id, len(set_fields), *flat, len(deletes), *deletes],
+            )
+        )
+
+    def expire_idle(
+        self, *, now_ms: int, timeout_ms: int, keep_ms: int, limit: int
+    ) -> tuple[list[str], int]:
+        expired, examined = self._run("expire_idle", args=[now_ms, timeout_ms, keep_ms, limit])
+        return [_s(x) for x in expired], int(examined)
+
+    def purge(self, *, cutoff_ms: int, limit: int) -> int:
+        return int(self._run("purge", args=[cutoff_ms, limit]))
+
+    def status_of(self, session_id: str) -> str | None:
+        value = self.client.hget(self.keys.session(session_id), "status")
+        return _s(value) if value is not None else None
+
+    def load(
+        self, session_id: str, *, include_messages: bool = True, message_limit: int | None = None
+    ) -> Session | None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.session(session_id))
+        if include_messages:
+            start = -message_limit if message_limit else 0
+            pipe.lrange(self.keys.session_messages(session_id), start, -1)
+        results = pipe.execute()
+        fields = results[0]
+        if not fields:
+            return None
+        raw_messages = results[1] if include_messages else []
+        return session_from_hash(fields, raw_messages)
+
+    def load_many(self, session_ids: Sequence[str]) -> list[Session]:
+        if not session_ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for sid in session_ids:
+            pipe.hgetall(self.keys.session(sid))
+        return [session_from_hash(f, []) for f in pipe.execute() if f]
+
+    def messages(self, session_id: str, limit: int | None = None) -> list[Message]:
+        start = -limit if limit else 0
+        raw = self.client.lrange(self.keys.session_messages(session_id), start, -1)
+        return [Message.model_validate_json(m) for m in cast(list[str], raw)]
+
+    def messages_at(self, session_id: str, index: int) -> Message | None:
+        raw = self.client.lindex(self.keys.session_messages(session_id), index)
+        return Message.model_validate_json(cast(str, raw)) if raw else None
+
+    def latest_session_id(self, conv: str) -> str | None:
+        ids = self.client.zrevrange(self.keys.conv_sessions(conv), 0, 0)
+        return _s(ids[0]) if ids else None
+
+    def conversation_session_ids(self, conv: str) -> list[str]:
+        return [_s(x) for x in self.client.zrange(self.keys.conv_sessions(conv), 0, -1)]
+
+    def count_active(self) -> int:
+        return int(self.client.zcard(self.keys.active))
+
+    def page(self, index: str, *, offset: int, limit: int) -> tuple[list[str], int]:
+        """Ids from an index zset, newest first, and the index's size."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zrevrange(index, offset, offset + limit - 1)
+        pipe.zcard(index)
+        ids, total = pipe.execute()
+        return [_s(x) for x in ids], int(total)
+
+    # ---- inboxes --------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        conv: str,
+        entry: str,
+        *,
+        message_sid: str,
+        accepted_ms: int,
+        dedupe_ttl_ms: int,
+        max_depth: int,
+        wake_ttl_ms: int,
+    ) -> IngestOutcome:
+        k = self.keys
+        result = self._run(
+            "ingest",
+            keys=[k.seen(message_sid), k.conv_inbox(conv), k.conv_wake(conv), k.pending],
+            args=[entry, dedupe_ttl_ms, conv, accepted_ms, max_depth, wake_ttl_ms],
+        )
+        return IngestOutcome(int(result))
+
+    def push_operation(self, conv: str, entry: str, *, accepted_ms: int, wake_ttl_ms: int) -> bool:
+        """Appends an operator entry; True when a drain wake-up must be enqueued."""
+        k = self.keys
+        result = self._run(
+            "push_op",
+            keys=[k.conv_inbox(conv), k.conv_wake(conv), k.pending],
+            args=[entry, conv, accepted_ms, wake_ttl_ms],
+        )
+        return int(result) == 2
+
+    def _lease_keys(self, conv: str) -> list[str]:
+        k = self.keys
+        return [k.conv_lease(conv), k.conv_wake(conv), k.conv_inbox(conv), k.pending]
+
+    def acquire(self, conv: str, token: str, *, lease_ms: int, batch: int) -> list[str] | None:
+        result = self._run(
+            "acquire", keys=self._lease_keys(conv), args=[token, lease_ms, batch, conv]
+        )
+        if result is None or result is False:
+            return None
+        return [_s(x) for x in result]
+
+    def release_or_next(
+        self, conv: str, token: str, *, lease_ms: int, batch: int
+    ) -> list[str] | None:
+        """None when the lease is no longer ours; [] when released; else the next batch."""
+        result = self._run(
+            "release_or_next", keys=self._lease_keys(conv), args=[token, lease_ms, batch, conv]
+        )
+        if result is None or result is False:
+            return None
+        return [_s(x) for x in result]
+
+    def apply_entries(
+        self,
+        conv: str,
+        token: str,
+        entries: Sequence[str],
+        *,
+        now_ms: int,
+        new_session_ids: Sequence[str],
+        timeout_ms: int,
+        cap: int,
+        keep_ms: int,
+        lease_ms: int,
+        carry: Sequence[str] = (),
+        release_when_empty: bool = True,
+    ) -> list[EntryResult]:
+        """Applies entries in order, pipelined in one round trip; each one is fenced, so a lost
+        lease or a moved head stops the rest from applying."""
+        k = self.keys
+        keys = [k.conv_inbox(conv), k.conv_lease(conv), k.conv_wake(conv), k.pending]
+        script = self._scripts["apply_entry"]
+        pipe = self.client.pipeline(transaction=False)
+        last = len(entries) - 1
+        for i, (entry, sid) in enumerate(zip(entries, new_session_ids, strict=True)):
+            release = "1" if release_when_empty and i == last else "0"
+            script(
+                keys=keys,
+                args=[
+                    token,
+                    entry,
+                    now_ms,
+                    sid,
+                    timeout_ms,
+                    cap,
+                    keep_ms,
+                    lease_ms,
+                    conv,
+                    release,
+                    len(carry),
+                    *carry,
+                ],
+                client=pipe,
+            )
+        results: list[EntryResult] = []
+        for raw in pipe.execute():
+            values = [_s(v) if isinstance(v, (bytes, str)) else v for v in raw]
+            if values[0] != "ok" and len(values) <= 3:
+                results.append(EntryResult(status=str(values[0])))
+                continue
+            status, kind, sid, created, detail, remaining, released = values
+            results.append(
+                EntryResult(
+                    status=str(status),
+                    kind=str(kind),
+                    session_id=str(sid),
+                    created=bool(int(created)),
+                    detail=str(detail),
+                    remaining=int(remaining),
+                    released=bool(int(released)),
+                )
+            )
+        return results
+
+    def redrive(self, *, wake_ttl_ms: int, limit: int) -> list[str]:
+        return [_s(x) for x in self._run("redrive", args=[wake_ttl_ms, limit])]
+
+    def inbox_depth(self, conv: str) -> int:
+        return int(self.client.llen(self.keys.conv_inbox(conv)))
+
+    def pending_summary(self) -> tuple[int, int | None]:
+        """(conversations waiting, acceptance time of the oldest waiting entry in ms)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zcard(self.keys.pending)
+        pipe.zrange(self.keys.pending, 0, 0, withscores=True)
+        count, oldest = pipe.execute()
+        if not oldest:
+            return int(count), None
+        first = oldest[0]
+        return int(count), int(float(first[1]))
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
+
+
+def _decoding(client: redis.Redis) -> redis.Redis:
+    """The store works in ``str``; reuse a bytes client's connection settings with decoding on."""
+    kwargs = client.get_connection_kwargs()
+    if kwargs.get("decode_responses"):
+        return client
+    pool = client.connection_pool
+    new_pool = pool.__class__(
+        connection_class=pool.connection_class,
+        max_connections=pool.max_connections,
+        **{**kwargs, "decode_responses": True},
+    )
+    return redis.Redis(connection_pool=new_pool)
+
+
+def session_from_hash(fields: dict[str, str], raw_messages: Sequence[str]) -> Session:
+    context: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for name, value in fields.items():
+        if name.startswith(CONTEXT_FIELD_PREFIX):
+            context[name[len(CONTEXT_FIELD_PREFIX) :]] = json.loads(value)
+        elif name.startswith(("n:", "t:")):
+            counts[name] = int(value)
+    order = fields.get(ORDER_FIELD)
+    last_in = fields.get("last_in")
+    ended = fields.get("ended")
+    return Session(
+        session_id=fields["sid"],
+        phone_number=fields["phone"],
+        business_number=fields["biz"],
+        status=SessionStatus(fields["status"]),
+        created_at=from_ms(fields["created"]),
+        last_activity=from_ms(fields["last"]),
+        last_inbound_at=from_ms(last_in) if last_in else None,
+        ended_at=from_ms(ended) if ended else None,
+        end_reason=fields.get("end_reason") or None,
+        message_count=int(fields.get("count", 0)),
+        trimmed_count=int(fields.get("trimmed", 0)),
+        counts=counts,
+        messages=[Message.model_validate_json(m) for m in raw_messages],
+        context=context,
+        order_details=json.loads(order) if order else None,
+    )
+
+
+def counts_by(session: Session, prefix: str) -> dict[str, int]:
+    return {name[2:]: n for name, n in session.counts.items() if name.startswith(prefix)}
+
+
+__all__ = [
+    "ApplyResult",
+    "EntryResult",
+    "IngestOutcome",
+    "MessageDirection",
+    "MessageType",
+    "RedisSessionStore",
+    "encode_entry",
+    "entry_accepted_ms",
+    "from_ms",
+    "message_entry",
+    "operation_entry",
+    "to_ms",
+]
