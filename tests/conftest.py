@@ -42,7 +42,7 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture

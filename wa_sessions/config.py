@@ -9,9 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pydantic import field_validator
 
 
 class Environment(StrEnum):
@@ -27,6 +26,8 @@ class Settings(BaseSettings):
     """Every knob of the service. Field names are the environment variables, upper-cased."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    #: Development mode: the service may start without secrets (``./run serve`` generates them).
 
     environment: Environment = Environment.PRODUCTION
     redis_url: str = "redis://localhost:6379/0"
@@ -55,7 +56,6 @@ class Settings(BaseSettings):
     max_inbox_depth: int = Field(default=10_000, ge=1)
     lease_seconds: float = Field(default=5.0, gt=0)
     drain_batch_size: int = Field(default=100, ge=1)
-    queue_name: str = "wa_sessions"
     redrive_interval_seconds: float = Field(default=1.0, gt=0)
     expiry_sweep_interval_seconds: float = Field(default=60.0, gt=0)
 
@@ -66,8 +66,9 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @model_validator(mode="after")
-    def _refuse_insecure_defaults(self) -> Self:
+    def check_secure(self) -> Self:
+        """Refuses to serve outside development without the secrets that keep the service
+        closed. Called by the web and worker entry points, not by operator scripts."""
         if self.environment is Environment.DEVELOPMENT:
             return self
         missing = [

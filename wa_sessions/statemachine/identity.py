@@ -56,7 +56,8 @@ def normalize_address(raw: str, *, default_region: str | None = None) -> str:
 
 def _redact(value: str) -> str:
     """Error messages travel to logs and HTTP bodies: never echo a whole phone number."""
-    if len(value) <= 4:
+    # Showing 3 + 2 characters of anything shorter than 8 would reveal all or nearly all of it.
+    if len(value) < 8:
         return "***"
     return value[:3] + "***" + value[-2:]
 
@@ -80,9 +81,7 @@ class Conversation:
         return cls(customer, business)
 
     @classmethod
-    def of(
-        cls, customer: str, business: str, *, default_region: str | None = None
-    ) -> Conversation:
+    def of(cls, customer: str, business: str, *, default_region: str | None = None) -> Conversation:
         return cls(
             normalize_address(customer, default_region=default_region),
             normalize_address(business, default_region=default_region),

@@ -185,9 +185,7 @@ class SessionService:
         sid = sid or self.store.latest_session_id(conv.key)
         if sid is None:
             return None
-        return self.store.load(
-            sid, include_messages=include_messages, message_limit=message_limit
-        )
+        return self.store.load(sid, include_messages=include_messages, message_limit=message_limit)
 
     def get_session_by_id(
         self, session_id: str, *, include_messages: bool = True

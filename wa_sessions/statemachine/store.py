@@ -57,7 +57,9 @@ def message_entry(message: Message, accepted_ms: int) -> str:
     )
 
 
-def operation_entry(trigger: str, session_id: str, op_id: str, accepted_ms: int, reason: str) -> str:
+def operation_entry(
+    trigger: str, session_id: str, op_id: str, accepted_ms: int, reason: str
+) -> str:
     kind = {"complete": "c", "expire": "x"}[trigger]
     return encode_entry(accepted_ms, kind, session_id, op_id, reason)
 
@@ -188,7 +190,9 @@ class RedisSessionStore:
         sid, expired = self._run("read_active", args=[conv, now_ms, timeout_ms, keep_ms])
         return _s(sid) or None, _s(expired) or None
 
-    def expire_if_idle(self, session_id: str, *, now_ms: int, timeout_ms: int, keep_ms: int) -> bool:
+    def expire_if_idle(
+        self, session_id: str, *, now_ms: int, timeout_ms: int, keep_ms: int
+    ) -> bool:
         return bool(self._run("expire_if_idle", args=[session_id, now_ms, timeout_ms, keep_ms]))
 
     def update_fields(

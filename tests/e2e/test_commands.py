@@ -1,0 +1,75 @@
+"""The README's run command (``wa-sessions serve``: honcho, the Procfile and an embedded Redis)
+and the demo that plays a conversation against it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from wa_sessions.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+
+
+def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_path: Path) -> None:
+    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `wa-sessions demo` works."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TWILIO_", "ADMIN_", "REDIS_", "ENVIRONMENT", "PUBLIC_BASE"))
+    }
+    env["PORT"] = str(port)
+    cli = [sys.executable, "-m", "wa_sessions.cli"]
+    with (tmp_path / "serve.log").open("wb") as log:
+        serve = subprocess.Popen(
+            [*cli, "serve", "--procfile", str(ROOT / "Procfile")],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        healthy = False
+        while time.monotonic() < deadline and not healthy:
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r,
+            ):
+                healthy = r.status == 200
+            time.sleep(0.2)
+        assert healthy, (tmp_path / "serve.log").read_text()
+        demo = subprocess.run(
+            [*cli, "demo", "--timeout", "30"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert demo.stdout.count("\nsession ") >= 4
+        assert "I need 5 units of Product A" in demo.stdout
+        assert "a message after completion opened a new session" in demo.stdout
+        assert (tmp_path / ".run" / "dev.env").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+            serve.wait()

@@ -1,0 +1,681 @@
+"""The HTTP layer through the ASGI test client, on a real SessionService and Inbox over Redis.
+
+Webhooks are signed with the twilio SDK's own ``RequestValidator``; ``wake`` records its calls.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import FakeClock
+from wa_sessions.config import Settings
+from wa_sessions.statemachine import MessageDirection, SessionService
+from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.store import IngestOutcome
+from wa_sessions.webhook import WebDeps, create_app
+
+TOKEN = "test-token"
+ADMIN = {"Authorization": "Bearer admin"}
+BASE = "https://example.test"
+WEBHOOK = "/twilio-webhook-opt"
+URL = BASE + WEBHOOK
+PHONE = "+14155550100"
+OTHER = "+14155550101"
+BUSINESS = "+14155238886"
+CONV = f"{PHONE}|{BUSINESS}"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+class _ExplicitSettings(Settings):
+    """Settings from constructor arguments only: the test process's environment is ignored."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    options: dict[str, Any] = {
+        "environment": "development",
+        "twilio_auth_token": TOKEN,
+        "admin_token": "admin",
+        "public_base_url": BASE,
+        "business_number": BUSINESS,
+        "max_body_bytes": 4096,
+    }
+    options.update(overrides)
+    return _ExplicitSettings(**options)
+
+
+@dataclass
+class Web:
+    client: TestClient
+    service: SessionService
+    inbox: Inbox
+    wakes: list[str] = field(default_factory=list)
+
+    def inbox_entries(self, conv: str = CONV) -> list[str]:
+        store = self.service.store
+        return [str(e) for e in store.client.lrange(store.keys.conv_inbox(conv), 0, -1)]
+
+    def post(
+        self,
+        fields: dict[str, str],
+        *,
+        url: str = URL,
+        token: str = TOKEN,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        signature = RequestValidator(token).compute_signature(url, fields)
+        return self.client.post(
+            WEBHOOK,
+            content=urlencode(fields),
+            headers={**FORM, "X-Twilio-Signature": signature, **(headers or {})},
+        )
+
+
+MakeWeb = Callable[..., Web]
+
+
+@pytest.fixture
+def make_web(redis_client: redis.Redis, clock: FakeClock) -> Iterator[MakeWeb]:
+    """Builds an app on the test Redis; keyword arguments override settings or the inbox."""
+    clients: list[TestClient] = []
+
+    def make(
+        *,
+        client: redis.Redis | None = None,
+        inbox_policy: InboxPolicy | None = None,
+        wake: Callable[[str], None] | None = None,
+        inbox: Inbox | None = None,
+        **settings: Any,
+    ) -> Web:
+        service = SessionService(client or redis_client, business_number=BUSINESS, clock=clock)
+        inbox = inbox or Inbox(service.store, inbox_policy or InboxPolicy())
+        wakes: list[str] = []
+        app = create_app(
+            WebDeps(
+                settings=make_settings(**settings),
+                service=service,
+                inbox=inbox,
+                wake=wake or wakes.append,
+            )
+        )
+        test_client = TestClient(app)
+        clients.append(test_client)
+        return Web(test_client, service, inbox, wakes)
+
+    yield make
+    for test_client in clients:
+        test_client.close()
+
+
+@pytest.fixture
+def web(make_web: MakeWeb) -> Web:
+    return make_web()
+
+
+def inbound(
+    phone: str = PHONE, body: str = "I need 5 units of Product A", **extra: str
+) -> dict[str, str]:
+    fields = {
+        "MessageSid": "SM" + uuid.uuid4().hex,
+        "AccountSid": "AC" + "0" * 32,
+        "From": f"whatsapp:{phone}",
+        "To": f"whatsapp:{BUSINESS}",
+        "Body": body,
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "ProfileName": "Ada",
+        "WaId": phone[1:],
+        "MessageType": "text",
+    }
+    fields.update(extra)
+    return fields
+
+
+def outcome_count(outcome: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "wa_sessions_webhook_requests_total", {"endpoint": "inbound", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+def error_code(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message"}
+    return str(body["error"]["code"])
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unreachable_redis() -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1",
+        port=closed_port(),
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def seed(service: SessionService, phone: str, *contents: str) -> str:
+    session = None
+    for content in contents:
+        session = service.add_message(phone, content)
+    assert session is not None
+    return session.session_id
+
+
+# ---- webhook --------------------------------------------------------------------------------
+
+
+def test_signed_message_is_queued_in_its_conversation_inbox_and_answered_with_twiml(
+    web: Web,
+) -> None:
+    """200 with empty TwiML as text/xml; the message waits in the inbox; a drain is woken."""
+    fields = inbound()
+    before = outcome_count("accepted")
+    response = web.post(fields)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/xml")
+    assert response.text == '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+    entries = web.inbox_entries()
+    assert len(entries) == 1
+    assert web.service.store.inbox_depth(CONV) == 1
+    message = Message.model_validate_json(entries[0].split("\t", 4)[4])
+    assert message.id == fields["MessageSid"]
+    assert message.content == "I need 5 units of Product A"
+    assert message.direction is MessageDirection.INBOUND
+    assert message.metadata["profile_name"] == "Ada"
+    assert web.wakes == [CONV]
+    assert outcome_count("accepted") == before + 1
+
+
+def test_second_message_in_a_row_finds_the_drain_already_woken(web: Web) -> None:
+    """Two messages queue in order and wake the conversation's drain only once."""
+    assert web.post(inbound(body="one")).status_code == 200
+    assert web.post(inbound(body="two")).status_code == 200
+    contents = [json.loads(e.split("\t", 4)[4])["content"] for e in web.inbox_entries()]
+    assert contents == ["one", "two"]
+    assert web.wakes == [CONV]
+
+
+def test_redelivered_message_sid_is_stored_once_and_answered_200(web: Web) -> None:
+    """Twilio's retry of the same MessageSid is a duplicate: 200, stored once, no wake."""
+    fields = inbound()
+    before = outcome_count("duplicate")
+    assert web.post(fields).status_code == 200
+    again = web.post(fields)
+    assert again.status_code == 200
+    assert again.text.endswith("<Response/>")
+    assert len(web.inbox_entries()) == 1
+    assert web.wakes == [CONV]
+    assert outcome_count("duplicate") == before + 1
+
+
+def test_media_message_is_queued_with_its_media(web: Web) -> None:
+    """An image message keeps its media URLs and content types."""
+    fields = inbound(
+        body="",
+        NumMedia="2",
+        MediaUrl0="https://api.twilio.com/m/1",
+        MediaContentType0="image/jpeg",
+        MediaUrl1="https://api.twilio.com/m/2",
+        MediaContentType1="image/png",
+    )
+    assert web.post(fields).status_code == 200
+    message = json.loads(web.inbox_entries()[0].split("\t", 4)[4])
+    assert message["message_type"] == "image"
+    assert [m["content_type"] for m in message["metadata"]["media"]] == ["image/jpeg", "image/png"]
+
+
+def test_forged_or_unsigned_webhooks_are_refused_and_store_nothing(
+    web: Web, redis_client: redis.Redis
+) -> None:
+    """A wrong token, a tampered field, another URL or no signature: 403, nothing in Redis."""
+    before = outcome_count("bad_signature")
+    fields = inbound()
+    good = RequestValidator(TOKEN).compute_signature(URL, fields)
+    tampered = {**fields, "Body": "I need 500 units"}
+    responses = [
+        web.post(fields, token="stolen-token"),
+        web.post(fields, url="https://attacker.test" + WEBHOOK),
+        web.client.post(
+            WEBHOOK, content=urlencode(tampered), headers={**FORM, "X-Twilio-Signature": good}
+        ),
+        web.client.post(WEBHOOK, content=urlencode(fields), headers=FORM),
+        web.client.post(
+            WEBHOOK, content=urlencode(fields), headers={**FORM, "X-Twilio-Signature": ""}
+        ),
+    ]
+    assert [r.status_code for r in responses] == [403] * 5
+    assert {error_code(r) for r in responses} == {"invalid_signature"}
+    assert redis_client.keys("*") == []
+    assert web.wakes == []
+    assert outcome_count("bad_signature") == before + 5
+
+
+def test_sha256_signature_is_accepted_when_the_settings_header_names_it(web: Web) -> None:
+    """``X-Twilio-Webhooks-Signature-Settings`` selects HMAC-SHA256."""
+    fields = inbound()
+    signature = RequestValidator(TOKEN).compute_signature(URL, fields, algorithm="HMAC_SHA256")
+    response = web.client.post(
+        WEBHOOK,
+        content=urlencode(fields),
+        headers={
+            **FORM,
+            "X-Twilio-Signature": signature,
+            "X-Twilio-Webhooks-Signature-Settings": "key=k1,algorithm=HMAC_SHA256",
+        },
+    )
+    assert response.status_code == 200
+
+
+def test_forwarded_headers_rebuild_the_signed_url_only_when_trusted(make_web: MakeWeb) -> None:
+    """Without a public base URL, a trusted proxy's X-Forwarded-* name the URL Twilio signed."""
+    fields = inbound()
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.test"}
+    url = "https://hooks.example.test" + WEBHOOK
+    trusted = make_web(public_base_url="", trust_proxy_headers=True)
+    untrusted = make_web(public_base_url="", trust_proxy_headers=False)
+    assert untrusted.post(fields, url=url, headers=proxied).status_code == 403
+    assert trusted.post(fields, url=url, headers=proxied).status_code == 200
+    # Without either, the URL the server saw is what must have been signed.
+    assert untrusted.post(inbound(), url="http://testserver" + WEBHOOK).status_code == 200
+
+
+def test_webhook_for_another_account_is_refused(make_web: MakeWeb) -> None:
+    """With TWILIO_ACCOUNT_SID set, a correctly signed request for another account is 403."""
+    web = make_web(twilio_account_sid="AC" + "1" * 32)
+    response = web.post(inbound())
+    assert response.status_code == 403
+    assert error_code(response) == "unknown_account"
+    assert web.inbox_entries() == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field_name"),
+    [
+        ({"NumMedia": "many"}, "NumMedia"),
+        ({"NumMedia": "11"}, "NumMedia"),
+        ({"MessageSid": "SM123"}, "MessageSid"),
+        ({"From": ""}, "From"),
+        ({"From": "whatsapp:not-a-number"}, "From"),
+        ({"Latitude": "north", "Longitude": "1"}, "Latitude"),
+    ],
+)
+def test_malformed_webhook_is_a_400_json_error_naming_the_field(
+    web: Web, change: dict[str, str], field_name: str
+) -> None:
+    """A signed but malformed message is refused with the field's name, nothing stored."""
+    before = outcome_count("bad_request")
+    response = web.post(inbound(**change))
+    assert response.status_code == 400
+    assert error_code(response) == "bad_request"
+    assert field_name in response.json()["error"]["message"]
+    assert web.inbox_entries() == []
+    assert outcome_count("bad_request") == before + 1
+
+
+def test_missing_to_is_a_400(web: Web) -> None:
+    """To is required: it names the business number of the conversation."""
+    fields = inbound()
+    del fields["To"]
+    response = web.post(fields)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "To is missing"
+
+
+def test_undecodable_body_is_a_400(web: Web) -> None:
+    """A body that is not UTF-8 form encoding is refused before anything else."""
+    response = web.client.post(
+        WEBHOOK, content=b"Body=%ff", headers={**FORM, "X-Twilio-Signature": "x"}
+    )
+    assert response.status_code == 400
+    assert error_code(response) == "bad_request"
+
+
+def test_oversized_body_is_refused_with_413_declared_or_streamed(
+    web: Web, redis_client: redis.Redis
+) -> None:
+    """Over MAX_BODY_BYTES: refused from Content-Length, and also when sent chunked."""
+    before = outcome_count("too_large")
+    fields = inbound(body="x" * 5000)
+    declared = web.post(fields)
+    assert declared.status_code == 413
+    assert error_code(declared) == "payload_too_large"
+    signature = RequestValidator(TOKEN).compute_signature(URL, fields)
+    payload = urlencode(fields).encode()
+    chunks = (payload[i : i + 1000] for i in range(0, len(payload), 1000))
+    streamed = web.client.post(
+        WEBHOOK, content=chunks, headers={**FORM, "X-Twilio-Signature": signature}
+    )
+    assert streamed.status_code == 413
+    assert redis_client.keys("*") == []
+    assert outcome_count("too_large") == before + 2
+
+
+def test_full_inbox_is_a_429(make_web: MakeWeb) -> None:
+    """A conversation whose inbox is at its cap refuses more with ``inbox_full``."""
+    web = make_web(inbox_policy=InboxPolicy(max_depth=1))
+    assert web.post(inbound(body="one")).status_code == 200
+    response = web.post(inbound(body="two"))
+    assert response.status_code == 429
+    assert error_code(response) == "inbox_full"
+    assert len(web.inbox_entries()) == 1
+
+
+def test_redis_down_is_a_503_so_twilio_retries(make_web: MakeWeb) -> None:
+    """With Redis unreachable the webhook, the API and the health check answer 503."""
+    web = make_web(client=unreachable_redis())
+    before = outcome_count("unavailable")
+    response = web.post(inbound())
+    assert response.status_code == 503
+    assert error_code(response) == "unavailable"
+    assert outcome_count("unavailable") == before + 1
+    assert web.wakes == []
+    health = web.client.get("/healthz")
+    assert health.status_code == 503
+    assert error_code(health) == "unavailable"
+    listing = web.client.get("/sessions/active", headers=ADMIN)
+    assert listing.status_code == 503
+
+
+def test_failed_wake_still_answers_200_since_the_message_is_stored(
+    make_web: MakeWeb, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The entry is in the inbox and the conversation pending: the re-drive pass wakes it.
+    The failure is logged without the conversation's phone number."""
+
+    def broken_wake(conv: str) -> None:
+        raise ConnectionError(f"broker down while waking {conv}")
+
+    web = make_web(wake=broken_wake)
+    assert web.post(inbound()).status_code == 200
+    assert len(web.inbox_entries()) == 1
+    assert "drain wake-up failed: ConnectionError" in caplog.text
+    assert PHONE not in caplog.text
+
+
+def test_unexpected_error_is_a_500_without_details(
+    make_web: MakeWeb, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug surfaces as ``internal_error``, counted as error; neither the body nor the log
+    repeats the exception's message (it may quote a phone number)."""
+
+    class BrokenInbox(Inbox):
+        def accept(self, conv: str, message: Message, *, accepted_ms: int) -> IngestOutcome:
+            raise RuntimeError(f"secret detail {conv}")
+
+    service = SessionService(redis_client, business_number=BUSINESS)
+    web = make_web(inbox=BrokenInbox(service.store))
+    before = outcome_count("error")
+    response = web.post(inbound())
+    assert response.status_code == 500
+    assert error_code(response) == "internal_error"
+    assert "secret" not in response.text
+    assert outcome_count("error") == before + 1
+    assert "RuntimeError" in caplog.text
+    assert PHONE not in caplog.text
+
+
+# ---- session API ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", f"/session/{PHONE}"),
+        ("GET", "/sessions/active"),
+        ("GET", "/sessions"),
+        ("POST", f"/session/{uuid.uuid4()}/complete"),
+        ("POST", f"/session/{uuid.uuid4()}/expire"),
+        ("GET", f"/session/{uuid.uuid4()}/summary"),
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic YWRtaW46YWRtaW4="}],
+)
+def test_session_api_needs_the_admin_bearer_token(
+    web: Web, method: str, path: str, headers: dict[str, str]
+) -> None:
+    """Every API route is 401 with WWW-Authenticate: Bearer for a missing or wrong token."""
+    response = web.client.request(method, path, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert error_code(response) == "unauthorized"
+
+
+def test_unset_admin_token_locks_the_api(make_web: MakeWeb) -> None:
+    """No ADMIN_TOKEN configured means no token is right, not that none is needed."""
+    web = make_web(admin_token="")
+    assert web.client.get("/sessions", headers={"Authorization": "Bearer "}).status_code == 401
+    assert web.client.get("/sessions").status_code == 401
+
+
+def test_session_by_phone_has_the_design_documents_shape(web: Web, clock: FakeClock) -> None:
+    """Session without messages plus counts, window and the last ``limit`` messages."""
+    sid = seed(web.service, PHONE, "one", "two", "three")
+    response = web.client.get(f"/session/{PHONE}", params={"limit": 2}, headers=ADMIN)
+    assert response.status_code == 200
+    data = response.json()
+    assert set(data) == {"session", "conversation_history", "message_count"}
+    session = data["session"]
+    assert session["session_id"] == sid
+    assert session["phone_number"] == PHONE
+    assert session["status"] == "active"
+    assert session["message_count"] == 3
+    assert session["context"] == {}
+    assert session["order_details"] is None
+    assert session["window"]["open"] is True
+    assert session["last_inbound_at"] is not None
+    assert "messages" not in session
+    assert [m["content"] for m in data["conversation_history"]] == ["two", "three"]
+    assert data["message_count"] == 2
+
+
+def test_session_by_phone_accepts_whatsapp_prefixed_and_business_number(web: Web) -> None:
+    """The phone may be given as Twilio sends it; business_number selects the conversation."""
+    seed(web.service, PHONE, "hello")
+    prefixed = web.client.get(f"/session/whatsapp:{PHONE}", headers=ADMIN)
+    assert prefixed.status_code == 200
+    other_business = web.client.get(
+        f"/session/{PHONE}", params={"business_number": "+14155238887"}, headers=ADMIN
+    )
+    assert other_business.status_code == 404
+
+
+def test_session_by_phone_errors(web: Web) -> None:
+    """Unknown phone 404; an invalid phone or limit 400 naming the problem."""
+    unknown = web.client.get(f"/session/{OTHER}", headers=ADMIN)
+    assert unknown.status_code == 404
+    assert error_code(unknown) == "session_not_found"
+    invalid = web.client.get("/session/abc", headers=ADMIN)
+    assert invalid.status_code == 400
+    assert error_code(invalid) == "invalid_phone_number"
+    for limit in ("0", "1001", "ten"):
+        response = web.client.get(f"/session/{PHONE}", params={"limit": limit}, headers=ADMIN)
+        assert response.status_code == 400
+        assert error_code(response) == "bad_request"
+        assert response.json()["error"]["message"].startswith("limit:")
+
+
+def test_active_sessions_are_paginated(web: Web, clock: FakeClock) -> None:
+    """``/sessions/active`` pages through active sessions and reports the total."""
+    sids = []
+    for i in range(3):
+        sids.append(seed(web.service, f"+1415555020{i}", "hi"))
+        clock.advance(seconds=1)
+    first = web.client.get("/sessions/active", params={"limit": 2}, headers=ADMIN).json()
+    assert first["total_active"] == 3
+    assert len(first["active_sessions"]) == 2
+    rest = web.client.get(
+        "/sessions/active", params={"offset": 2, "limit": 2}, headers=ADMIN
+    ).json()
+    seen = [s["session_id"] for s in first["active_sessions"] + rest["active_sessions"]]
+    assert sorted(seen) == sorted(sids)
+    assert rest["offset"] == 2
+    bad = web.client.get("/sessions/active", params={"offset": -1}, headers=ADMIN)
+    assert bad.status_code == 400
+    assert "offset" in bad.json()["error"]["message"]
+
+
+def test_sessions_listing_filters_by_status_and_pages(web: Web, clock: FakeClock) -> None:
+    """``/sessions`` lists newest first with totals, filtered by status when asked."""
+    a = seed(web.service, PHONE, "hi")
+    clock.advance(seconds=1)
+    b = seed(web.service, OTHER, "hi")
+    web.service.complete_session(a)
+    everything = web.client.get("/sessions", headers=ADMIN).json()
+    assert [s["session_id"] for s in everything["sessions"]] == [b, a]
+    assert (everything["total"], everything["offset"], everything["limit"]) == (2, 0, 50)
+    completed = web.client.get("/sessions", params={"status": "completed"}, headers=ADMIN)
+    assert [s["session_id"] for s in completed.json()["sessions"]] == [a]
+    paged = web.client.get("/sessions", params={"offset": 1, "limit": 1}, headers=ADMIN).json()
+    assert [s["session_id"] for s in paged["sessions"]] == [a]
+    assert paged["total"] == 2
+    bad = web.client.get("/sessions", params={"status": "lost"}, headers=ADMIN)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["message"].startswith("status:")
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "message"),
+    [
+        ("complete", "completed", "Session completed successfully"),
+        ("expire", "expired", "Session expired successfully"),
+    ],
+)
+def test_ending_a_session_then_ending_it_again_is_a_conflict(
+    web: Web, action: str, status: str, message: str
+) -> None:
+    """complete/expire: 200 with the ended session, then 409 ``invalid_transition``."""
+    sid = seed(web.service, PHONE, "hi")
+    done = web.client.post(f"/session/{sid}/{action}", headers=ADMIN)
+    assert done.status_code == 200
+    assert done.json()["message"] == message
+    assert done.json()["session"]["status"] == status
+    assert done.json()["session"]["ended_at"] is not None
+    again = web.client.post(f"/session/{sid}/{action}", headers=ADMIN)
+    assert again.status_code == 409
+    assert error_code(again) == "invalid_transition"
+
+
+@pytest.mark.parametrize("action", ["complete", "expire"])
+def test_ending_an_unknown_or_malformed_session_id(web: Web, action: str) -> None:
+    """An unknown UUID is 404; anything that is not a UUID is 400 naming session_id."""
+    unknown = web.client.post(f"/session/{uuid.uuid4()}/{action}", headers=ADMIN)
+    assert unknown.status_code == 404
+    assert error_code(unknown) == "session_not_found"
+    for bad_id in ("not-a-uuid", "..%2F..%2Fetc", "%2E%2E"):
+        response = web.client.post(f"/session/{bad_id}/{action}", headers=ADMIN)
+        assert response.status_code in (400, 404)
+        error_code(response)
+    malformed = web.client.post(f"/session/not-a-uuid/{action}", headers=ADMIN)
+    assert malformed.status_code == 400
+    assert malformed.json()["error"]["message"].startswith("session_id:")
+
+
+def test_session_summary(web: Web) -> None:
+    """The summary counts messages by direction and type; unknown or bad ids are refused."""
+    sid = seed(web.service, PHONE, "one", "two")
+    web.service.add_message(PHONE, "reply", direction=MessageDirection.OUTBOUND)
+    response = web.client.get(f"/session/{sid}/summary", headers=ADMIN)
+    assert response.status_code == 200
+    summary = response.json()
+    assert summary["session_id"] == sid
+    assert summary["message_count"] == 3
+    assert summary["messages_by_direction"] == {"inbound": 2, "outbound": 1}
+    assert summary["window"]["open"] is True
+    assert web.client.get(f"/session/{uuid.uuid4()}/summary", headers=ADMIN).status_code == 404
+    assert web.client.get("/session/nope/summary", headers=ADMIN).status_code == 400
+
+
+# ---- operations -----------------------------------------------------------------------------
+
+
+def test_healthz_pings_redis(web: Web) -> None:
+    """Healthy when Redis answers; no token needed."""
+    response = web.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_metrics_exposes_webhook_counters(web: Web) -> None:
+    """``/metrics`` is the Prometheus exposition, including webhook outcomes."""
+    web.post(inbound())
+    response = web.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "wa_sessions_webhook_requests_total" in response.text
+
+
+def test_api_requests_are_counted_by_route_template_not_by_value(web: Web) -> None:
+    """The route label is the template: no phone number ever becomes a label value."""
+    web.client.get(f"/session/{PHONE}", headers=ADMIN)
+    text = web.client.get("/metrics").text
+    assert 'route="/session/{phone_number}",status="4xx"' in text
+    assert PHONE not in text
+
+
+def test_openapi_documents_every_path(web: Web) -> None:
+    """``/openapi.json`` lists the webhook, the session API and health, with error bodies."""
+    schema = web.client.get("/openapi.json").json()
+    assert set(schema["paths"]) >= {
+        WEBHOOK,
+        "/session/{phone_number}",
+        "/sessions/active",
+        "/sessions",
+        "/session/{session_id}/complete",
+        "/session/{session_id}/expire",
+        "/session/{session_id}/summary",
+        "/healthz",
+        "/metrics",
+    }
+    get_session = schema["paths"]["/session/{phone_number}"]["get"]
+    assert "422" not in get_session["responses"]
+    assert "SessionDetail" in json.dumps(get_session["responses"]["200"])
+    webhook = schema["paths"][WEBHOOK]["post"]
+    assert "application/x-www-form-urlencoded" in webhook["requestBody"]["content"]
+    assert "bearer" in json.dumps(schema["components"]["securitySchemes"]).lower()
+
+
+def test_unknown_route_and_wrong_method_are_json_errors(web: Web) -> None:
+    """Even the router's own refusals use the error body."""
+    missing = web.client.get("/nowhere")
+    assert missing.status_code == 404
+    assert error_code(missing) == "not_found"
+    wrong = web.client.get(WEBHOOK)
+    assert wrong.status_code == 405
+    assert error_code(wrong) == "method_not_allowed"

@@ -1,0 +1,389 @@
+"""Twilio's inbound WhatsApp form: parsing into a Message, URL rebuilding and signature checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from wa_sessions.errors import BadRequest, InvalidSignature
+from wa_sessions.statemachine.models import MessageDirection, MessageType
+from wa_sessions.webhook.twilio import (
+    FormParams,
+    SignatureChecker,
+    UnknownAccount,
+    check_account,
+    decode_form,
+    parse_inbound,
+    signed_url,
+)
+
+TOKEN = "test-token"
+URL = "https://example.test/twilio-webhook-opt"
+AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+CUSTOMER = "+14155550100"
+BUSINESS = "+14155238886"
+
+
+def sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+def form(**fields: str) -> dict[str, str]:
+    base = {
+        "MessageSid": sid(),
+        "AccountSid": "AC" + "0" * 32,
+        "From": f"whatsapp:{CUSTOMER}",
+        "To": f"whatsapp:{BUSINESS}",
+        "Body": "I need 5 units of Product A",
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "ProfileName": "Ada",
+        "WaId": CUSTOMER[1:],
+        "MessageType": "text",
+    }
+    base.update(fields)
+    return base
+
+
+def params_of(fields: dict[str, str] | list[tuple[str, str]]) -> FormParams:
+    return decode_form(urlencode(fields).encode())
+
+
+# ---- parsing --------------------------------------------------------------------------------
+
+
+def test_text_message_becomes_an_inbound_text_message_of_the_conversation() -> None:
+    """From/To make the conversation; MessageSid, Body and the acceptance time the message."""
+    fields = form()
+    conv, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert (conv.customer, conv.business) == (CUSTOMER, BUSINESS)
+    assert message.id == fields["MessageSid"]
+    assert message.content == "I need 5 units of Product A"
+    assert message.message_type is MessageType.TEXT
+    assert message.direction is MessageDirection.INBOUND
+    assert message.timestamp == AT
+    assert message.metadata == {
+        "profile_name": "Ada",
+        "wa_id": CUSTOMER[1:],
+        "account_sid": "AC" + "0" * 32,
+    }
+
+
+def test_parsed_message_serialises_like_a_validated_one() -> None:
+    """The skipped validation pass changes nothing in what the inbox stores."""
+    _, message = parse_inbound(params_of(form()), accepted_at=AT)
+    again = type(message).model_validate_json(message.model_dump_json())
+    assert again == message
+
+
+def test_image_message_with_two_media_lists_both_and_takes_the_first_type() -> None:
+    """NumMedia=2: both URLs with content types, typed by the first one."""
+    fields = form(
+        Body="",
+        NumMedia="2",
+        MediaUrl0="https://api.twilio.com/media/ME1",
+        MediaContentType0="image/jpeg",
+        MediaUrl1="https://api.twilio.com/media/ME2",
+        MediaContentType1="application/pdf",
+    )
+    _, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert message.message_type is MessageType.IMAGE
+    assert message.content == ""
+    assert message.metadata["media"] == [
+        {"url": "https://api.twilio.com/media/ME1", "content_type": "image/jpeg"},
+        {"url": "https://api.twilio.com/media/ME2", "content_type": "application/pdf"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("audio/ogg", MessageType.AUDIO),
+        ("video/mp4", MessageType.VIDEO),
+        ("application/pdf", MessageType.DOCUMENT),
+        ("text/vcard", MessageType.DOCUMENT),
+    ],
+)
+def test_media_content_type_decides_the_message_type(
+    content_type: str, expected: MessageType
+) -> None:
+    """audio/video map to their types; anything else that is not an image is a document."""
+    fields = form(NumMedia="1", MediaUrl0="https://m.test/1", MediaContentType0=content_type)
+    _, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert message.message_type is expected
+
+
+def test_location_message_carries_coordinates_address_and_label() -> None:
+    """Latitude/Longitude make a location message with numeric coordinates."""
+    fields = form(
+        Body="",
+        Latitude="37.7749",
+        Longitude="-122.4194",
+        Address="1 Market St",
+        Label="Office",
+    )
+    _, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert message.message_type is MessageType.LOCATION
+    assert message.metadata["location"] == {
+        "latitude": 37.7749,
+        "longitude": -122.4194,
+        "address": "1 Market St",
+        "label": "Office",
+    }
+
+
+@pytest.mark.parametrize(
+    ("latitude", "longitude"),
+    [("north", "1"), ("91", "0"), ("0", "181"), ("nan", "0"), ("1", "")],
+)
+def test_malformed_location_is_a_bad_request(latitude: str, longitude: str) -> None:
+    """Coordinates must both be finite numbers within range."""
+    with pytest.raises(BadRequest, match=r"Latitude|Longitude"):
+        parse_inbound(params_of(form(Latitude=latitude, Longitude=longitude)), accepted_at=AT)
+
+
+def test_button_reply_reply_context_and_referral_are_kept_in_metadata() -> None:
+    """Quick-reply buttons, the replied-to sid and click-to-WhatsApp ad fields are kept."""
+    replied = sid()
+    fields = form(
+        Body="Yes",
+        ButtonText="Yes",
+        ButtonPayload="confirm_order",
+        OriginalRepliedMessageSid=replied,
+        ReferralSourceUrl="https://ads.test/1",
+        ReferralCtwaClid="clid-1",
+        ReferralHeadline="Sale",
+    )
+    _, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert message.message_type is MessageType.TEXT
+    assert message.metadata["button"] == {"text": "Yes", "payload": "confirm_order"}
+    assert message.metadata["replied_to"] == replied
+    assert message.metadata["referral"] == {
+        "source_url": "https://ads.test/1",
+        "ctwa_clid": "clid-1",
+        "headline": "Sale",
+    }
+
+
+def test_business_scoped_user_id_in_from_is_the_customer_address() -> None:
+    """A WhatsApp user with a username arrives as a BSUID, kept as sent."""
+    fields = form(From="whatsapp:US.13491208655302741918")
+    fields.pop("WaId")
+    conv, _ = parse_inbound(params_of(fields), accepted_at=AT)
+    assert conv.customer == "US.13491208655302741918"
+    assert conv.key == f"US.13491208655302741918|{BUSINESS}"
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """Twilio adds fields without notice; they do not break parsing or reach storage."""
+    fields = form(ChannelMetadata='{"type":"whatsapp"}', SmsStatus="received", NewField="x")
+    _, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert "NewField" not in str(message.metadata)
+
+
+@pytest.mark.parametrize("num_media", ["11", "99", "100", "-1", "two", "1.5", " 1", "١"])
+def test_num_media_outside_zero_to_ten_or_not_an_integer_is_a_bad_request(
+    num_media: str,
+) -> None:
+    """NumMedia must be an ASCII integer from 0 to 10."""
+    with pytest.raises(BadRequest, match="NumMedia"):
+        parse_inbound(params_of(form(NumMedia=num_media)), accepted_at=AT)
+
+
+def test_num_media_without_its_media_url_is_a_bad_request() -> None:
+    """A promised MediaUrlN that is absent names the missing field."""
+    with pytest.raises(BadRequest, match="MediaUrl0"):
+        parse_inbound(params_of(form(NumMedia="1")), accepted_at=AT)
+
+
+@pytest.mark.parametrize(
+    "message_sid",
+    ["", "SM123", "sm" + "a" * 32, "SM" + "g" * 32, "SM" + "a" * 33, "S1" + "a" * 32],
+)
+def test_malformed_message_sid_is_a_bad_request(message_sid: str) -> None:
+    """MessageSid is two capital letters and 32 hex digits."""
+    with pytest.raises(BadRequest, match="MessageSid"):
+        parse_inbound(params_of(form(MessageSid=message_sid)), accepted_at=AT)
+
+
+@pytest.mark.parametrize("field", ["MessageSid", "From", "To"])
+def test_missing_required_field_is_a_bad_request_naming_it(field: str) -> None:
+    """MessageSid, From and To are required."""
+    fields = form()
+    del fields[field]
+    with pytest.raises(BadRequest, match=f"^{field} is missing"):
+        parse_inbound(params_of(fields), accepted_at=AT)
+
+
+def test_from_that_is_no_address_is_a_bad_request_without_echoing_it() -> None:
+    """A From that is neither E.164 nor a BSUID is refused; the value is redacted."""
+    with pytest.raises(BadRequest, match=r"^From is not a WhatsApp address") as caught:
+        parse_inbound(params_of(form(From="whatsapp:call-me-maybe-555")), accepted_at=AT)
+    assert "call-me-maybe-555" not in str(caught.value)
+
+
+def test_invalid_utf8_body_is_a_bad_request() -> None:
+    """Percent-escaped bytes that are not UTF-8 are refused, as are raw ones."""
+    with pytest.raises(BadRequest, match="UTF-8"):
+        decode_form(b"MessageSid=SM1&Body=%ff%fe")
+    with pytest.raises(BadRequest, match="UTF-8"):
+        decode_form(b"Body=\xff")
+
+
+def test_broken_percent_escape_is_a_bad_request() -> None:
+    """parse_qsl would keep ``%zz`` literally; Twilio never sends it."""
+    with pytest.raises(BadRequest, match="percent"):
+        decode_form(b"Body=100%zz")
+
+
+def test_form_keeps_blank_values_plus_as_space_and_repeated_names() -> None:
+    """Blank values survive, ``+`` is a space, and a repeated name keeps every value."""
+    params = decode_form(b"Body=&Label=a+b&X=1&X=2")
+    assert params.get("Body") == ""
+    assert params.get("Label") == "a b"
+    assert params.getall("X") == ["1", "2"]
+    assert list(params) == ["Body", "Label", "X"]
+
+
+# ---- URL rebuilding -------------------------------------------------------------------------
+
+
+def test_public_base_url_wins_over_request_url_and_forwarded_headers() -> None:
+    """Behind a proxy the configured base URL plus path and query is what Twilio signed."""
+    url = signed_url(
+        request_url="http://10.0.0.5:8000/twilio-webhook-opt?x=1",
+        path="/twilio-webhook-opt",
+        query="x=1",
+        public_base_url="https://example.test/",
+        trust_proxy_headers=True,
+        forwarded_proto="http",
+        forwarded_host="evil.test",
+    )
+    assert url == "https://example.test/twilio-webhook-opt?x=1"
+
+
+def test_forwarded_headers_are_used_only_when_trusted() -> None:
+    """X-Forwarded-* rebuild the URL when the proxy is trusted, its first hop winning."""
+
+    def rebuild(trusted: bool) -> str:
+        return signed_url(
+            request_url="http://10.0.0.5:8000/twilio-webhook-opt",
+            path="/twilio-webhook-opt",
+            query="",
+            public_base_url="",
+            trust_proxy_headers=trusted,
+            forwarded_proto="https, http",
+            forwarded_host="hooks.example.test, proxy.internal",
+        )
+
+    assert rebuild(True) == "https://hooks.example.test/twilio-webhook-opt"
+    assert rebuild(False) == "http://10.0.0.5:8000/twilio-webhook-opt"
+
+
+def test_request_url_is_used_without_base_url_or_complete_forwarded_headers() -> None:
+    """A trusted proxy that sends only one header, or an odd scheme, is not believed."""
+    for proto, host in (("https", None), (None, "h.test"), ("ftp", "h.test")):
+        url = signed_url(
+            request_url="http://testserver/twilio-webhook-opt",
+            path="/twilio-webhook-opt",
+            query="",
+            public_base_url="",
+            trust_proxy_headers=True,
+            forwarded_proto=proto,
+            forwarded_host=host,
+        )
+        assert url == "http://testserver/twilio-webhook-opt"
+
+
+# ---- signatures -----------------------------------------------------------------------------
+
+
+def test_signature_from_twilios_validator_is_accepted() -> None:
+    """HMAC-SHA1 over URL and sorted fields, as the twilio SDK computes it."""
+    fields = form()
+    signature = RequestValidator(TOKEN).compute_signature(URL, fields)
+    SignatureChecker(TOKEN).check(URL, params_of(fields), signature, None)
+
+
+def test_sha256_signature_is_checked_when_the_settings_header_says_so() -> None:
+    """``algorithm=HMAC_SHA256`` in the settings header switches the algorithm, both ways."""
+    fields = form()
+    sha256 = RequestValidator(TOKEN).compute_signature(URL, fields, algorithm="HMAC_SHA256")
+    settings = "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256"
+    checker = SignatureChecker(TOKEN)
+    checker.check(URL, params_of(fields), sha256, settings)
+    with pytest.raises(InvalidSignature):
+        checker.check(URL, params_of(fields), sha256, None)
+    sha1 = RequestValidator(TOKEN).compute_signature(URL, fields)
+    with pytest.raises(InvalidSignature):
+        checker.check(URL, params_of(fields), sha1, settings)
+
+
+def test_unsupported_algorithm_fails_closed() -> None:
+    """An algorithm this SDK does not know is a rejection, not a fallback to SHA1."""
+    fields = form()
+    signature = RequestValidator(TOKEN).compute_signature(URL, fields)
+    with pytest.raises(InvalidSignature):
+        SignatureChecker(TOKEN).check(URL, params_of(fields), signature, "algorithm=HMAC_SHA512")
+
+
+def test_signature_covers_unknown_and_repeated_fields() -> None:
+    """Every received field is signed over, including ones we do not store."""
+    pairs = [*form().items(), ("Extra", "a"), ("Extra", "b")]
+    validator = RequestValidator(TOKEN)
+
+    class Multi(dict[str, list[str]]):
+        def getall(self, name: str) -> list[str]:
+            return self[name]
+
+    multi = Multi()
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    signature = validator.compute_signature(URL, multi)
+    checker = SignatureChecker(TOKEN)
+    checker.check(URL, params_of(pairs), signature, None)
+    with pytest.raises(InvalidSignature):
+        checker.check(URL, params_of(pairs[:-1]), signature, None)
+
+
+@pytest.mark.parametrize(
+    ("url", "token", "tamper"),
+    [
+        ("https://example.test/other", TOKEN, False),
+        (URL, "another-token", False),
+        (URL, TOKEN, True),
+    ],
+)
+def test_signature_for_another_url_token_or_body_is_rejected(
+    url: str, token: str, tamper: bool
+) -> None:
+    """A different URL, signing token or field value breaks the signature."""
+    fields = form()
+    signature = RequestValidator(token).compute_signature(url, fields)
+    if tamper:
+        fields["Body"] = "I need 500 units"
+    with pytest.raises(InvalidSignature, match="does not match"):
+        SignatureChecker(TOKEN).check(URL, params_of(fields), signature, None)
+
+
+def test_missing_signature_or_token_fails_closed() -> None:
+    """No X-Twilio-Signature, or no configured auth token, is always a rejection."""
+    fields = form()
+    signature = RequestValidator("").compute_signature(URL, fields)
+    with pytest.raises(InvalidSignature, match="missing"):
+        SignatureChecker(TOKEN).check(URL, params_of(fields), None, None)
+    with pytest.raises(InvalidSignature, match="no Twilio auth token"):
+        SignatureChecker("").check(URL, params_of(fields), signature, None)
+
+
+def test_request_for_another_account_is_refused_when_an_account_is_configured() -> None:
+    """A configured TWILIO_ACCOUNT_SID must match AccountSid; unset, any account passes."""
+    params = params_of(form())
+    check_account(params, "")
+    check_account(params, "AC" + "0" * 32)
+    with pytest.raises(UnknownAccount):
+        check_account(params, "AC" + "1" * 32)

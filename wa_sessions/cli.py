@@ -1,0 +1,135 @@
+"""``wa-sessions serve`` runs the Procfile (web, worker, scheduler) with honcho, starting an
+embedded Redis when ``REDIS_URL`` is not set; ``wa-sessions demo`` plays a conversation against it
+the way Twilio would.
+
+Development runs keep their state in ``.run/``: the embedded Redis' append-only file and
+``dev.env`` with generated secrets (signature checks and admin auth stay on in development).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wa_sessions.config import InsecureSettings, Settings
+
+RUN_DIR = Path(".run")
+DEV_ENV = RUN_DIR / "dev.env"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not line.lstrip().startswith("#"):
+                values[name.strip()] = value.strip()
+    return values
+
+
+def _development_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """Generated secrets for a development run, kept across runs in .run/dev.env."""
+    saved = read_env_file(DEV_ENV)
+    dev = {
+        "ENVIRONMENT": "development",
+        "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN")
+        or saved.get("TWILIO_AUTH_TOKEN")
+        or secrets.token_hex(16),
+        "ADMIN_TOKEN": env.get("ADMIN_TOKEN") or saved.get("ADMIN_TOKEN") or secrets.token_hex(16),
+        "PORT": str(port),
+        "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
+    }
+    RUN_DIR.mkdir(exist_ok=True)
+    DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in dev.items()))
+    DEV_ENV.chmod(0o600)
+    return dev
+
+
+def serve(args: argparse.Namespace) -> int:
+    from wa_sessions.embedded_redis import EmbeddedRedis
+
+    env = dict(os.environ)
+    port = int(env.get("PORT", args.port))
+    explicit_production = env.get("ENVIRONMENT", "").lower() == "production"
+    development = not explicit_production and not (
+        env.get("TWILIO_AUTH_TOKEN") and env.get("ADMIN_TOKEN")
+    )
+    if explicit_production:
+        try:
+            Settings().check_secure()
+        except InsecureSettings as exc:
+            print(f"refusing to start: {exc}", file=sys.stderr)
+            return 2
+    if development:
+        env.update(_development_env(env, port))
+        print(f"development mode: secrets in {DEV_ENV} (signature checks and auth stay on)")
+    env.setdefault("PORT", str(port))
+    env.setdefault("HOST", "127.0.0.1")
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
+
+    redis_server = None
+    if not env.get("REDIS_URL"):
+        data = RUN_DIR / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        redis_server = EmbeddedRedis(appendonly=True, directory=data.resolve()).start()
+        env["REDIS_URL"] = redis_server.url
+        print(f"embedded Redis at {redis_server.url} (data in {data})")
+    metrics_dir = RUN_DIR / "prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
+    env["dramatiq_prom_db"] = str(metrics_dir.resolve())
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    if development:
+        with DEV_ENV.open("a") as dev_env:
+            dev_env.write(f"REDIS_URL={env['REDIS_URL']}\n")
+    print(f"webhook: POST {env['PUBLIC_BASE_URL']}/twilio-webhook-opt")
+
+    procfile = Path(args.procfile).resolve()
+    honcho = subprocess.Popen(
+        [sys.executable, "-m", "honcho", "start", "-f", str(procfile), "-d", str(procfile.parent)],
+        env=env,
+    )
+
+    def forward(signum: int, _frame: object) -> None:
+        honcho.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        while True:
+            try:
+                return honcho.wait()
+            except KeyboardInterrupt:
+                honcho.send_signal(signal.SIGINT)
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wa-sessions")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run web, worker and scheduler (the Procfile)")
+    p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument("--procfile", default="Procfile")
+    p_demo = sub.add_parser("demo", help="play a signed conversation against a running service")
+    p_demo.add_argument("--url", help="service base URL (default: from .run/dev.env)")
+    p_demo.add_argument("--timeout", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    from wa_sessions.demo import run_demo
+
+    return run_demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""A short conversation played against a running service the way Twilio would send it.
+
+``TwilioSimulator`` builds Twilio's inbound form, signs it with the twilio SDK's own
+``RequestValidator`` and posts it; the end-to-end tests and the benchmarks use it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twilio.request_validator import RequestValidator
+
+WEBHOOK_PATH = "/twilio-webhook-opt"
+SANDBOX_NUMBER = "+14155238886"
+
+
+def new_message_sid() -> str:
+    return "SM" + uuid.uuid4().hex
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class TwilioSimulator:
+    """Posts signed Twilio webhooks and reads the session API."""
+
+    base_url: str
+    auth_token: str
+    admin_token: str = ""
+    public_base_url: str | None = None
+    account_sid: str = "AC" + "0" * 32
+    business_number: str = SANDBOX_NUMBER
+    timeout_seconds: float = 10.0
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def inbound_form(
+        self,
+        phone: str,
+        body: str,
+        *,
+        message_sid: str | None = None,
+        profile_name: str = "Customer",
+        media: list[tuple[str, str]] | None = None,
+        location: tuple[float, float] | None = None,
+        extra: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        form = {
+            "SmsMessageSid": message_sid or new_message_sid(),
+            "NumMedia": str(len(media or [])),
+            "ProfileName": profile_name,
+            "MessageType": "text",
+            "SmsSid": "",
+            "WaId": phone.lstrip("+"),
+            "SmsStatus": "received",
+            "Body": body,
+            "To": f"whatsapp:{self.business_number}",
+            "NumSegments": "1",
+            "ReferralNumMedia": "0",
+            "MessageSid": "",
+            "AccountSid": self.account_sid,
+            "From": f"whatsapp:{phone}",
+            "ApiVersion": "2010-04-01",
+        }
+        form["MessageSid"] = form["SmsSid"] = form["SmsMessageSid"]
+        for i, (url, content_type) in enumerate(media or []):
+            form[f"MediaUrl{i}"] = url
+            form[f"MediaContentType{i}"] = content_type
+            form["MessageType"] = content_type.split("/")[0]
+        if location:
+            form["Latitude"], form["Longitude"] = str(location[0]), str(location[1])
+            form["MessageType"] = "location"
+        form.update(extra or {})
+        return form
+
+    def signed_request(
+        self, form: dict[str, str], path: str = WEBHOOK_PATH
+    ) -> tuple[bytes, dict[str, str]]:
+        url = (self.public_base_url or self.base_url).rstrip("/") + path
+        signature = RequestValidator(self.auth_token).compute_signature(url, form)
+        body = urllib.parse.urlencode(form).encode()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        }
+        return body, headers
+
+    def post_form(self, form: dict[str, str], path: str = WEBHOOK_PATH) -> Response:
+        body, headers = self.signed_request(form, path)
+        return self.request("POST", path, body=body, headers=headers)
+
+    def send(self, phone: str, body: str, **kwargs: Any) -> Response:
+        return self.post_form(self.inbound_form(phone, body, **kwargs))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        admin: bool = False,
+    ) -> Response:
+        all_headers = dict(headers or {})
+        if admin:
+            all_headers["Authorization"] = f"Bearer {self.admin_token}"
+        req = urllib.request.Request(  # noqa: S310 - the URL is the operator's own service
+            self.base_url.rstrip("/") + path, data=body, method=method, headers=all_headers
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_seconds) as resp:  # noqa: S310
+                return Response(resp.status, resp.read(), dict(resp.headers))
+        except urllib.error.HTTPError as err:
+            return Response(err.code, err.read(), dict(err.headers))
+
+    def session(self, phone: str, limit: int = 1000) -> Response:
+        quoted = urllib.parse.quote(phone, safe="")
+        return self.request("GET", f"/session/{quoted}?limit={limit}", admin=True)
+
+    def wait_for_messages(self, phone: str, count: int, timeout_seconds: float) -> dict[str, Any]:
+        """Polls the session API until the phone's current session holds ``count`` messages."""
+        deadline = time.monotonic() + timeout_seconds
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            resp = self.session(phone)
+            if resp.status == 200:
+                last = resp.json()
+                if last["message_count"] >= count:
+                    return last
+            time.sleep(0.05)
+        raise TimeoutError(f"session did not reach {count} messages; last: {last}")
+
+    def wait_for_new_session(
+        self, phone: str, previous_session_id: str, timeout_seconds: float
+    ) -> dict[str, Any]:
+        """Polls until the phone's current session is another than ``previous_session_id``."""
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            resp = self.session(phone)
+            if resp.status == 200 and resp.json()["session"]["session_id"] != previous_session_id:
+                return dict(resp.json())
+            time.sleep(0.05)
+        raise TimeoutError("no new session opened")
+
+
+def _simulator_from_env(url: str | None) -> TwilioSimulator:
+    from wa_sessions.cli import DEV_ENV, read_env_file
+
+    saved = read_env_file(Path(DEV_ENV))
+    env = {**saved, **{k: v for k, v in os.environ.items() if k in saved or k.endswith("TOKEN")}}
+    port = env.get("PORT", "8000")
+    base = url or f"http://127.0.0.1:{port}"
+    return TwilioSimulator(
+        base_url=base,
+        auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
+        admin_token=env.get("ADMIN_TOKEN", ""),
+        public_base_url=env.get("PUBLIC_BASE_URL") or base,
+    )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    sim = _simulator_from_env(args.url)
+    health = sim.request("GET", "/healthz")
+    if health.status != 200:
+        print(f"service not healthy at {sim.base_url}: {health.status}; is `./run serve` up?")
+        return 1
+    conversations: dict[str, list[dict[str, Any]]] = {
+        "+14155550101": [
+            {"body": "Hi, I want to place an order"},
+            {"body": "I need 5 units of Product A"},
+            {"body": "Thanks!"},
+        ],
+        "+447700900123": [
+            {"body": "2 x Margherita pizza"},
+            {
+                "body": "and this one",
+                "media": [("https://api.twilio.com/2010-04-01/Media/ME1", "image/jpeg")],
+            },
+        ],
+        "+5511912345678": [
+            {"body": "Deliver here please", "location": (-23.5505, -46.6333)},
+        ],
+    }
+    print(
+        f"playing {sum(map(len, conversations.values()))} messages from "
+        f"{len(conversations)} phones to {sim.base_url}"
+    )
+    for phone, messages in conversations.items():
+        for message in messages:
+            form = sim.inbound_form(phone, message.pop("body"), **message)
+            resp = sim.post_form(form)
+            print(f"  {phone[:5]}… -> {resp.status} {resp.body.decode()[:60]}")
+        # Twilio redelivers on timeouts: the same MessageSid is stored once.
+        again = sim.post_form(form)
+        print(f"  redelivery of the last message -> {again.status} (stored once)")
+    for phone, messages in conversations.items():
+        data = sim.wait_for_messages(phone, len(messages), args.timeout)
+        _print_session(phone, data)
+
+    first = next(iter(conversations))
+    session_id = sim.session(first).json()["session"]["session_id"]
+    done = sim.request("POST", f"/session/{session_id}/complete", admin=True)
+    print(f"\ncompleted {session_id}: {done.status} {done.json().get('message')}")
+    sim.send(first, "One more thing: can I add 2 units of Product B?")
+    data = sim.wait_for_new_session(first, session_id, args.timeout)
+    print("a message after completion opened a new session:")
+    _print_session(first, data)
+    active = sim.request("GET", "/sessions/active", admin=True).json()
+    print(f"\nactive sessions: {active['total_active']}")
+    return 0
+
+
+def _print_session(phone: str, data: dict[str, Any]) -> None:
+    session = data["session"]
+    print(
+        f"\nsession {session['session_id']} ({phone}, {session['status']}, "
+        f"{data['message_count']} messages)"
+    )
+    for message in data["conversation_history"]:
+        arrow = "<-" if message["direction"] == "inbound" else "->"
+        print(f"  {arrow} [{message['message_type']}] {message['content']}")
+    if session.get("order_details"):
+        print(f"  order: {json.dumps(session['order_details'])}")

@@ -1,0 +1,95 @@
+"""The session API's response shapes, declared so ``/openapi.json`` documents them.
+
+The webhook itself answers TwiML and never goes through these models.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from wa_sessions.statemachine.models import Message, Session, SessionStatus, WindowState
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable name, e.g. session_not_found.")
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class SessionView(BaseModel):
+    """A session without its messages."""
+
+    session_id: str
+    phone_number: str
+    business_number: str
+    status: SessionStatus
+    created_at: datetime
+    last_activity: datetime
+    last_inbound_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    message_count: int = Field(description="Messages ever added to the session.")
+    order_details: dict[str, Any] | None
+    context: dict[str, Any]
+    window: WindowState = Field(
+        description="WhatsApp's 24-hour customer-service window, from the last inbound message."
+    )
+
+    @classmethod
+    def of(cls, session: Session, now: datetime) -> SessionView:
+        return cls(
+            session_id=session.session_id,
+            phone_number=session.phone_number,
+            business_number=session.business_number,
+            status=session.status,
+            created_at=session.created_at,
+            last_activity=session.last_activity,
+            last_inbound_at=session.last_inbound_at,
+            ended_at=session.ended_at,
+            end_reason=session.end_reason,
+            message_count=session.message_count,
+            order_details=session.order_details,
+            context=session.context,
+            window=WindowState(
+                open=session.window_open(now),
+                last_inbound_at=session.last_inbound_at,
+                closes_at=session.window_closes_at(),
+            ),
+        )
+
+
+class SessionDetail(BaseModel):
+    session: SessionView
+    conversation_history: list[Message] = Field(
+        description="The last `limit` messages of the session, oldest first."
+    )
+    message_count: int = Field(description="Messages in conversation_history.")
+
+
+class ActiveSessions(BaseModel):
+    active_sessions: list[SessionView]
+    total_active: int
+    offset: int
+    limit: int
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionView]
+    total: int
+    offset: int
+    limit: int
+
+
+class SessionEnded(BaseModel):
+    message: str
+    session: SessionView
+
+
+class Health(BaseModel):
+    status: str

@@ -1,0 +1,293 @@
+"""Twilio's inbound WhatsApp webhook: form decoding, signature checks and the mapping to a Message.
+
+Plain functions over bytes, strings and settings, so unit tests need neither HTTP nor Redis.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from twilio.request_validator import RequestValidator, get_signature_algorithm
+
+from wa_sessions.errors import BadRequest, InvalidPhoneNumber, InvalidSignature
+from wa_sessions.statemachine.identity import Conversation, normalize_address
+from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
+
+SIGNATURE_HEADER = "x-twilio-signature"
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
+#: Twilio allows at most 10 media per WhatsApp message.
+MAX_MEDIA = 10
+#: Twilio sends a few dozen fields; anything near this is not Twilio.
+MAX_FIELDS = 1000
+
+# Twilio resource ids: a two-letter type prefix (SM, MM, ...) and 32 hex digits.
+_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+# parse_qsl leaves a broken escape as literal text; Twilio never sends one.
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_REFERRAL_PREFIX = "Referral"
+
+_Getter = Callable[[str], str | None]
+
+# Parsing a phone number costs ~9 us; the same business number (and often the same customer)
+# arrives on every request.
+_normalize = functools.lru_cache(maxsize=8192)(normalize_address)
+
+
+class UnknownAccount(InvalidSignature):
+    """A correctly signed request for another Twilio account than the configured one."""
+
+    code = "unknown_account"
+
+
+class FormParams:
+    """Decoded form fields in arrival order, with repeated names kept (Twilio's validator
+    reads them through ``getall``, so the signature covers every value)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        fields: dict[str, list[str]] = {}
+        for name, value in pairs:
+            values = fields.get(name)
+            if values is None:
+                fields[name] = [value]
+            else:
+                values.append(value)
+        self._fields = fields
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fields
+
+    def getall(self, name: str) -> list[str]:
+        return self._fields[name]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._fields.get(name)
+        return values[0] if values else default
+
+
+def decode_form(body: bytes) -> FormParams:
+    """Decodes an ``application/x-www-form-urlencoded`` body; ``BadRequest`` when it is not
+    valid UTF-8 or has broken percent escapes."""
+    if _BAD_PERCENT.search(body):
+        raise BadRequest("body has a malformed percent escape")
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid UTF-8") from None
+    except ValueError:
+        raise BadRequest(f"body has more than {MAX_FIELDS} fields") from None
+    return FormParams(pairs)
+
+
+# ---- signatures ---------------------------------------------------------------------------
+
+
+def signed_url(
+    *,
+    request_url: str,
+    path: str,
+    query: str,
+    public_base_url: str,
+    trust_proxy_headers: bool,
+    forwarded_proto: str | None = None,
+    forwarded_host: str | None = None,
+) -> str:
+    """The URL Twilio requested, which is what it signed.
+
+    A configured public base URL wins (the service is behind a proxy that rewrites the host);
+    forwarded headers are believed only when the deployment says its proxy sets them, since a
+    client can send them too; otherwise the URL as this server received it.
+    """
+    suffix = f"{path}?{query}" if query else path
+    if public_base_url:
+        return public_base_url.rstrip("/") + suffix
+    if trust_proxy_headers and forwarded_proto and forwarded_host:
+        # The leftmost entry is what the first proxy saw from Twilio.
+        proto = forwarded_proto.split(",", 1)[0].strip().lower()
+        host = forwarded_host.split(",", 1)[0].strip()
+        if proto in ("http", "https") and host:
+            return f"{proto}://{host}{suffix}"
+    return request_url
+
+
+class SignatureChecker:
+    """Validates ``X-Twilio-Signature`` with the twilio SDK's own validator. Fails closed: no
+    configured token, no signature header or any error during the check is a rejection."""
+
+    __slots__ = ("_validator",)
+
+    def __init__(self, auth_token: str) -> None:
+        self._validator = RequestValidator(auth_token) if auth_token else None
+
+    def check(
+        self, url: str, params: FormParams, signature: str | None, settings_header: str | None
+    ) -> None:
+        if self._validator is None:
+            raise InvalidSignature("no Twilio auth token is configured")
+        if not signature:
+            raise InvalidSignature("X-Twilio-Signature header is missing")
+        try:
+            algorithm = get_signature_algorithm(settings_header)
+            valid = bool(self._validator.validate(url, params, signature, algorithm=algorithm))
+        except Exception:
+            valid = False
+        if not valid:
+            raise InvalidSignature("X-Twilio-Signature does not match")
+
+
+def check_account(params: FormParams, account_sid: str) -> None:
+    """With an account configured, a request signed for another (sub-)account is refused."""
+    if account_sid and params.get("AccountSid") != account_sid:
+        raise UnknownAccount("AccountSid is not the configured Twilio account")
+
+
+# ---- parsing ------------------------------------------------------------------------------
+
+
+def parse_inbound(
+    params: FormParams, *, accepted_at: datetime, default_region: str | None = None
+) -> tuple[Conversation, Message]:
+    """The conversation and message of one inbound WhatsApp webhook; ``BadRequest`` naming the
+    field when one is missing or malformed. Fields we do not know are ignored."""
+    get = params.get
+    sid = get("MessageSid")
+    if not sid:
+        raise BadRequest("MessageSid is missing")
+    if not _SID.fullmatch(sid):
+        raise BadRequest("MessageSid is malformed")
+    conversation = Conversation(
+        _address(get, "From", default_region), _address(get, "To", default_region)
+    )
+
+    metadata: dict[str, Any] = {}
+    media = _media(get)
+    location = _location(get)
+    if media:
+        message_type = _media_type(media[0]["content_type"])
+        metadata["media"] = media
+    elif location is not None:
+        message_type = MessageType.LOCATION
+    else:
+        message_type = MessageType.TEXT
+    if location is not None:
+        metadata["location"] = location
+    for field, key in (
+        ("ProfileName", "profile_name"),
+        ("WaId", "wa_id"),
+        ("OriginalRepliedMessageSid", "replied_to"),
+        ("AccountSid", "account_sid"),
+    ):
+        value = get(field)
+        if value:
+            metadata[key] = value
+    button_text, button_payload = get("ButtonText"), get("ButtonPayload")
+    if button_text or button_payload:
+        metadata["button"] = {"text": button_text or "", "payload": button_payload or ""}
+    referral = {
+        _snake(name[len(_REFERRAL_PREFIX) :]): params.getall(name)[0]
+        for name in params
+        if name.startswith(_REFERRAL_PREFIX) and len(name) > len(_REFERRAL_PREFIX)
+    }
+    if referral:
+        metadata["referral"] = referral
+
+    # Every value was built and checked above; skip pydantic's second validation pass.
+    message = Message.model_construct(
+        id=sid,
+        content=get("Body") or "",
+        message_type=message_type,
+        direction=MessageDirection.INBOUND,
+        timestamp=accepted_at,
+        metadata=metadata,
+    )
+    return conversation, message
+
+
+def _address(get: _Getter, field: str, default_region: str | None) -> str:
+    raw = get(field)
+    if not raw:
+        raise BadRequest(f"{field} is missing")
+    try:
+        return _normalize(raw, default_region=default_region)
+    except InvalidPhoneNumber as exc:
+        raise BadRequest(f"{field} is not a WhatsApp address: {exc}") from None
+
+
+def _media(get: _Getter) -> list[dict[str, str]]:
+    raw = get("NumMedia")
+    if raw is None or raw == "":
+        return []
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 2):
+        raise BadRequest(f"NumMedia must be an integer from 0 to {MAX_MEDIA}")
+    count = int(raw)
+    if count > MAX_MEDIA:
+        raise BadRequest(f"NumMedia must be an integer from 0 to {MAX_MEDIA}")
+    media: list[dict[str, str]] = []
+    for index in range(count):
+        url = get(f"MediaUrl{index}")
+        if not url:
+            raise BadRequest(f"MediaUrl{index} is missing")
+        media.append({"url": url, "content_type": get(f"MediaContentType{index}") or ""})
+    return media
+
+
+def _media_type(content_type: str) -> MessageType:
+    major = content_type.partition("/")[0].strip().lower()
+    if major == "image":
+        return MessageType.IMAGE
+    if major == "audio":
+        return MessageType.AUDIO
+    if major == "video":
+        return MessageType.VIDEO
+    return MessageType.DOCUMENT
+
+
+def _location(get: _Getter) -> dict[str, Any] | None:
+    lat_raw, lon_raw = get("Latitude"), get("Longitude")
+    if not lat_raw and not lon_raw:
+        return None
+    latitude = _coordinate(lat_raw, "Latitude", 90.0)
+    longitude = _coordinate(lon_raw, "Longitude", 180.0)
+    location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+    for field, key in (("Address", "address"), ("Label", "label")):
+        value = get(field)
+        if value:
+            location[key] = value
+    return location
+
+
+def _coordinate(raw: str | None, field: str, bound: float) -> float:
+    if not raw:
+        raise BadRequest(f"{field} is missing")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{field} is not a number") from None
+    if not math.isfinite(value) or abs(value) > bound:
+        raise BadRequest(f"{field} is out of range")
+    return value
+
+
+def _snake(camel: str) -> str:
+    return _CAMEL_BOUNDARY.sub("_", camel).lower()

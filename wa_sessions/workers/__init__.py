@@ -1,0 +1,1 @@
+"""Dramatiq workers: broker setup, per-conversation drain actors, scheduler and enqueue script."""

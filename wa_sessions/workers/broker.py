@@ -1,0 +1,58 @@
+"""Dramatiq broker setup, called before the actors load.
+
+``dramatiq wa_sessions.workers.broker:setup_broker wa_sessions.workers.actors`` runs it in every
+worker process; the web process and the scheduler call it to enqueue wake-ups.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from wa_sessions.config import Settings
+
+#: Dramatiq queue of every actor here: wake-ups are tiny and uniform, one queue suffices.
+QUEUE = "wa_sessions"
+#: Dramatiq's own keys live under this prefix, beside (not inside) the session keys.
+NAMESPACE = "wa-dramatiq"
+
+_settings: Settings | None = None
+_broker: RedisBroker | None = None
+
+
+def setup_broker(settings: Settings | None = None) -> RedisBroker:
+    """Creates the Redis broker from settings and makes it Dramatiq's global broker.
+
+    Actors already imported are re-bound to it, so a process (or a test run) that sets the
+    broker up again sends to the new one."""
+    global _settings, _broker
+    from wa_sessions.bootstrap import load_settings
+
+    _settings = settings or load_settings()
+    broker = RedisBroker(url=_settings.redis_url, namespace=NAMESPACE)  # type: ignore[no-untyped-call]
+    dramatiq.set_broker(broker)
+    _broker = broker
+    actors = sys.modules.get("wa_sessions.workers.actors")
+    if actors is not None:
+        actors.bind(broker)
+    return broker
+
+
+def require_broker() -> RedisBroker:
+    """The broker set up by ``setup_broker``. Importing the actors before it is a bug: they would
+    bind to Dramatiq's default broker, a server on localhost that is not ours."""
+    if _broker is None:
+        raise RuntimeError("call wa_sessions.workers.broker.setup_broker() before importing actors")
+    return _broker
+
+
+def current_settings() -> Settings:
+    """The settings the broker was set up with (the worker's composition root reads them)."""
+    global _settings
+    if _settings is None:
+        from wa_sessions.bootstrap import load_settings
+
+        _settings = load_settings()
+    return _settings

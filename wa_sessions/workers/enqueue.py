@@ -1,0 +1,94 @@
+"""Operators' script: complete or expire a session by hand through the workers.
+
+    python -m wa_sessions.workers.enqueue complete SESSION_ID [--wait]
+    python -m wa_sessions.workers.enqueue expire --phone +14155550123 [--business +1...]
+
+The task goes through the conversation's inbox, so it applies after the messages the webhook
+accepted before it. Exit codes: 0 enqueued (or applied, with --wait); 1 unknown session, no
+active session, or already ended; 2 usage; 3 --wait timed out; 4 applied but the session
+ended otherwise (another operator or the expiry got there first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+from wa_sessions.errors import InvalidPhoneNumber
+from wa_sessions.statemachine.lifecycle import ENDED_STATES, Trigger
+from wa_sessions.statemachine.models import SessionStatus
+
+_DESTINATION = {"complete": SessionStatus.COMPLETED, "expire": SessionStatus.EXPIRED}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wa-sessions-enqueue", description="Complete or expire a session through the workers."
+    )
+    parser.add_argument("action", choices=[Trigger.COMPLETE.value, Trigger.EXPIRE.value])
+    parser.add_argument("session_id", nargs="?", help="the session to end")
+    parser.add_argument("--phone", help="end this customer's active session instead")
+    parser.add_argument("--business", help="business number (default: BUSINESS_NUMBER)")
+    parser.add_argument("--reason", default="operator", help="recorded as the end reason")
+    parser.add_argument("--wait", action="store_true", help="block until a worker applied it")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds --wait waits")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if bool(args.session_id) == bool(args.phone):
+        parser.print_usage(sys.stderr)
+        print("error: give either SESSION_ID or --phone", file=sys.stderr)
+        return 2
+
+    from wa_sessions.bootstrap import build_service, load_settings
+    from wa_sessions.workers.broker import setup_broker
+
+    settings = load_settings()
+    service = build_service(settings)
+    if args.phone:
+        try:
+            session = service.get_session_by_phone(
+                args.phone, args.business, include_messages=False
+            )
+        except InvalidPhoneNumber as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if session is None:
+            print("error: that phone has no active session", file=sys.stderr)
+            return 1
+    else:
+        session = service.get_session_by_id(args.session_id, include_messages=False)
+        if session is None:
+            print(f"error: unknown session {args.session_id}", file=sys.stderr)
+            return 1
+    if session.status in ENDED_STATES:
+        print(f"error: session {session.session_id} is already {session.status}", file=sys.stderr)
+        return 1
+
+    setup_broker(settings)
+    from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
+
+    actor = actors.complete_session if args.action == "complete" else actors.expire_session
+    actor.send(session.session_id, args.reason)
+    if not args.wait:
+        print(f"enqueued {args.action} for session {session.session_id}")
+        return 0
+
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        status = service.store.status_of(session.session_id)
+        if status is not None and status != SessionStatus.ACTIVE:
+            print(f"session {session.session_id} is {status}")
+            return 0 if status == _DESTINATION[args.action] else 4
+        time.sleep(0.05)
+    print(f"error: session {session.session_id} not ended after {args.timeout}s", file=sys.stderr)
+    return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
