@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.config import Settings
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.service import SessionService
 
 if TYPE_CHECKING:
@@ -36,6 +38,17 @@ def redis_client(settings: Settings) -> redis.Redis:
         socket_connect_timeout=2,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+    )
+
+
+def async_redis_client(settings: Settings) -> redis.asyncio.Redis:
+    """The web process' event-loop client for the webhook's hot path (same timeouts)."""
+    return redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
     )
 
 
@@ -81,18 +94,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The web process: uvicorn ``--factory wa_sessions.bootstrap:create_app``."""
     from wa_sessions.webhook import WebDeps
     from wa_sessions.webhook import create_app as create_web_app
-    from wa_sessions.workers.broker import setup_broker
+    from wa_sessions.workers.broker import AsyncWaker, setup_broker
 
     settings = (settings or load_settings()).check_secure()
-    setup_broker(settings)
+    broker = setup_broker(settings)
     from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
 
     service = build_service(settings)
+    async_client = async_redis_client(settings)
     return create_web_app(
         WebDeps(
             settings=settings,
             service=service,
-            inbox=build_inbox(settings, service),
-            wake=actors.wake,
+            inbox=AsyncInbox(
+                async_client, service.store.keys, build_inbox(settings, service).policy
+            ),
+            wake=AsyncWaker(broker, actors.drain_conversation, async_client),
         )
     )

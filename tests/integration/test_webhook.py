@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -16,9 +16,11 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import redis
+import redis.asyncio
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from twilio.request_validator import RequestValidator
@@ -26,7 +28,7 @@ from twilio.request_validator import RequestValidator
 from tests.conftest import FakeClock
 from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.inbox import AsyncInbox, InboxPolicy
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.store import IngestOutcome
 from wa_sessions.webhook import WebDeps, create_app
@@ -75,7 +77,7 @@ def make_settings(**overrides: Any) -> Settings:
 class Web:
     client: TestClient
     service: SessionService
-    inbox: Inbox
+    inbox: AsyncInbox
     wakes: list[str] = field(default_factory=list)
 
     def inbox_entries(self, conv: str = CONV) -> list[str]:
@@ -99,39 +101,50 @@ class Web:
 
 
 MakeWeb = Callable[..., Web]
+Wake = Callable[[str], Awaitable[None]]
 
 
 @pytest.fixture
-def make_web(redis_client: redis.Redis, clock: FakeClock) -> Iterator[MakeWeb]:
-    """Builds an app on the test Redis; keyword arguments override settings or the inbox."""
+def make_web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Iterator[MakeWeb]:
+    """Builds an app on the test Redis; keyword arguments override settings or the inbox.
+    Each TestClient runs one event loop for all its requests, as uvicorn does."""
     clients: list[TestClient] = []
 
     def make(
         *,
         client: redis.Redis | None = None,
+        async_url: str | None = None,
         inbox_policy: InboxPolicy | None = None,
-        wake: Callable[[str], None] | None = None,
-        inbox: Inbox | None = None,
+        wake: Wake | None = None,
+        inbox: AsyncInbox | None = None,
         **settings: Any,
     ) -> Web:
         service = SessionService(client or redis_client, business_number=BUSINESS, clock=clock)
-        inbox = inbox or Inbox(service.store, inbox_policy or InboxPolicy())
+        async_client = redis.asyncio.Redis.from_url(
+            async_url or redis_url, socket_connect_timeout=0.5, retry=AsyncRetry(NoBackoff(), 0)
+        )
+        inbox = inbox or AsyncInbox(async_client, service.store.keys, inbox_policy or InboxPolicy())
         wakes: list[str] = []
+
+        async def record(conv: str) -> None:
+            wakes.append(conv)
+
         app = create_app(
             WebDeps(
                 settings=make_settings(**settings),
                 service=service,
                 inbox=inbox,
-                wake=wake or wakes.append,
+                wake=wake or record,
             )
         )
         test_client = TestClient(app)
+        test_client.__enter__()
         clients.append(test_client)
         return Web(test_client, service, inbox, wakes)
 
     yield make
     for test_client in clients:
-        test_client.close()
+        test_client.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -397,7 +410,9 @@ def test_full_inbox_is_a_429(make_web: MakeWeb) -> None:
 
 def test_redis_down_is_a_503_so_twilio_retries(make_web: MakeWeb) -> None:
     """With Redis unreachable the webhook, the API and the health check answer 503."""
-    web = make_web(client=unreachable_redis())
+    down = unreachable_redis()
+    port = down.get_connection_kwargs()["port"]
+    web = make_web(client=down, async_url=f"redis://127.0.0.1:{port}/0")
     before = outcome_count("unavailable")
     response = web.post(inbound())
     assert response.status_code == 503
@@ -417,7 +432,7 @@ def test_failed_wake_still_answers_200_since_the_message_is_stored(
     """The entry is in the inbox and the conversation pending: the re-drive pass wakes it.
     The failure is logged without the conversation's phone number."""
 
-    def broken_wake(conv: str) -> None:
+    async def broken_wake(conv: str) -> None:
         raise ConnectionError(f"broker down while waking {conv}")
 
     web = make_web(wake=broken_wake)
@@ -433,12 +448,12 @@ def test_unexpected_error_is_a_500_without_details(
     """A bug surfaces as ``internal_error``, counted as error; neither the body nor the log
     repeats the exception's message (it may quote a phone number)."""
 
-    class BrokenInbox(Inbox):
-        def accept(self, conv: str, message: Message, *, accepted_ms: int) -> IngestOutcome:
+    class BrokenInbox(AsyncInbox):
+        async def accept(self, conv: str, message: Message, *, accepted_ms: int) -> IngestOutcome:
             raise RuntimeError(f"secret detail {conv}")
 
     service = SessionService(redis_client, business_number=BUSINESS)
-    web = make_web(inbox=BrokenInbox(service.store))
+    web = make_web(inbox=BrokenInbox(redis.asyncio.Redis(), service.store.keys))
     before = outcome_count("error")
     response = web.post(inbound())
     assert response.status_code == 500

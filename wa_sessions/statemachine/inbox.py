@@ -10,10 +10,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+import redis.asyncio
+
+from wa_sessions.statemachine import scripts
+from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.store import (
     IngestOutcome,
     RedisSessionStore,
+    ingest_call,
     message_entry,
     operation_entry,
 )
@@ -29,6 +34,35 @@ class InboxPolicy:
     def wake_ttl_ms(self) -> int:
         # A queued wake-up older than a lease is presumed lost; the re-drive pass sends another.
         return int(self.lease_seconds * 1000)
+
+
+class AsyncInbox:
+    """The webhook's side of the inbox on an asyncio Redis client, so accepting a message costs
+    the event loop one awaited round trip and no thread hop."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, keys: Keys, policy: InboxPolicy | None = None
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.policy = policy or InboxPolicy()
+        self._ingest = client.register_script(scripts.build(keys)["ingest"])
+
+    async def accept(self, conv: str, message: Message, *, accepted_ms: int) -> IngestOutcome:
+        keys, args = ingest_call(
+            self.keys,
+            conv,
+            message_entry(message, accepted_ms),
+            message_sid=message.id,
+            accepted_ms=accepted_ms,
+            dedupe_ttl_ms=self.policy.dedupe_ttl_seconds * 1000,
+            max_depth=self.policy.max_depth,
+            wake_ttl_ms=self.policy.wake_ttl_ms,
+        )
+        return IngestOutcome(int(await self._ingest(keys=keys, args=args)))
+
+    async def ping(self) -> bool:
+        return bool(await self.client.ping())
 
 
 class Inbox:

@@ -35,8 +35,10 @@ local function end_session(sid, trigger, now, reason, keep_ms)
 end
 
 -- The conversation's live active session at time `ts`, expiring it first when idle past timeout.
+-- Readers pass `defer_to_inbox`: while the inbox holds entries, those (with their acceptance
+-- times) decide whether the session continues, so a read must not expire it under them.
 -- Returns sid-or-false, expired-sid-or-false.
-local function current_session(conv, ts, timeout_ms, now, keep_ms)
+local function current_session(conv, ts, timeout_ms, now, keep_ms, defer_to_inbox)
   local ak = k_conv(conv, 'active')
   local sid = redis.call('GET', ak)
   if not sid then return false, false end
@@ -45,7 +47,8 @@ local function current_session(conv, ts, timeout_ms, now, keep_ms)
     redis.call('DEL', ak)
     return false, false
   end
-  if tonumber(h[2]) + timeout_ms <= ts then
+  if tonumber(h[2]) + timeout_ms <= ts
+      and not (defer_to_inbox and redis.call('LLEN', k_conv(conv, 'inbox')) > 0) then
     end_session(sid, 'expire', now, 'timeout', keep_ms)
     return false, sid
   end
@@ -152,14 +155,15 @@ return {'invalid', st}
 # ARGV: conv, now, timeout_ms, keep_ms
 _READ_ACTIVE = r"""
 local sid, expired = current_session(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[2]), tonumber(ARGV[4]))
+  tonumber(ARGV[2]), tonumber(ARGV[4]), true)
 return {sid or '', expired or ''}
 """
 
 # Same for one session id. ARGV: sid, now, timeout_ms, keep_ms. Returns 1 when it expired it.
 _EXPIRE_IF_IDLE = r"""
-local h = redis.call('HMGET', k_sess(ARGV[1]), 'status', 'last')
-if h[1] == 'active' and tonumber(h[2]) + tonumber(ARGV[3]) <= tonumber(ARGV[2]) then
+local h = redis.call('HMGET', k_sess(ARGV[1]), 'status', 'last', 'conv')
+if h[1] == 'active' and tonumber(h[2]) + tonumber(ARGV[3]) <= tonumber(ARGV[2])
+    and redis.call('LLEN', k_conv(h[3], 'inbox')) == 0 then
   end_session(ARGV[1], 'expire', tonumber(ARGV[2]), 'timeout', tonumber(ARGV[4]))
   return 1
 end
@@ -365,5 +369,9 @@ def build(keys: Keys) -> dict[str, str]:
         "release_or_next": _RELEASE_OR_NEXT,
         "redrive": _REDRIVE,
     }
-    # Scripts that touch only their KEYS do not need the prelude, but one shape keeps it simple.
-    return {name: head + body for name, body in bodies.items()}
+    # Scripts that touch only their KEYS skip the prelude: it is Lua run on every call, and the
+    # webhook's ingest is the hottest script of all.
+    return {name: body if name in _STANDALONE else head + body for name, body in bodies.items()}
+
+
+_STANDALONE = frozenset({"ingest", "push_op", "acquire", "release_or_next"})

@@ -232,6 +232,10 @@ class SessionService:
         return self._end(session_id, Trigger.EXPIRE, reason=reason)
 
     def _end(self, session_id: str, trigger: Trigger, *, reason: str) -> Session:
+        # A session idle past the timeout is expired, whether or not a read has noticed yet.
+        self.store.expire_if_idle(
+            session_id, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
+        )
         state = self.store.status_of(session_id)
         if state is None:
             raise SessionNotFound(f"no session {session_id}")

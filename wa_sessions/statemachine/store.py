@@ -285,13 +285,17 @@ class RedisSessionStore:
         max_depth: int,
         wake_ttl_ms: int,
     ) -> IngestOutcome:
-        k = self.keys
-        result = self._run(
-            "ingest",
-            keys=[k.seen(message_sid), k.conv_inbox(conv), k.conv_wake(conv), k.pending],
-            args=[entry, dedupe_ttl_ms, conv, accepted_ms, max_depth, wake_ttl_ms],
+        keys, args = ingest_call(
+            self.keys,
+            conv,
+            entry,
+            message_sid=message_sid,
+            accepted_ms=accepted_ms,
+            dedupe_ttl_ms=dedupe_ttl_ms,
+            max_depth=max_depth,
+            wake_ttl_ms=wake_ttl_ms,
         )
-        return IngestOutcome(int(result))
+        return IngestOutcome(int(self._run("ingest", keys=keys, args=args)))
 
     def push_operation(self, conv: str, entry: str, *, accepted_ms: int, wake_ttl_ms: int) -> bool:
         """Appends an operator entry; True when a drain wake-up must be enqueued."""
@@ -407,6 +411,24 @@ class RedisSessionStore:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+
+def ingest_call(
+    keys: Keys,
+    conv: str,
+    entry: str,
+    *,
+    message_sid: str,
+    accepted_ms: int,
+    dedupe_ttl_ms: int,
+    max_depth: int,
+    wake_ttl_ms: int,
+) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of the ingest script, shared by the sync store and the async inbox."""
+    return (
+        [keys.seen(message_sid), keys.conv_inbox(conv), keys.conv_wake(conv), keys.pending],
+        [entry, dedupe_ttl_ms, conv, accepted_ms, max_depth, wake_ttl_ms],
+    )
 
 
 def _decoding(client: redis.Redis) -> redis.Redis:

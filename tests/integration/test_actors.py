@@ -1,0 +1,253 @@
+"""The actors through a real Redis broker and an in-process Dramatiq worker (four threads).
+
+Wake-ups are at-least-once and unordered; these tests pin that order and exactly-once come from
+the inbox regardless: many phones, duplicate wake-ups, operator tasks and unknown sessions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import ModuleType
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from prometheus_client import REGISTRY
+
+from wa_sessions.config import Environment, Settings
+from wa_sessions.statemachine.identity import Conversation
+from wa_sessions.statemachine.inbox import Inbox
+from wa_sessions.statemachine.models import Message, SessionStatus
+from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.store import IngestOutcome
+from wa_sessions.workers.broker import NAMESPACE, QUEUE, setup_broker
+from wa_sessions.workers.handlers import WorkerDeps
+
+BUSINESS = "+14155238886"
+ACTOR_NAMES = ("drain_conversation", "complete_session", "expire_session")
+
+
+def load_actors(redis_url: str) -> tuple[RedisBroker, ModuleType]:
+    """Sets the broker up, then imports the actors (they refuse to load before it)."""
+    broker = setup_broker(Settings(environment=Environment.DEVELOPMENT, redis_url=redis_url))
+    return broker, importlib.import_module("wa_sessions.workers.actors")
+
+
+@dataclass
+class Stack:
+    """The broker, the worker's dependencies and the client the test reads Redis with."""
+
+    broker: RedisBroker
+    actors: ModuleType
+    service: SessionService
+    inbox: Inbox
+    client: redis.Redis
+
+    def accept(self, conv: str, content: str) -> IngestOutcome:
+        """What the webhook does: accept into the inbox, wake a drain when told to."""
+        message = Message(id="SM" + uuid.uuid4().hex, content=content, timestamp=datetime.now(UTC))
+        outcome = self.inbox.accept(conv, message, accepted_ms=self.service.now_ms())
+        if outcome is IngestOutcome.ACCEPTED_WAKE:
+            self.actors.wake(conv)
+        return outcome
+
+    def history(self, conv: str) -> list[str]:
+        store = self.service.store
+        return [
+            m.content for sid in store.conversation_session_ids(conv) for m in store.messages(sid)
+        ]
+
+    def join(self, timeout_ms: int = 10_000) -> None:
+        """Waits until every Dramatiq message (queued, in flight or delayed) is acknowledged."""
+        self.broker.join(QUEUE, timeout=timeout_ms)
+
+
+@pytest.fixture
+def stack(redis_url: str) -> Iterator[Stack]:
+    """Dramatiq's global broker on the test Redis, the actors bound to it, their dependencies
+    injected; afterwards the queues are flushed and the dependencies withdrawn."""
+    broker, actors = load_actors(redis_url)
+    assert all(getattr(actors, name).broker is broker for name in ACTOR_NAMES)
+    broker.flush_all()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    service = SessionService(client)
+    inbox = Inbox(service.store)
+    actors.configure(WorkerDeps(service=service, inbox=inbox, wake=actors.wake))
+    try:
+        yield Stack(broker, actors, service, inbox, client)
+    finally:
+        actors.configure(None)
+        broker.flush_all()
+        broker.client.close()
+        client.close()
+
+
+@contextmanager
+def running_worker(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(stack: Stack) -> Iterator[dramatiq.Worker]:
+    with running_worker(stack.broker) as running:
+        yield running
+
+
+def poll(condition: Callable[[], bool], *, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.02)
+
+
+def drains_total() -> float:
+    return sum(
+        REGISTRY.get_sample_value("wa_sessions_drains_total", {"outcome": outcome}) or 0.0
+        for outcome in ("drained", "busy", "lease_lost")
+    )
+
+
+def conv_of(n: int) -> str:
+    return Conversation(f"+1415555{n:04d}", BUSINESS).key
+
+
+PHONES = 20
+PER_PHONE = 25
+
+
+def accept_round_robin(stack: Stack) -> list[str]:
+    convs = [conv_of(n) for n in range(PHONES)]
+    for i in range(PER_PHONE):
+        for conv in convs:
+            assert stack.accept(conv, f"{conv}#{i}") > IngestOutcome.DUPLICATE
+    return convs
+
+
+def settled(stack: Stack, convs: list[str]) -> bool:
+    return stack.service.store.pending_summary()[0] == 0 and all(
+        len(stack.history(conv)) == PER_PHONE for conv in convs
+    )
+
+
+@pytest.mark.usefixtures("worker")
+def test_many_phones_through_the_worker_keep_acceptance_order_exactly_once(
+    stack: Stack,
+) -> None:
+    """20 phones x 25 messages, woken as the webhook wakes them: every history is exactly its
+    acceptance order, and no lease, wake flag or queued message is left behind."""
+    convs = accept_round_robin(stack)
+
+    poll(lambda: settled(stack, convs))
+    stack.join()
+
+    for conv in convs:
+        assert stack.history(conv) == [f"{conv}#{i}" for i in range(PER_PHONE)]
+        assert len(stack.service.store.conversation_session_ids(conv)) == 1
+    assert stack.client.keys("wa:c:*:lease") == []
+    assert stack.client.keys("wa:c:*:wake") == []
+
+
+@pytest.mark.usefixtures("worker")
+def test_duplicate_wake_ups_run_but_change_nothing(stack: Stack) -> None:
+    """Fifty extra wake-ups for a drained phone each run a drain that finds nothing to apply."""
+    convs = accept_round_robin(stack)
+    poll(lambda: settled(stack, convs))
+    stack.join()
+    before = {conv: stack.history(conv) for conv in convs}
+    drains_before = drains_total()
+
+    for _ in range(50):
+        stack.actors.drain_conversation.send(convs[0])
+    stack.join()
+
+    assert drains_total() == drains_before + 50
+    assert {conv: stack.history(conv) for conv in convs} == before
+    assert len(stack.service.store.conversation_session_ids(convs[0])) == 1
+
+
+@pytest.mark.usefixtures("worker")
+def test_complete_session_actor_completes_after_the_messages_before_it(stack: Stack) -> None:
+    """The operator actor goes through the inbox: the message accepted before it is applied
+    first, then the session completes with the operator's reason."""
+    conv = conv_of(1)
+    stack.accept(conv, "m0")
+    poll(lambda: stack.history(conv) == ["m0"])
+    session_id = stack.service.store.latest_session_id(conv)
+    assert session_id is not None
+    stack.accept(conv, "m1")
+
+    stack.actors.complete_session.send(session_id)
+    poll(lambda: stack.service.store.status_of(session_id) == SessionStatus.COMPLETED)
+    stack.join()
+
+    session = stack.service.store.load(session_id)
+    assert session is not None
+    assert session.end_reason == "operator"
+    assert [m.content for m in session.messages] == ["m0", "m1"]
+    assert stack.service.store.inbox_depth(conv) == 0
+
+
+@pytest.mark.usefixtures("worker")
+def test_expire_session_actor_expires_an_active_session(stack: Stack) -> None:
+    """The expire actor ends the session as expired, not completed."""
+    conv = conv_of(1)
+    stack.accept(conv, "m0")
+    poll(lambda: stack.history(conv) == ["m0"])
+    session_id = stack.service.store.latest_session_id(conv)
+    assert session_id is not None
+
+    stack.actors.expire_session.send(session_id, "fraud")
+    poll(lambda: stack.service.store.status_of(session_id) == SessionStatus.EXPIRED)
+
+    session = stack.service.store.load(session_id, include_messages=False)
+    assert session is not None
+    assert session.end_reason == "fraud"
+
+
+@pytest.mark.usefixtures("worker")
+def test_unknown_session_is_dropped_once_without_retries(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A complete for a session that does not exist is logged once and acknowledged: nothing
+    is retried, dead-lettered or left in any inbox."""
+    caplog.set_level(logging.WARNING)
+
+    stack.actors.complete_session.send("no-such-session")
+    stack.join(timeout_ms=5_000)
+
+    dropped = [r for r in caplog.records if "unknown session was dropped" in r.getMessage()]
+    assert len(dropped) == 1
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert stack.client.keys(f"{NAMESPACE}:*XQ*") == []
+    assert stack.service.store.pending_summary() == (0, None)
+
+
+def test_setting_the_broker_up_again_rebinds_the_imported_actors(redis_url: str) -> None:
+    """A second ``setup_broker`` (a test run, or a process that sets up twice) moves every actor
+    and the global broker to the new broker, so nothing is sent to a stale one."""
+    first, _ = load_actors(redis_url)
+    second, actors = load_actors(redis_url)
+    try:
+        assert second is not first
+        assert dramatiq.get_broker() is second
+        for name in ACTOR_NAMES:
+            actor = getattr(actors, name)
+            assert actor.broker is second
+            assert second.get_actor(name) is actor
+    finally:
+        first.client.close()
+        second.client.close()

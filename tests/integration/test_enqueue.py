@@ -1,0 +1,287 @@
+"""The operators' enqueue script, ``main([...])`` against a real Redis and an in-process Dramatiq
+worker: exit codes, messages on stderr, and the task applied through the conversation's inbox.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import cast
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+from wa_sessions.config import Environment, Settings
+from wa_sessions.statemachine.inbox import Inbox
+from wa_sessions.statemachine.models import SessionCreate, SessionStatus
+from wa_sessions.statemachine.service import SessionService
+from wa_sessions.workers import enqueue
+from wa_sessions.workers.broker import NAMESPACE, QUEUE, setup_broker
+from wa_sessions.workers.handlers import WorkerDeps
+
+PHONE = "+14155550001"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    broker: RedisBroker
+    service: SessionService
+    client: redis.Redis
+
+    def open_session(self, phone: str = PHONE) -> str:
+        return self.service.create_session(SessionCreate(phone_number=phone)).session_id
+
+    def queued(self) -> list[dramatiq.Message[None]]:
+        """The Dramatiq messages waiting in the actors' queue."""
+        raw = cast(list[str], self.client.hvals(f"{NAMESPACE}:{QUEUE}.msgs"))
+        return [dramatiq.Message.decode(value.encode()) for value in raw]
+
+
+@pytest.fixture
+def stack(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The script's environment on the test Redis; the broker set up and the actors loaded
+    (after it, as they require) with their dependencies injected."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    for name in ("BUSINESS_NUMBER", "REDIS_KEY_PREFIX", "SESSION_TIMEOUT_HOURS"):
+        monkeypatch.delenv(name, raising=False)
+    broker = setup_broker(Settings(environment=Environment.DEVELOPMENT, redis_url=redis_url))
+    actors: ModuleType = importlib.import_module("wa_sessions.workers.actors")
+    broker.flush_all()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    service = SessionService(client)
+    actors.configure(WorkerDeps(service=service, inbox=Inbox(service.store), wake=actors.wake))
+    try:
+        yield Stack(broker, service, client)
+    finally:
+        actors.configure(None)
+        broker.flush_all()
+        broker.client.close()
+        client.close()
+
+
+@contextmanager
+def running_worker(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def worker(stack: Stack) -> Iterator[dramatiq.Worker]:
+    with running_worker(stack.broker) as running:
+        yield running
+
+
+def poll(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.02)
+
+
+# ---- refusals ----------------------------------------------------------------------------------
+
+
+def test_unknown_session_exits_1_with_one_line_on_stderr(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown id is refused before anything is enqueued, with one line naming it."""
+    code = enqueue.main(["complete", "no-such-session"])
+
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.splitlines() == ["error: unknown session no-such-session"]
+    assert out == ""
+    assert stack.queued() == []
+
+
+@pytest.mark.parametrize("action", ["complete", "expire"])
+def test_already_completed_session_exits_1(
+    stack: Stack, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    """An ended session cannot be ended again; nothing is enqueued."""
+    session_id = stack.open_session()
+    stack.service.complete_session(session_id)
+
+    code = enqueue.main([action, session_id])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [f"error: session {session_id} is already completed"]
+    assert stack.queued() == []
+
+
+def test_phone_without_an_active_session_exits_1(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--phone`` for a customer with no active session is refused with one line."""
+    code = enqueue.main(["expire", "--phone", PHONE])
+
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == ["error: that phone has no active session"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["complete"], id="neither"),
+        pytest.param(["complete", "some-id", "--phone", PHONE], id="both"),
+        pytest.param(["expire", "--phone", "not a phone"], id="bad-phone"),
+    ],
+)
+def test_bad_usage_exits_2(
+    stack: Stack, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Neither or both of SESSION_ID and --phone, or a malformed phone, is a usage error."""
+    code = enqueue.main(argv)
+
+    assert code == 2
+    assert capsys.readouterr().err.strip() != ""
+    assert stack.queued() == []
+
+
+def test_unknown_action_exits_2_through_argparse(capsys: pytest.CaptureFixture[str]) -> None:
+    """An action other than complete or expire is rejected by the parser with status 2."""
+    with pytest.raises(SystemExit) as exited:
+        enqueue.main(["finish", "some-id"])
+
+    assert exited.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+# ---- applied through the workers ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("worker")
+def test_complete_with_wait_exits_0_once_the_worker_completed_it(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``complete ID --wait`` returns after a worker applied it, and the session is completed."""
+    session_id = stack.open_session()
+
+    code = enqueue.main(["complete", session_id, "--wait", "--timeout", "10"])
+
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [f"session {session_id} is completed"]
+    session = stack.service.store.load(session_id, include_messages=False)
+    assert session is not None
+    assert session.status is SessionStatus.COMPLETED
+    assert session.end_reason == "operator"
+
+
+@pytest.mark.usefixtures("worker")
+def test_expire_by_phone_with_wait_exits_0_and_expires_the_active_session(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``expire --phone +E164 --wait`` finds the phone's active session and expires it."""
+    session_id = stack.open_session()
+
+    code = enqueue.main(["expire", "--phone", PHONE, "--reason", "abuse", "--wait"])
+
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [f"session {session_id} is expired"]
+    session = stack.service.store.load(session_id, include_messages=False)
+    assert session is not None
+    assert session.status is SessionStatus.EXPIRED
+    assert session.end_reason == "abuse"
+
+
+def test_without_wait_the_task_waits_in_the_queue_until_a_worker_runs(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ``--wait`` the script exits 0 at once; the task sits in Dramatiq's queue and
+    applies when a worker starts."""
+    session_id = stack.open_session()
+
+    code = enqueue.main(["complete", session_id])
+
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [f"enqueued complete for session {session_id}"]
+    [message] = stack.queued()
+    assert (message.actor_name, message.args) == ("complete_session", (session_id, "operator"))
+    assert stack.service.store.status_of(session_id) == SessionStatus.ACTIVE
+    with running_worker(stack.broker):
+        poll(lambda: stack.service.store.status_of(session_id) == SessionStatus.COMPLETED)
+        stack.broker.join(QUEUE, timeout=5_000)
+    assert stack.queued() == []
+
+
+def test_wait_without_a_worker_exits_3_after_the_timeout(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--wait`` gives up after ``--timeout`` seconds with status 3; the task stays queued."""
+    session_id = stack.open_session()
+
+    code = enqueue.main(["complete", session_id, "--wait", "--timeout", "0.3"])
+
+    assert code == 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: session {session_id} not ended after 0.3s"
+    ]
+    assert len(stack.queued()) == 1
+    assert stack.service.store.status_of(session_id) == SessionStatus.ACTIVE
+
+
+# ---- as a process ------------------------------------------------------------------------------
+
+#: Runs the script as ``python -m`` would, refusing (instead of performing) any enqueue to a
+#: Redis other than the test's, so a misrouted task cannot reach a server the test did not start.
+_GUARDED_MAIN = """
+import sys
+from dramatiq.brokers.redis import RedisBroker
+from wa_sessions.workers import enqueue
+
+allowed_port = int(sys.argv[1])
+real_enqueue = RedisBroker.enqueue
+
+def guarded(self, message, *, delay=None):
+    port = self.client.connection_pool.connection_kwargs.get("port")
+    if port != allowed_port:
+        sys.exit(f"refused to enqueue to port {port} (namespace {self.namespace})")
+    return real_enqueue(self, message, delay=delay)
+
+RedisBroker.enqueue = guarded
+sys.exit(enqueue.main(sys.argv[2:]))
+"""
+
+
+def test_script_in_a_fresh_process_enqueues_to_the_configured_broker(
+    stack: Stack, redis_url: str
+) -> None:
+    """Run as a new process (where nothing set a broker up first), the script sends its task
+    to the broker on REDIS_URL under the service's namespace."""
+    session_id = stack.open_session()
+    port = urllib.parse.urlsplit(redis_url).port
+    env = {**os.environ, "REDIS_URL": redis_url, "ENVIRONMENT": "development"}
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _GUARDED_MAIN, str(port), "complete", session_id],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+    assert (proc.returncode, proc.stderr) == (0, ""), json.dumps(proc.stderr[-2000:])
+    [message] = stack.queued()
+    assert message.actor_name == "complete_session"
