@@ -515,3 +515,63 @@ def test_drain_counts_messages_lag_and_started_sessions(h: Harness) -> None:
     assert sample("wa_sessions_queue_lag_seconds_count") == before["lag_count"] + 4
     assert sample("wa_sessions_queue_lag_seconds_sum") == pytest.approx(before["lag_sum"] + 8.0)
     assert sample("wa_sessions_sessions_started_total") == before["started"] + 1
+
+
+def test_operator_complete_of_a_session_idle_past_timeout_expires_it_instead(h: Harness) -> None:
+    """An operator's complete, queued after the timeout had passed, finds the session already
+    expired (by its idleness), as a direct complete_session call would."""
+    conv = conv_of(1)
+    h.accept_all(conv, ["m0"])
+    h.drain(conv)
+    session_id = h.store.latest_session_id(conv)
+    assert session_id is not None
+    h.clock.advance(minutes=61)
+
+    h.inbox.request(conv, "complete", session_id, accepted_ms=h.service.now_ms(), reason="op")
+    report = h.drain(conv)
+
+    assert [(r.kind, r.detail) for r in report.results] == [("c", "invalid:expired")]
+    ended = h.store.load(session_id, include_messages=False)
+    assert ended is not None
+    assert ended.status is SessionStatus.EXPIRED
+    assert ended.end_reason == "timeout"
+
+
+def test_sweep_reaches_idle_sessions_behind_a_full_batch_of_waiting_ones(h: Harness) -> None:
+    """Idle sessions whose inboxes wait are skipped without hiding the idle ones after them."""
+    waiting = [conv_of(n) for n in range(3)]
+    idle = conv_of(9)
+    for conv in waiting:
+        h.accept_all(conv, [f"{conv} m0"])
+        h.drain(conv)
+    h.clock.advance(seconds=1)
+    h.accept_all(idle, ["idle m0"])
+    h.drain(idle)
+    h.clock.advance(minutes=30)
+    for conv in waiting:
+        h.accept_all(conv, ["in time"])
+    h.clock.advance(minutes=60)
+
+    expired = h.service.cleanup_expired_sessions(batch=2)
+
+    idle_sid = h.store.latest_session_id(idle)
+    assert idle_sid is not None
+    assert expired == 1
+    assert h.store.status_of(idle_sid) == SessionStatus.EXPIRED
+    for conv in waiting:
+        sid = h.store.latest_session_id(conv)
+        assert sid is not None
+        assert h.store.status_of(sid) == SessionStatus.ACTIVE
+
+
+def test_a_batch_survives_redis_losing_its_script_cache(h: Harness) -> None:
+    """After SCRIPT FLUSH (as after a Redis restart) a pipelined batch reloads its script and
+    applies every entry exactly once."""
+    conv = conv_of(1)
+    h.accept_all(conv, ["a", "b", "c"])
+    h.store.client.script_flush()
+
+    report = h.drain(conv)
+
+    assert report.applied == 3
+    assert h.history(conv) == ["a", "b", "c"]

@@ -141,3 +141,10 @@ def test_firing_does_not_leak_state_between_calls() -> None:
     assert fire("b", ACTIVE, Trigger.RECEIVE) == ACTIVE
     assert fire("c", ACTIVE, Trigger.EXPIRE) == EXPIRED
     assert may(ACTIVE, Trigger.RECEIVE) is True
+
+
+def test_a_stored_state_the_machine_does_not_know_is_an_invalid_transition() -> None:
+    """A corrupted or foreign state never leaks transitions' ValueError to callers."""
+    with pytest.raises(InvalidTransition) as caught:
+        fire("sid-9", "archived", Trigger.COMPLETE)
+    assert caught.value.state == "archived"

@@ -65,7 +65,7 @@ def fire(session_id: str, state: SessionStatus | str, trigger: Trigger | str) ->
         raise InvalidTransition(session_id, str(state), str(trigger))
     try:
         event.trigger(model)
-    except MachineError:
+    except (MachineError, ValueError):  # ValueError: a stored state the machine does not know
         raise InvalidTransition(session_id, str(state), str(trigger)) from None
     return SessionStatus(model.status)
 

@@ -187,12 +187,14 @@ return 1
 
 # Expires active sessions idle past the timeout, skipping conversations whose inbox still holds
 # entries (those entries carry their arrival time and decide for themselves).
-# ARGV: now, timeout_ms, keep_ms, limit. Returns expired ids and the number examined.
+# ARGV: now, timeout_ms, keep_ms, limit, offset (how many earlier candidates were skipped and
+# are still in the index). Returns expired ids, the number examined and the number skipped.
 _EXPIRE_IDLE = r"""
 local now, timeout_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now - timeout_ms, 'LIMIT', 0,
-  tonumber(ARGV[4]))
+local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', now - timeout_ms, 'LIMIT',
+  tonumber(ARGV[5]), tonumber(ARGV[4]))
 local out = {}
+local skipped = 0
 for _, sid in ipairs(ids) do
   local h = redis.call('HMGET', k_sess(sid), 'status', 'last', 'conv')
   if h[1] ~= 'active' then
@@ -201,9 +203,11 @@ for _, sid in ipairs(ids) do
       and redis.call('LLEN', k_conv(h[3], 'inbox')) == 0 then
     end_session(sid, 'expire', now, 'timeout', tonumber(ARGV[3]))
     table.insert(out, sid)
+  else
+    skipped = skipped + 1
   end
 end
-return {out, #ids}
+return {out, #ids, skipped}
 """
 
 # Drops ended sessions older than the retention period from every index and deletes them.
@@ -285,8 +289,16 @@ else
   if sid == '' then
     out = {'ok', kind, '', 0, 'missing'}
   else
-    local ok, st = end_session(sid, trigger, now, payload, keep_ms)
-    out = {'ok', kind, sid, 0, ok and st or ('invalid:' .. st)}
+    -- A session idle past the timeout when the operator asked has already expired.
+    local h = redis.call('HMGET', k_sess(sid), 'status', 'last')
+    local idle = h[1] == 'active' and tonumber(h[2]) + tonumber(ARGV[5]) <= tonumber(ts)
+    if idle then
+      end_session(sid, 'expire', now, 'timeout', keep_ms)
+      out = {'ok', kind, sid, 0, 'invalid:expired'}
+    else
+      local ok, st = end_session(sid, trigger, now, payload, keep_ms)
+      out = {'ok', kind, sid, 0, ok and st or ('invalid:' .. st)}
+    end
   end
 end
 redis.call('LPOP', KEYS[1])

@@ -347,12 +347,19 @@ class SessionService:
         """Expires every active session idle past the timeout and purges ended sessions past
         the retention period. Returns how many sessions it expired."""
         total = 0
+        skipped = 0  # idle sessions left to their waiting inbox entries stay in the index
+        now_ms = self.now_ms()
         while True:
-            expired, examined = self.store.expire_idle(
-                now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms, limit=batch
+            expired, examined, skipped_now = self.store.expire_idle(
+                now_ms=now_ms,
+                timeout_ms=self.timeout_ms,
+                keep_ms=self.keep_ms,
+                limit=batch,
+                offset=skipped,
             )
             total += len(expired)
-            if examined < batch or not expired:
+            skipped += skipped_now
+            if examined < batch:
                 break
         self.purge_retained(batch=batch)
         return total

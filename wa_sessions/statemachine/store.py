@@ -15,6 +15,7 @@ from enum import IntEnum
 from typing import Any, cast
 
 import redis
+from redis.exceptions import NoScriptError
 
 from wa_sessions.statemachine import scripts
 from wa_sessions.statemachine.keys import Keys
@@ -210,10 +211,13 @@ class RedisSessionStore:
         )
 
     def expire_idle(
-        self, *, now_ms: int, timeout_ms: int, keep_ms: int, limit: int
-    ) -> tuple[list[str], int]:
-        expired, examined = self._run("expire_idle", args=[now_ms, timeout_ms, keep_ms, limit])
-        return [_s(x) for x in expired], int(examined)
+        self, *, now_ms: int, timeout_ms: int, keep_ms: int, limit: int, offset: int = 0
+    ) -> tuple[list[str], int, int]:
+        """One batch of the idle sweep: (expired ids, candidates examined, skipped)."""
+        expired, examined, skipped = self._run(
+            "expire_idle", args=[now_ms, timeout_ms, keep_ms, limit, offset]
+        )
+        return [_s(x) for x in expired], int(examined), int(skipped)
 
     def purge(self, *, cutoff_ms: int, limit: int) -> int:
         return int(self._run("purge", args=[cutoff_ms, limit]))
@@ -350,30 +354,30 @@ class RedisSessionStore:
         k = self.keys
         keys = [k.conv_inbox(conv), k.conv_lease(conv), k.conv_wake(conv), k.pending]
         script = self._scripts["apply_entry"]
-        pipe = self.client.pipeline(transaction=False)
         last = len(entries) - 1
-        for i, (entry, sid) in enumerate(zip(entries, new_session_ids, strict=True)):
-            release = "1" if release_when_empty and i == last else "0"
-            script(
-                keys=keys,
-                args=[
-                    token,
-                    entry,
-                    now_ms,
-                    sid,
-                    timeout_ms,
-                    cap,
-                    keep_ms,
-                    lease_ms,
-                    conv,
-                    release,
-                    len(carry),
-                    *carry,
-                ],
-                client=pipe,
-            )
+        calls = [
+            [
+                token,
+                entry,
+                now_ms,
+                sid,
+                timeout_ms,
+                cap,
+                keep_ms,
+                lease_ms,
+                conv,
+                "1" if release_when_empty and i == last else "0",
+                len(carry),
+                *carry,
+            ]
+            for i, (entry, sid) in enumerate(zip(entries, new_session_ids, strict=True))
+        ]
+        if len(calls) == 1:
+            replies = [script(keys=keys, args=calls[0])]
+        else:
+            replies = self._pipelined_evalsha(script, keys, calls)
         results: list[EntryResult] = []
-        for raw in pipe.execute():
+        for raw in replies:
             values = [_s(v) if isinstance(v, (bytes, str)) else v for v in raw]
             if values[0] != "ok" and len(values) <= 3:
                 results.append(EntryResult(status=str(values[0])))
@@ -391,6 +395,26 @@ class RedisSessionStore:
                 )
             )
         return results
+
+    def _pipelined_evalsha(self, script: Any, keys: list[str], calls: list[list[Any]]) -> list[Any]:
+        """One round trip for many calls of one script. redis-py's pipelined ``Script`` asks
+        SCRIPT EXISTS first (a second round trip); instead EVALSHA goes straight out, and only
+        if Redis lost its script cache (a restart) is the script loaded and the batch resent.
+        That is safe: a NOSCRIPT reply means the call did nothing."""
+        for attempt in (1, 2):
+            pipe = self.client.pipeline(transaction=False)
+            for args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, NoScriptError) for r in replies):
+                break
+            if attempt == 2:
+                raise next(r for r in replies if isinstance(r, NoScriptError))
+            self.client.script_load(script.script)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return list(replies)
 
     def redrive(self, *, wake_ttl_ms: int, limit: int) -> list[str]:
         return [_s(x) for x in self._run("redrive", args=[wake_ttl_ms, limit])]
