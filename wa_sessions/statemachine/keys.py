@@ -22,6 +22,9 @@ key                              type    holds
 ``P idx:pending``                zset    conversations with a non-empty inbox, by the
                                          acceptance time of their oldest entry (re-drive)
 ``P seen:<MessageSid>``          string  dedupe marker of an accepted Twilio message (TTL)
+``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
+                                         <message_count> <reason>``, consumed by the metrics
+                                         job (capped at 100,000 when nobody consumes it)
 ===============================  ======  =====================================================
 
 Per-conversation keys share the ``{conv}`` hash tag. The global indexes are updated in the same
@@ -83,6 +86,10 @@ class Keys:
     def pending(self) -> str:
         return f"{self.prefix}idx:pending"
 
+    @property
+    def ended_events(self) -> str:
+        return f"{self.prefix}events:ended"
+
     def seen(self, message_sid: str) -> str:
         return f"{self.prefix}seen:{message_sid}"
 
@@ -98,5 +105,6 @@ local K_ACTIVE = P .. 'idx:active'
 local K_ALL = P .. 'idx:all'
 local K_ENDED = P .. 'idx:ended'
 local K_PENDING = P .. 'idx:pending'
+local K_ENDED_EVENTS = P .. 'events:ended'
 local function k_status(status) return P .. 'idx:status:' .. status end
 """

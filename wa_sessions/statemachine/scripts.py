@@ -24,6 +24,10 @@ local function end_session(sid, trigger, now, reason, keep_ms)
   local dest = T[st .. '|' .. trigger]
   if not dest or dest == 'active' then return false, st end
   redis.call('HSET', skey, 'status', dest, 'ended', now, 'end_reason', reason)
+  local info = redis.call('HMGET', skey, 'created', 'count')
+  redis.call('RPUSH', K_ENDED_EVENTS,
+    dest .. ' ' .. (now - tonumber(info[1])) .. ' ' .. (info[2] or '0') .. ' ' .. reason)
+  if redis.call('LLEN', K_ENDED_EVENTS) > 100000 then redis.call('LPOP', K_ENDED_EVENTS) end
   local ak = k_conv(h[2], 'active')
   if redis.call('GET', ak) == sid then redis.call('DEL', ak) end
   redis.call('ZREM', K_ACTIVE, sid)

@@ -93,6 +93,16 @@ class EntryResult:
     released: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class EndedEvent:
+    """A session that ended: its final status, how long it lasted and how many messages."""
+
+    status: str
+    duration_seconds: float
+    message_count: int
+    reason: str
+
+
 def _s(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode()
@@ -432,6 +442,15 @@ class RedisSessionStore:
             return int(count), None
         first = oldest[0]
         return int(count), int(float(first[1]))
+
+    def pop_ended_events(self, limit: int = 1000) -> list[EndedEvent]:
+        """Takes up to ``limit`` session-end events (each is handed to one caller only)."""
+        raw = self.client.lpop(self.keys.ended_events, limit)
+        events = []
+        for item in cast(list[str], raw or []):
+            status, duration_ms, count, reason = ([*_s(item).split(" ", 3), ""])[:4]
+            events.append(EndedEvent(status, int(float(duration_ms)) / 1000, int(count), reason))
+        return events
 
     def ping(self) -> bool:
         return bool(self.client.ping())

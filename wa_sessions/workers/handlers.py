@@ -108,13 +108,11 @@ def _observe(entry: str, result: EntryResult, now_ms: int) -> None:
     if kind == "m":
         metrics.MESSAGES.labels(a, b).inc()
         metrics.QUEUE_LAG.observe(max(0, now_ms - int(accepted_ms)) / 1000)
-        if result.detail:
-            metrics.SESSIONS_ENDED.labels("expired").inc()
         return
+    # Session ends are counted from the store's ended-events list, whichever path ended them.
     trigger = _KIND_TRIGGER.get(kind, "unknown")
     outcome = result.detail
     if outcome in ("completed", "expired"):
-        metrics.SESSIONS_ENDED.labels(outcome).inc()
         metrics.OPERATIONS.labels(trigger, "applied").inc()
     else:
         metrics.OPERATIONS.labels(
@@ -151,5 +149,4 @@ def expire_idle_sessions(deps: WorkerDeps) -> int:
     count = deps.service.cleanup_expired_sessions()
     if count:
         metrics.SWEEP_EXPIRED.inc(count)
-        metrics.SESSIONS_ENDED.labels("expired").inc(count)
     return count
