@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import ModuleType
@@ -22,6 +20,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import REGISTRY
 
+from tests.support import poll, running_worker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.inbox import Inbox
@@ -90,28 +89,10 @@ def stack(redis_url: str) -> Iterator[Stack]:
         client.close()
 
 
-@contextmanager
-def running_worker(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-
-
 @pytest.fixture
 def worker(stack: Stack) -> Iterator[dramatiq.Worker]:
     with running_worker(stack.broker) as running:
         yield running
-
-
-def poll(condition: Callable[[], bool], *, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.02)
 
 
 def drains_total() -> float:

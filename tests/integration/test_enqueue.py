@@ -9,10 +9,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +21,7 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from tests.support import poll, running_worker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.inbox import Inbox
 from wa_sessions.statemachine.models import SessionCreate, SessionStatus
@@ -73,28 +72,10 @@ def stack(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         client.close()
 
 
-@contextmanager
-def running_worker(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
-    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-
-
 @pytest.fixture
 def worker(stack: Stack) -> Iterator[dramatiq.Worker]:
     with running_worker(stack.broker) as running:
         yield running
-
-
-def poll(condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(0.02)
 
 
 # ---- refusals ----------------------------------------------------------------------------------
