@@ -6,7 +6,9 @@ enqueue script) call in here; nothing creates a Redis client or a broker at impo
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -15,6 +17,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.config import Settings
+from wa_sessions.orders.extractor import OrderExtractor
+from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
+from wa_sessions.replies.sender import LogSender, OutboundSender
+from wa_sessions.replies.templates import ReplyTemplates
+from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.service import SessionService
 
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from wa_sessions.workers.handlers import WorkerDeps
+
+log = logging.getLogger(__name__)
 
 
 def load_settings() -> Settings:
@@ -76,6 +85,62 @@ def build_inbox(settings: Settings, service: SessionService) -> Inbox:
     )
 
 
+def build_extractor(settings: Settings) -> OrderExtractor:
+    """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor."""
+    if not settings.openai_api_key:
+        return RuleBasedOrderExtractor()
+    from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
+
+    media_auth = None
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        media_auth = TwilioMediaAuth(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token,
+            host=urlsplit(settings.twilio_api_base_url).hostname or "api.twilio.com",
+        )
+    return OpenAIOrderExtractor(
+        api_key=settings.openai_api_key,
+        model=settings.openai_model,
+        base_url=settings.openai_base_url or None,
+        policy=RetryPolicy(
+            timeout_seconds=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            budget_seconds=settings.openai_retry_budget_seconds,
+        ),
+        history_limit=settings.openai_history_messages,
+        media_auth=media_auth,
+    )
+
+
+def build_sender(settings: Settings) -> OutboundSender:
+    """Twilio when the account SID and auth token are both set, else replies are only logged."""
+    if not settings.sends_through_twilio:
+        return LogSender()
+    from wa_sessions.replies.twilio import TwilioSender
+
+    if settings.status_callback_url is None:
+        log.warning("PUBLIC_BASE_URL is not set: replies are sent without status callbacks")
+    return TwilioSender(
+        account_sid=settings.twilio_account_sid,
+        auth_token=settings.twilio_auth_token,
+        status_callback_url=settings.status_callback_url,
+        api_base_url=settings.twilio_api_base_url,
+        policy=RetryPolicy(
+            timeout_seconds=settings.twilio_timeout_seconds,
+            max_retries=settings.twilio_max_retries,
+            budget_seconds=settings.twilio_retry_budget_seconds,
+        ),
+    )
+
+
+def build_reply_templates(settings: Settings) -> ReplyTemplates:
+    return ReplyTemplates(
+        order=settings.reply_order_template,
+        empty_order=settings.reply_empty_order_template,
+        nothing=settings.reply_nothing_template,
+    )
+
+
 def build_worker_deps(settings: Settings) -> WorkerDeps:
     from wa_sessions.workers import actors
     from wa_sessions.workers.handlers import WorkerDeps
@@ -87,11 +152,15 @@ def build_worker_deps(settings: Settings) -> WorkerDeps:
         wake=actors.wake,
         lease_seconds=settings.lease_seconds,
         batch_size=settings.drain_batch_size,
+        extractor=build_extractor(settings),
+        sender=build_sender(settings),
+        reply_templates=build_reply_templates(settings),
     )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web process: uvicorn ``--factory wa_sessions.bootstrap:create_app``."""
+    from wa_sessions.metrics import register_collectors
     from wa_sessions.webhook import WebDeps
     from wa_sessions.webhook import create_app as create_web_app
     from wa_sessions.workers.broker import AsyncWaker, setup_broker
@@ -101,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
 
     service = build_service(settings)
+    register_collectors(service.store)
     async_client = async_redis_client(settings)
     return create_web_app(
         WebDeps(

@@ -9,8 +9,18 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from wa_sessions.replies.templates import (
+    EMPTY_ORDER_TEMPLATE,
+    NOTHING_TEMPLATE,
+    ORDER_TEMPLATE,
+    check_template,
+)
+
+#: Where Twilio posts delivery status callbacks (``webhook/status.py`` serves it).
+STATUS_CALLBACK_PATH = "/twilio-status"
 
 
 class Environment(StrEnum):
@@ -59,12 +69,47 @@ class Settings(BaseSettings):
     redrive_interval_seconds: float = Field(default=1.0, gt=0)
     expiry_sweep_interval_seconds: float = Field(default=60.0, gt=0)
 
+    # Order extraction (OpenAI when a key is set, else the offline rule-based extractor)
+    openai_api_key: str = ""
+    openai_model: str = "gpt-5.4-mini"
+    openai_base_url: str = ""
+    openai_timeout_seconds: float = Field(default=10.0, gt=0)
+    openai_max_retries: int = Field(default=2, ge=0, le=10)
+    openai_retry_budget_seconds: float = Field(default=25.0, gt=0)
+    openai_history_messages: int = Field(default=20, ge=0, le=200)
+
+    # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_timeout_seconds: float = Field(default=5.0, gt=0)
+    twilio_max_retries: int = Field(default=2, ge=0, le=10)
+    twilio_retry_budget_seconds: float = Field(default=15.0, gt=0)
+    reply_order_template: str = ORDER_TEMPLATE
+    reply_empty_order_template: str = EMPTY_ORDER_TEMPLATE
+    reply_nothing_template: str = NOTHING_TEMPLATE
+
     @field_validator("carry_over_context_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("reply_order_template", "reply_empty_order_template", "reply_nothing_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        return check_template(value)
+
+    @model_validator(mode="after")
+    def _budgets_cover_a_timeout(self) -> Self:
+        for name, timeout, budget in (
+            ("OPENAI", self.openai_timeout_seconds, self.openai_retry_budget_seconds),
+            ("TWILIO", self.twilio_timeout_seconds, self.twilio_retry_budget_seconds),
+        ):
+            if budget < timeout:
+                raise ValueError(
+                    f"{name}_RETRY_BUDGET_SECONDS must be at least {name}_TIMEOUT_SECONDS"
+                )
+        return self
 
     def check_secure(self) -> Self:
         """Refuses to serve outside development without the secrets that keep the service
@@ -84,6 +129,18 @@ class Settings(BaseSettings):
                 f"{', '.join(missing)} must be set outside ENVIRONMENT=development"
             )
         return self
+
+    @property
+    def sends_through_twilio(self) -> bool:
+        """Replies go out through Twilio only with the account's full credentials."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def status_callback_url(self) -> str | None:
+        """The status callback URL given to Twilio with each reply (needs PUBLIC_BASE_URL)."""
+        if not self.public_base_url:
+            return None
+        return self.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
 
     @property
     def session_timeout_seconds(self) -> float:

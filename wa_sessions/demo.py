@@ -22,6 +22,7 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 WEBHOOK_PATH = "/twilio-webhook-opt"
+STATUS_PATH = "/twilio-status"
 SANDBOX_NUMBER = "+14155238886"
 
 
@@ -110,6 +111,28 @@ class TwilioSimulator:
     def send(self, phone: str, body: str, **kwargs: Any) -> Response:
         return self.post_form(self.inbound_form(phone, body, **kwargs))
 
+    def status_form(
+        self, message_sid: str, status: str, *, to: str = "+14155550100", error_code: str = ""
+    ) -> dict[str, str]:
+        """Twilio's delivery status callback for one of our outbound messages."""
+        form = {
+            "MessageSid": message_sid,
+            "SmsSid": message_sid,
+            "MessageStatus": status,
+            "SmsStatus": status,
+            "AccountSid": self.account_sid,
+            "From": f"whatsapp:{self.business_number}",
+            "To": f"whatsapp:{to}",
+            "ApiVersion": "2010-04-01",
+            "ChannelToAddress": to,
+        }
+        if error_code:
+            form["ErrorCode"] = error_code
+        return form
+
+    def send_status(self, message_sid: str, status: str, **kwargs: Any) -> Response:
+        return self.post_form(self.status_form(message_sid, status, **kwargs), STATUS_PATH)
+
     def request(
         self,
         method: str,
@@ -135,18 +158,39 @@ class TwilioSimulator:
         quoted = urllib.parse.quote(phone, safe="")
         return self.request("GET", f"/session/{quoted}?limit={limit}", admin=True)
 
-    def wait_for_messages(self, phone: str, count: int, timeout_seconds: float) -> dict[str, Any]:
-        """Polls the session API until the phone's current session holds ``count`` messages."""
+    def wait_for_messages(
+        self, phone: str, count: int, timeout_seconds: float, *, inbound_only: bool = False
+    ) -> dict[str, Any]:
+        """Polls the session API until the phone's current session holds ``count`` messages
+        (only the customer's, with ``inbound_only``)."""
         deadline = time.monotonic() + timeout_seconds
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             resp = self.session(phone)
             if resp.status == 200:
                 last = resp.json()
-                if last["message_count"] >= count:
+                held = (
+                    len(inbound(last["conversation_history"]))
+                    if inbound_only
+                    else last["message_count"]
+                )
+                if held >= count:
                     return last
             time.sleep(0.05)
         raise TimeoutError(f"session did not reach {count} messages; last: {last}")
+
+    def wait_for_replies(self, phone: str, count: int, timeout_seconds: float) -> dict[str, Any]:
+        """Polls until the phone's current session holds ``count`` outbound replies."""
+        deadline = time.monotonic() + timeout_seconds
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            resp = self.session(phone)
+            if resp.status == 200:
+                last = resp.json()
+                if len(replies(last["conversation_history"])) >= count:
+                    return last
+            time.sleep(0.05)
+        raise TimeoutError(f"session did not reach {count} replies; last: {last}")
 
     def wait_for_new_session(
         self, phone: str, previous_session_id: str, timeout_seconds: float
@@ -159,6 +203,16 @@ class TwilioSimulator:
                 return dict(resp.json())
             time.sleep(0.05)
         raise TimeoutError("no new session opened")
+
+
+def inbound(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The customer's messages of a ``conversation_history``."""
+    return [m for m in history if m["direction"] == "inbound"]
+
+
+def replies(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The business's replies (outbound text, not system notes) of a ``conversation_history``."""
+    return [m for m in history if m["direction"] == "outbound" and m["message_type"] != "system"]
 
 
 def _simulator_from_env(url: str | None) -> TwilioSimulator:
@@ -186,6 +240,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "+14155550101": [
             {"body": "Hi, I want to place an order"},
             {"body": "I need 5 units of Product A"},
+            {"body": "make that 6"},
             {"body": "Thanks!"},
         ],
         "+447700900123": [
@@ -212,7 +267,11 @@ def run_demo(args: argparse.Namespace) -> int:
         again = sim.post_form(form)
         print(f"  redelivery of the last message -> {again.status} (stored once)")
     for phone, messages in conversations.items():
-        data = sim.wait_for_messages(phone, len(messages), args.timeout)
+        sim.wait_for_messages(phone, len(messages), args.timeout, inbound_only=True)
+        # Every text and image message gets a reply (orders extracted offline by the
+        # rule-based extractor; without Twilio credentials replies are recorded, not sent).
+        expected = sum(1 for m in messages if "location" not in m)
+        data = sim.wait_for_replies(phone, expected, args.timeout)
         _print_session(phone, data)
 
     first = next(iter(conversations))
@@ -220,7 +279,8 @@ def run_demo(args: argparse.Namespace) -> int:
     done = sim.request("POST", f"/session/{session_id}/complete", admin=True)
     print(f"\ncompleted {session_id}: {done.status} {done.json().get('message')}")
     sim.send(first, "One more thing: can I add 2 units of Product B?")
-    data = sim.wait_for_new_session(first, session_id, args.timeout)
+    sim.wait_for_new_session(first, session_id, args.timeout)
+    data = sim.wait_for_replies(first, 1, args.timeout)
     print("a message after completion opened a new session:")
     _print_session(first, data)
     active = sim.request("GET", "/sessions/active", admin=True).json()
@@ -236,6 +296,8 @@ def _print_session(phone: str, data: dict[str, Any]) -> None:
     )
     for message in data["conversation_history"]:
         arrow = "<-" if message["direction"] == "inbound" else "->"
-        print(f"  {arrow} [{message['message_type']}] {message['content']}")
+        status = message["metadata"].get("delivery_status")
+        note = f"  ({status})" if status else ""
+        print(f"  {arrow} [{message['message_type']}] {message['content']}{note}")
     if session.get("order_details"):
         print(f"  order: {json.dumps(session['order_details'])}")

@@ -4,15 +4,20 @@ private Redis and loopback ports, driven over HTTP with requests the twilio SDK 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -76,7 +81,6 @@ class Service:
                 "LEASE_SECONDS": "2",
                 "REDRIVE_INTERVAL_SECONDS": "0.5",
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
-                "dramatiq_prom_db": str(self.metrics_dir),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -200,3 +204,156 @@ def e2e_client(e2e_redis: EmbeddedRedis) -> Iterator[redis.Redis]:
 
 def command_line(name: str) -> list[str]:
     return shlex.split(procfile_commands()[name])
+
+
+# ---- Prometheus (promtool and a server of the test's own) ---------------------------------
+
+
+@dataclass(frozen=True)
+class PrometheusTools:
+    promtool: Path
+    prometheus: Path
+
+
+def _which_prometheus() -> PrometheusTools | None:
+    promtool, server = shutil.which("promtool"), shutil.which("prometheus")
+    if promtool and server:
+        return PrometheusTools(Path(promtool), Path(server))
+    return None
+
+
+def find_or_install_prometheus() -> PrometheusTools:
+    """``promtool`` and ``prometheus`` from PATH, else Debian's ``prometheus`` package installed
+    with apt-get when running as root (as CI does). Skips only when neither is possible."""
+    found = _which_prometheus()
+    if found is not None:
+        return found
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("promtool/prometheus not on PATH; install Debian's `prometheus` package")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:
+        # A fresh machine may not have the package lists yet.
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            pytest.fail(f"apt-get install prometheus failed:\n{result.stdout}\n{result.stderr}")
+    found = _which_prometheus()
+    if found is None:
+        pytest.fail("the prometheus package installed no promtool/prometheus on PATH")
+    return found
+
+
+@pytest.fixture(scope="session")
+def prometheus_tools() -> PrometheusTools:
+    return find_or_install_prometheus()
+
+
+class PrometheusServer:
+    """A Prometheus server on a free loopback port with its own config and storage directory
+    (never the system one a package install may have started), queried over its HTTP API."""
+
+    def __init__(
+        self,
+        binary: Path,
+        tmp: Path,
+        targets: list[str],
+        *,
+        rule_files: list[Path] | None = None,
+        interval_seconds: float = 1.0,
+    ) -> None:
+        self.binary = binary
+        self.dir = tmp / "prometheus-server"
+        self.dir.mkdir(exist_ok=True)
+        self.port = free_port()
+        self.log_path = self.dir / "prometheus.log"
+        interval = f"{int(interval_seconds * 1000)}ms"
+        config = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(path) for path in rule_files or []],
+            "scrape_configs": [
+                {
+                    "job_name": "wa-sessions",
+                    "scrape_timeout": interval,
+                    "static_configs": [{"targets": targets}],
+                }
+            ],
+        }
+        # JSON is YAML: no YAML writer needed.
+        (self.dir / "prometheus.yml").write_text(json.dumps(config, indent=2))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_seconds: float = 30.0) -> PrometheusServer:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(self.binary),
+                    f"--config.file={self.dir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn",
+                ],
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            ready = f"{self.url}/-/ready"
+            with contextlib.suppress(OSError), urllib.request.urlopen(ready, timeout=2) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return self
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("prometheus did not become ready:\n" + self.log())
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:] if self.log_path.exists() else ""
+
+    def api(self, path: str, **params: str) -> Any:
+        """The ``data`` of a Prometheus HTTP API answer (fails the test on an error status)."""
+        query = urllib.parse.urlencode(params)
+        with urllib.request.urlopen(f"{self.url}{path}?{query}", timeout=10) as resp:  # noqa: S310
+            body = json.loads(resp.read())
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's samples, as ``[{"metric": {...}, "value": [ts, "v"]}]``."""
+        data = self.api("/api/v1/query", query=expr)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+
+@pytest.fixture
+def prometheus_factory(
+    prometheus_tools: PrometheusTools, tmp_path: Path
+) -> Iterator[Callable[..., PrometheusServer]]:
+    """Starts Prometheus servers scraping the given targets; stops them after the test."""
+    started: list[PrometheusServer] = []
+
+    def make(targets: list[str], **kwargs: Any) -> PrometheusServer:
+        server = PrometheusServer(prometheus_tools.prometheus, tmp_path, targets, **kwargs)
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()

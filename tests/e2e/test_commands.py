@@ -22,12 +22,15 @@ pytestmark = pytest.mark.e2e
 
 
 def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_path: Path) -> None:
-    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `wa-sessions demo` works."""
+    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `wa-sessions demo` shows
+    sessions, extracted orders and the replies recorded for them."""
     port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("TWILIO_", "ADMIN_", "REDIS_", "ENVIRONMENT", "PUBLIC_BASE"))
+        if not k.startswith(
+            ("TWILIO_", "ADMIN_", "REDIS_", "ENVIRONMENT", "PUBLIC_BASE", "OPENAI_")
+        )
     }
     env["PORT"] = str(port)
     cli = [sys.executable, "-m", "wa_sessions.cli"]
@@ -63,6 +66,9 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert demo.stdout.count("\nsession ") >= 4
         assert "I need 5 units of Product A" in demo.stdout
+        # Offline defaults: orders extracted by rules, replies recorded but not sent.
+        assert "-> [text] ✅ Order received: 6 units of Product A  (not_sent)" in demo.stdout
+        assert '"name": "Product A", "quantity": 6' in demo.stdout
         assert "a message after completion opened a new session" in demo.stdout
         assert (tmp_path / ".run" / "dev.env").exists()
     finally:

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.e2e.conftest import Service
-from wa_sessions.demo import TwilioSimulator, new_message_sid
+from wa_sessions.demo import TwilioSimulator, inbound, new_message_sid
 from wa_sessions.statemachine.keys import Keys
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +55,8 @@ def wait_all_applied(
         for p, bodies in list(pending.items()):
             resp = sim.session(p)
             if resp.status == 200:
-                history = [m["content"] for m in resp.json()["conversation_history"]]
+                # The service replies to each message; the customer's side is what was posted.
+                history = [m["content"] for m in inbound(resp.json()["conversation_history"])]
                 seen[p] = history
                 if len(history) >= len(bodies):
                     del pending[p]
@@ -159,8 +160,9 @@ def test_redelivered_message_sid_is_stored_once(service: Service) -> None:
         statuses += list(pool.map(lambda _: sim.post_form(form).status, range(5)))
     assert statuses == [200] * 10
     sim.send(p, "marker")
-    data = sim.wait_for_messages(p, 2, 20)
-    assert [m["content"] for m in data["conversation_history"]] == ["only once", "marker"]
+    data = sim.wait_for_messages(p, 2, 20, inbound_only=True)
+    contents = [m["content"] for m in inbound(data["conversation_history"])]
+    assert contents == ["only once", "marker"]
 
 
 def test_message_after_api_completion_opens_a_new_session(service: Service) -> None:
@@ -182,7 +184,7 @@ def test_message_after_api_completion_opens_a_new_session(service: Service) -> N
         time.sleep(0.05)
     assert data["session"]["session_id"] != first
     assert data["session"]["status"] == "active"
-    assert [m["content"] for m in data["conversation_history"]] == ["one more"]
+    assert [m["content"] for m in inbound(data["conversation_history"])] == ["one more"]
 
 
 def test_enqueue_script_completes_and_expires_through_the_workers(service: Service) -> None:

@@ -1,30 +1,102 @@
-"""Every Prometheus metric of the service, defined once here.
+"""Every Prometheus metric of the service, defined once here (orders and replies in ``orders``).
 
 Names are ``wa_sessions_*`` in base units. No label ever carries a phone number, message text or
-session id. Web and worker processes share totals through prometheus_client's multiprocess mode
-when ``PROMETHEUS_MULTIPROC_DIR`` is set (``./run serve`` and the Procfile deployment do so).
+session id. Web, worker and scheduler processes share totals through prometheus_client's
+multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``./run serve`` and the Procfile
+deployment do so): the web process' ``/metrics`` adds them up, together with the values read
+from Redis at scrape time (``collectors``), which no single process could count right.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from wa_sessions.metrics.orders import (
+    DELIVERY_FAILURES,
+    DELIVERY_STATUS,
+    EXTRACTION_FAILURES,
+    EXTRACTION_LATENCY,
+    EXTRACTIONS,
+    ORDERS_EXTRACTED,
+    REPLIES,
+)
+from wa_sessions.statemachine.models import MessageDirection, MessageType
+
+if TYPE_CHECKING:
+    from wa_sessions.statemachine.store import RedisSessionStore
+
+__all__ = [
+    "ACTOR_DURATION",
+    "ACTOR_MESSAGES",
+    "API_ERRORS",
+    "API_REQUESTS",
+    "DELIVERY_FAILURES",
+    "DELIVERY_STATUS",
+    "DRAINS",
+    "EXTRACTIONS",
+    "EXTRACTION_FAILURES",
+    "EXTRACTION_LATENCY",
+    "MESSAGES",
+    "OPERATIONS",
+    "ORDERS_EXTRACTED",
+    "QUEUE_LAG",
+    "REDRIVES",
+    "REPLIES",
+    "SESSIONS_ENDED",
+    "SESSIONS_STARTED",
+    "SESSION_DURATION",
+    "SESSION_MESSAGES",
+    "SESSION_OUTCOMES",
+    "SWEEP_EXPIRED",
+    "WEBHOOK_LATENCY",
+    "WEBHOOK_REQUESTS",
+    "register_collectors",
+    "render_metrics",
+]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Sessions last from seconds (a quick order) to the idle timeout and beyond (24 h by default).
+_SESSION_DURATION_BUCKETS = (
+    1.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+    43200.0,
+    86400.0,
+    172800.0,
+)
+_SESSION_MESSAGES_BUCKETS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0, 5000.0)
+_ACTOR_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
+
+#: Final statuses a session can end in; anything else (a future status) is counted as ``other``.
+SESSION_OUTCOMES = ("completed", "expired")
 
 WEBHOOK_REQUESTS = Counter(
     "wa_sessions_webhook_requests_total",
-    "Twilio webhook requests by outcome (accepted, duplicate, bad_signature, bad_request, "
-    "too_large, inbox_full, unavailable, error).",
+    "Twilio webhook requests by endpoint (inbound, status) and outcome (accepted, duplicate, "
+    "bad_signature, bad_request, too_large, inbox_full, unavailable, error; status callbacks: "
+    "applied, stale, unknown_sid, ...).",
     ["endpoint", "outcome"],
 )
 WEBHOOK_LATENCY = Histogram(
@@ -56,8 +128,20 @@ QUEUE_LAG = Histogram(
 SESSIONS_STARTED = Counter("wa_sessions_sessions_started_total", "Sessions opened.")
 SESSIONS_ENDED = Counter(
     "wa_sessions_sessions_ended_total",
-    "Sessions ended, by outcome (completed, expired).",
+    "Sessions ended, by outcome (completed, expired), whichever path ended them.",
     ["outcome"],
+)
+SESSION_DURATION = Histogram(
+    "wa_sessions_session_duration_seconds",
+    "Time from a session's creation to its end, observed when it ends, by outcome.",
+    ["outcome"],
+    buckets=_SESSION_DURATION_BUCKETS,
+)
+SESSION_MESSAGES = Histogram(
+    "wa_sessions_session_messages",
+    "Messages a session held when it ended, by outcome.",
+    ["outcome"],
+    buckets=_SESSION_MESSAGES_BUCKETS,
 )
 OPERATIONS = Counter(
     "wa_sessions_operations_total",
@@ -74,14 +158,69 @@ REDRIVES = Counter(
     "Conversations re-woken because their inbox had entries and no drain.",
 )
 SWEEP_EXPIRED = Counter("wa_sessions_sweep_expired_total", "Sessions expired by the idle sweep.")
+ACTOR_MESSAGES = Counter(
+    "wa_sessions_actor_messages_total",
+    "Dramatiq messages processed by worker processes, by actor and outcome (ok, failed, "
+    "skipped). A failed message is retried with backoff until its retries run out.",
+    ["actor", "outcome"],
+)
+ACTOR_DURATION = Histogram(
+    "wa_sessions_actor_duration_seconds",
+    "Time a worker spent on one Dramatiq message, by actor.",
+    ["actor"],
+    buckets=_ACTOR_BUCKETS,
+)
+
+
+def _initialise_series() -> None:
+    """Creates the known label sets at zero, so ``rate()`` and ``increase()`` see a series'
+    first increment and dashboards show 0 rather than no data."""
+    for outcome in SESSION_OUTCOMES:
+        SESSIONS_ENDED.labels(outcome)
+        SESSION_DURATION.labels(outcome)
+        SESSION_MESSAGES.labels(outcome)
+    for direction in MessageDirection:
+        for message_type in MessageType:
+            MESSAGES.labels(direction.value, message_type.value)
+
+
+_initialise_series()
+
+#: Collectors that read shared state (Redis) at scrape time; set by ``register_collectors``.
+_scrape_collectors: list[Collector] = []
+
+
+def register_collectors(store: RedisSessionStore) -> None:
+    """Adds the Redis-backed collectors (active sessions, inboxes, Dramatiq queue depth) to what
+    ``render_metrics`` exposes. Called once by the process that serves ``/metrics``; calling it
+    again replaces the previous store."""
+    from wa_sessions.metrics.collectors import RedisStateCollector
+    from wa_sessions.workers.broker import NAMESPACE, QUEUE
+
+    _scrape_collectors[:] = [
+        RedisStateCollector(store, dramatiq_namespace=NAMESPACE, queues=(QUEUE,))
+    ]
+
+
+class _ProcessRegistry(Collector):
+    """This process's default registry, for single-process mode."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
 
 
 def render_metrics() -> tuple[bytes, str]:
-    """The exposition for ``/metrics``: every process's totals in multiprocess mode."""
+    """The exposition for ``/metrics``: every process's totals in multiprocess mode (this
+    process's own otherwise), plus the values read from Redis at scrape time."""
+    # auto_describe off: registering must not run a collector (and so reach Redis) early.
+    registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    else:
+        registry.register(_ProcessRegistry())
+    for collector in _scrape_collectors:
+        registry.register(collector)
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -31,8 +31,7 @@ ORDERS_EXTRACTED = Counter(
 )
 REPLIES = Counter(
     "wa_sessions_replies_total",
-    "Outbound replies by sender (twilio, log) and outcome (sent, logged, failed, "
-    "outside_window).",
+    "Outbound replies by sender (twilio, log) and outcome (sent, logged, failed, outside_window).",
     ["sender", "outcome"],
 )
 DELIVERY_STATUS = Counter(

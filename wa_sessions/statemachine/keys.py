@@ -8,20 +8,32 @@ key                              type    holds
 ===============================  ======  =====================================================
 ``P s:<sid>``                    hash    one session: status, addresses, times, counters,
                                          ``ctx:<name>`` -> JSON value per context key,
-                                         ``order_details`` JSON
+                                         ``order`` -> the order details JSON
 ``P s:<sid>:m``                  list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
 ``P c:{conv}:inbox``             list    accepted, not yet applied entries (the mailbox)
 ``P c:{conv}:lease``             string  owner token of the drain applying the inbox
 ``P c:{conv}:wake``              string  set while a drain wake-up is queued or running
+``P c:{conv}:effects``           list    applied inbound messages whose effects (order
+                                         extraction, reply) are not committed yet, as
+                                         ``<sid>\\t<message JSON>``, oldest first; a drain
+                                         finishes them before it applies more of the inbox
 ``P idx:active``                 zset    active sessions by last activity (expiry sweep)
 ``P idx:all``                    zset    every session by created time (admin listing)
 ``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
 ``P idx:ended``                  zset    ended sessions by end time (retention purge)
-``P idx:pending``                zset    conversations with a non-empty inbox, by the
-                                         acceptance time of their oldest entry (re-drive)
+``P idx:pending``                zset    conversations with a non-empty inbox or pending
+                                         effects, by the acceptance time of their oldest
+                                         entry (re-drive)
 ``P seen:<MessageSid>``          string  dedupe marker of an accepted Twilio message (TTL)
+``P out:<MessageSid>``           hash    one outbound reply sent through Twilio: ``sess``,
+                                         ``mid`` and ``pos`` (its session, message id and
+                                         absolute index in the history), the furthest
+                                         ``status`` and its ``rank``, ``error_code``, and
+                                         ``seen:<status>`` per status callback received
+                                         (dedupe). TTL: the retention period once mapped, a
+                                         day while only callbacks have arrived
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
                                          <message_count> <reason>``, consumed by the metrics
                                          job (capped at 100,000 when nobody consumes it)
@@ -67,6 +79,9 @@ class Keys:
     def conv_wake(self, conv: str) -> str:
         return self._conv(conv, "wake")
 
+    def conv_effects(self, conv: str) -> str:
+        return self._conv(conv, "effects")
+
     @property
     def active(self) -> str:
         return f"{self.prefix}idx:active"
@@ -93,6 +108,9 @@ class Keys:
     def seen(self, message_sid: str) -> str:
         return f"{self.prefix}seen:{message_sid}"
 
+    def outbound(self, message_sid: str) -> str:
+        return f"{self.prefix}out:{message_sid}"
+
     def lua_prelude(self) -> str:
         """The same names as Lua functions, for scripts that reach keys derived from data."""
         p = self.prefix.replace("\\", "\\\\").replace("'", "\\'")
@@ -101,6 +119,7 @@ local P = '{p}'
 local function k_sess(sid) return P .. 's:' .. sid end
 local function k_msgs(sid) return P .. 's:' .. sid .. ':m' end
 local function k_conv(conv, suffix) return P .. 'c:{{' .. conv .. '}}:' .. suffix end
+local function k_out(message_sid) return P .. 'out:' .. message_sid end
 local K_ACTIVE = P .. 'idx:active'
 local K_ALL = P .. 'idx:all'
 local K_ENDED = P .. 'idx:ended'

@@ -36,6 +36,39 @@ class MessageDirection(StrEnum):
     OUTBOUND = "outbound"
 
 
+class DeliveryStatus(StrEnum):
+    """Where an outbound reply is: Twilio's ``MessageStatus`` values, plus ``not_sent`` for a
+    reply only recorded (no Twilio credentials)."""
+
+    NOT_SENT = "not_sent"
+    ACCEPTED = "accepted"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    UNDELIVERED = "undelivered"
+    CANCELED = "canceled"
+
+
+#: Status callbacks repeat and arrive out of order; a status only replaces one of lower rank, so
+#: a late ``sent`` never overwrites ``read``. Failures are terminal. Unknown statuses rank 0.
+DELIVERY_RANK: dict[str, int] = {
+    DeliveryStatus.ACCEPTED: 0,
+    DeliveryStatus.SCHEDULED: 0,
+    DeliveryStatus.QUEUED: 1,
+    DeliveryStatus.SENDING: 2,
+    DeliveryStatus.SENT: 3,
+    DeliveryStatus.DELIVERED: 4,
+    DeliveryStatus.READ: 5,
+    DeliveryStatus.FAILED: 9,
+    DeliveryStatus.UNDELIVERED: 9,
+    DeliveryStatus.CANCELED: 9,
+}
+
+
 class Message(BaseModel):
     """One message of a conversation, as stored (oldest first) in its session's history."""
 

@@ -7,12 +7,18 @@ so tests drive time with an injected clock.
 Inbox entries are ``<accepted_ms>\\t<kind>\\t<a>\\t<b>\\t<payload>``:
 ``m`` (message: a=direction, b=type, payload=message JSON) or
 ``c``/``x`` (complete/expire: a=session id or empty for the active one, b=op id, payload=reason).
+
+Effects of an inbound text or image message (order extraction, reply) are two-phase: applying
+the message also appends ``<sid>\\t<message JSON>`` to the conversation's effects list; the
+drain runs the effects outside Redis, then ``commit_effects`` records their outcome and pops the
+record, fenced like an apply. Until then the conversation counts as having work pending.
 """
 
 from __future__ import annotations
 
 from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.lifecycle import transition_table
+from wa_sessions.statemachine.models import DELIVERY_RANK
 
 _CORE = r"""
 -- Ends `sid` with `trigger` if the lifecycle table allows it. Returns ok, state-after-or-before.
@@ -79,14 +85,17 @@ local function open_session(conv, sid, ts, carry)
   redis.call('ZADD', K_ACTIVE, ts, sid)
 end
 
+-- Returns false and the message's absolute position in the history (trimmed ones included),
+-- or an error reply.
 local function append(sid, msg, direction, mtype, ts, cap)
   local skey = k_sess(sid)
-  local h = redis.call('HMGET', skey, 'status', 'last', 'last_in')
-  if T[h[1] .. '|receive'] ~= 'active' then
+  local h = redis.call('HMGET', skey, 'status', 'last', 'last_in', 'trimmed')
+  if T[tostring(h[1]) .. '|receive'] ~= 'active' then
     return redis.error_reply('cannot receive in state ' .. tostring(h[1]))
   end
   local mkey = k_msgs(sid)
   local n = redis.call('RPUSH', mkey, msg)
+  local pos = tonumber(h[4] or '0') + n - 1
   if n > cap then
     redis.call('LTRIM', mkey, n - cap, -1)
     redis.call('HINCRBY', skey, 'trimmed', n - cap)
@@ -101,7 +110,7 @@ local function append(sid, msg, direction, mtype, ts, cap)
   if direction == 'inbound' and ts > tonumber(h[3] or '0') then
     redis.call('HSET', skey, 'last_in', ts)
   end
-  return false
+  return false, pos
 end
 
 -- Appends a message to the conversation's live session, opening one when needed.
@@ -117,6 +126,39 @@ local function apply_message(conv, ts, now, new_sid, timeout_ms, cap, keep_ms, d
   local err = append(sid, msg, direction, mtype, ts, cap)
   if err then return err end
   return {sid, created, expired or ''}
+end
+
+-- Writes a delivery status into an outbound message's metadata, found by its absolute position
+-- (checked by id). Returns false when the message has been trimmed from the history or purged.
+local function set_delivery(sid, pos, mid, status, code, at)
+  local idx = tonumber(pos) - tonumber(redis.call('HGET', k_sess(sid), 'trimmed') or '0')
+  if idx < 0 then return false end
+  local mkey = k_msgs(sid)
+  local raw = redis.call('LINDEX', mkey, idx)
+  if not raw then return false end
+  local ok, m = pcall(cjson.decode, raw)
+  if not ok or type(m) ~= 'table' or m.id ~= mid then return false end
+  if type(m.metadata) ~= 'table' then m.metadata = {} end
+  m.metadata.delivery_status = status
+  m.metadata.delivery_updated_at = at
+  if code ~= '' then m.metadata.error_code = code end
+  redis.call('LSET', mkey, idx, cjson.encode(m))
+  return true
+end
+
+-- Maps a committed reply's Twilio MessageSid to its stored message. Status callbacks may have
+-- come first: the furthest status recorded so far wins over the one Twilio's create returned.
+local function map_outbound(msid, sid, mid, pos, status, keep_ms, at)
+  local okey = k_out(msid)
+  local h = redis.call('HMGET', okey, 'rank', 'status', 'error_code')
+  redis.call('HSET', okey, 'sess', sid, 'mid', mid, 'pos', pos)
+  redis.call('PEXPIRE', okey, keep_ms)
+  local rank = R[status] or 0
+  if h[1] and tonumber(h[1]) >= rank then
+    set_delivery(sid, pos, mid, h[2], h[3] or '', at)
+  else
+    redis.call('HSET', okey, 'status', status, 'rank', rank)
+  end
 end
 
 local function carry_from(argv, first)
@@ -253,25 +295,30 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 2 end
 return 1
 """
 
-# Takes the conversation's lease and returns the first batch of its inbox. An empty inbox
-# releases at once. KEYS: lease, wake, inbox, pending. ARGV: token, lease_ms, batch, conv.
+# Takes the conversation's lease and returns the head of its effects list ('' when none) then
+# the first batch of its inbox. With neither, it releases at once.
+# KEYS: lease, wake, inbox, pending, effects. ARGV: token, lease_ms, batch, conv.
 # Returns false when another drain holds the lease.
 _ACQUIRE = r"""
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 redis.call('DEL', KEYS[2])
+local effect = redis.call('LINDEX', KEYS[5], 0)
 local entries = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-if #entries == 0 then
+if #entries == 0 and not effect then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[4], ARGV[4])
 end
+table.insert(entries, 1, effect or '')
 return entries
 """
 
 # Applies the inbox head under the lease (fencing: token and head must both match), acknowledges
-# it (LPOP) and extends the lease, all in one step. With release=1 and the inbox then empty, it
-# also gives up the lease. KEYS: inbox, lease, wake, pending.
-# ARGV: token, entry, now, new_sid, timeout_ms, cap, keep_ms, lease_ms, conv, release, ncarry,
-# carry... Returns {status, kind, sid, created, expired_or_result, remaining, released}.
+# it (LPOP) and extends the lease, all in one step. With effects=1, an inbound text or image
+# message also appends its pending-effect record. With release=1 and the inbox then empty (and
+# no effects pending), it also gives up the lease. KEYS: inbox, lease, wake, pending, effects.
+# ARGV: token, entry, now, new_sid, timeout_ms, cap, keep_ms, lease_ms, conv, release, effects,
+# ncarry, carry... Returns {status, kind, sid, created, expired_or_result, remaining, released,
+# effect record or ''}.
 _APPLY_ENTRY = r"""
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lease'} end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return {'head'} end
@@ -279,12 +326,18 @@ local conv = ARGV[9]
 local now, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[7])
 local ts, kind, a, b, payload = string.match(ARGV[2], '^(%d+)\t(%a)\t([^\t]*)\t([^\t]*)\t(.*)$')
 local out
+local effect = ''
 if not ts then
   out = {'bad', '?', '', 0, 'malformed entry'}
 elseif kind == 'm' then
   local r = apply_message(conv, tonumber(ts), now, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
-    keep_ms, a, b, payload, carry_from(ARGV, 11))
+    keep_ms, a, b, payload, carry_from(ARGV, 12))
   out = {'ok', kind, r[1], r[2], r[3]}
+  if ARGV[11] == '1' and a == 'inbound' and (b == 'text' or b == 'image')
+      and type(r[1]) == 'string' then
+    effect = r[1] .. '\t' .. payload
+    redis.call('RPUSH', KEYS[5], effect)
+  end
 else
   local trigger = (kind == 'c') and 'complete' or 'expire'
   local sid = a
@@ -308,7 +361,7 @@ end
 redis.call('LPOP', KEYS[1])
 local remaining = redis.call('LLEN', KEYS[1])
 local released = 0
-if remaining == 0 then
+if remaining == 0 and redis.call('LLEN', KEYS[5]) == 0 then
   redis.call('ZREM', KEYS[4], conv)
   if ARGV[10] == '1' then
     redis.call('DEL', KEYS[2], KEYS[3])
@@ -316,6 +369,9 @@ if remaining == 0 then
   else
     redis.call('PEXPIRE', KEYS[2], ARGV[8])
   end
+elseif remaining == 0 then
+  -- Effects pending: the conversation stays leased and pending until they are committed.
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
 else
   local next_ts = string.match(redis.call('LINDEX', KEYS[1], 0), '^(%d+)')
   redis.call('ZADD', KEYS[4], 'XX', next_ts, conv)
@@ -323,30 +379,91 @@ else
 end
 table.insert(out, remaining)
 table.insert(out, released)
+table.insert(out, effect)
 return out
 """
 
-# Gives the lease up if the inbox is empty; otherwise keeps it and returns the next batch.
-# KEYS: lease, wake, inbox, pending. ARGV: token, lease_ms, batch, conv.
+# Gives the lease up if the inbox and the effects list are empty; otherwise keeps it and returns
+# what is next, shaped like ``acquire``'s answer. KEYS and ARGV as ``acquire``.
 _RELEASE_OR_NEXT = r"""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local effect = redis.call('LINDEX', KEYS[5], 0)
 local entries = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-if #entries == 0 then
+if #entries == 0 and not effect then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[4], ARGV[4])
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
+table.insert(entries, 1, effect or '')
 return entries
 """
 
-# Conversations that need a drain and have none: inbox non-empty, no lease, no wake queued.
-# Marks each as woken so the next pass does not wake it again. ARGV: wake_ttl_ms, limit.
+# Lengthens the lease before a slow external call, if it is still ours.
+# KEYS: lease. ARGV: token, lease_ms. Returns 1 when extended.
+_EXTEND_LEASE = r"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# Records the outcome of one message's effects and pops its record, fenced like an apply (the
+# lease token and the effects head must both match). On a session that ended meanwhile it only
+# pops. KEYS: effects, lease. ARGV: token, record, sid, lease_ms, cap, keep_ms, at (ISO time),
+# set_order ('1'/'0'), order JSON, nmsg, then per message: direction, type, ts, JSON, id,
+# Twilio MessageSid ('' for none), delivery status. Returns {outcome, next record or ''}.
+_COMMIT_EFFECTS = r"""
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lease'} end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return {'head'} end
+local sid, cap, keep_ms, at = ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local skey = k_sess(sid)
+local outcome = 'ended'
+if T[tostring(redis.call('HGET', skey, 'status')) .. '|receive'] == 'active' then
+  outcome = 'ok'
+  if ARGV[8] == '1' then redis.call('HSET', skey, 'order', ARGV[9]) end
+  local i = 11
+  for _ = 1, tonumber(ARGV[10]) do
+    local err, pos = append(sid, ARGV[i + 3], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), cap)
+    if err then return err end
+    if ARGV[i + 5] ~= '' then
+      map_outbound(ARGV[i + 5], sid, ARGV[i + 4], pos, ARGV[i + 6], keep_ms, at)
+    end
+    i = i + 7
+  end
+end
+redis.call('LPOP', KEYS[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return {outcome, redis.call('LINDEX', KEYS[1], 0) or ''}
+"""
+
+# One Twilio status callback: deduplicated on MessageSid plus status, and applied only when it
+# moves the reply's status forward. A callback that beats the commit of its reply is kept (for
+# a day) and applied by ``map_outbound`` when the reply is committed.
+# ARGV: MessageSid, status, error code ('' for none), at (ISO time), unmapped_ttl_ms.
+# Returns {outcome}: duplicate, stale, unknown (not mapped yet) or applied.
+_DELIVERY_STATUS = r"""
+local okey = k_out(ARGV[1])
+local status = ARGV[2]
+if redis.call('HSETNX', okey, 'seen:' .. status, '1') == 0 then return {'duplicate'} end
+local h = redis.call('HMGET', okey, 'rank', 'sess', 'pos', 'mid')
+if not h[2] and redis.call('PTTL', okey) < 0 then redis.call('PEXPIRE', okey, ARGV[5]) end
+local rank = R[status] or 0
+if h[1] and tonumber(h[1]) >= rank then return {'stale'} end
+redis.call('HSET', okey, 'status', status, 'rank', rank)
+if ARGV[3] ~= '' then redis.call('HSET', okey, 'error_code', ARGV[3]) end
+if not h[2] then return {'unknown'} end
+set_delivery(h[2], h[3], h[4], status, ARGV[3], ARGV[4])
+return {'applied'}
+"""
+
+# Conversations that need a drain and have none: inbox or effects non-empty, no lease, no wake
+# queued. Marks each as woken so the next pass does not wake it again. ARGV: wake_ttl_ms, limit.
 _REDRIVE = r"""
 local convs = redis.call('ZRANGE', K_PENDING, 0, tonumber(ARGV[2]) - 1)
 local out = {}
 for _, conv in ipairs(convs) do
-  if redis.call('LLEN', k_conv(conv, 'inbox')) == 0 then
+  if redis.call('LLEN', k_conv(conv, 'inbox')) == 0
+      and redis.call('LLEN', k_conv(conv, 'effects')) == 0 then
     if redis.call('EXISTS', k_conv(conv, 'lease')) == 0 then
       redis.call('ZREM', K_PENDING, conv)
     end
@@ -363,7 +480,8 @@ def _lua_table() -> str:
     items = ", ".join(
         f"['{state}|{trigger}']='{dest}'" for (state, trigger), dest in transition_table().items()
     )
-    return f"local T = {{{items}}}\n"
+    ranks = ", ".join(f"['{status}']={rank}" for status, rank in DELIVERY_RANK.items())
+    return f"local T = {{{items}}}\nlocal R = {{{ranks}}}\n"
 
 
 def build(keys: Keys) -> dict[str, str]:
@@ -383,6 +501,9 @@ def build(keys: Keys) -> dict[str, str]:
         "acquire": _ACQUIRE,
         "apply_entry": _APPLY_ENTRY,
         "release_or_next": _RELEASE_OR_NEXT,
+        "extend_lease": _EXTEND_LEASE,
+        "commit_effects": _COMMIT_EFFECTS,
+        "delivery_status": _DELIVERY_STATUS,
         "redrive": _REDRIVE,
     }
     # Scripts that touch only their KEYS skip the prelude: it is Lua run on every call, and the
@@ -390,4 +511,4 @@ def build(keys: Keys) -> dict[str, str]:
     return {name: body if name in _STANDALONE else head + body for name, body in bodies.items()}
 
 
-_STANDALONE = frozenset({"ingest", "push_op", "acquire", "release_or_next"})
+_STANDALONE = frozenset({"ingest", "push_op", "acquire", "release_or_next", "extend_lease"})

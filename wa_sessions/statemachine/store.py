@@ -82,7 +82,8 @@ class ApplyResult:
 @dataclass(frozen=True, slots=True)
 class EntryResult:
     """What applying one inbox entry did. ``status`` is ``ok``, or why nothing was applied:
-    ``lease`` (fencing token no longer ours), ``head`` (entry no longer first), ``bad``."""
+    ``lease`` (fencing token no longer ours), ``head`` (entry no longer first), ``bad``.
+    ``effect`` is the pending-effect record the apply queued ('' for none)."""
 
     status: str
     kind: str = ""
@@ -91,6 +92,45 @@ class EntryResult:
     detail: str = ""
     remaining: int = 0
     released: bool = False
+    effect: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What a drain holding the lease does next: the head of the effects list ('' when none),
+    which comes first, then a batch of inbox entries. Both empty means the lease was released."""
+
+    effect: str
+    entries: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class EffectMessage:
+    """A message that committing effects appends to the session (a reply or a system note);
+    ``twilio_sid`` maps Twilio's status callbacks to it."""
+
+    message: Message
+    twilio_sid: str = ""
+    delivery_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """``ok``, ``ended`` (the session ended meanwhile: the record was only popped), or why
+    nothing was committed (``lease``, ``head``); ``next_effect`` is the new effects head."""
+
+    status: str
+    next_effect: str = ""
+
+
+def effect_record(session_id: str, message: Message) -> str:
+    """A pending-effect record as ``apply_entry`` writes it."""
+    return f"{session_id}\t{message.model_dump_json()}"
+
+
+def parse_effect_record(record: str) -> tuple[str, Message]:
+    session_id, _, payload = record.partition("\t")
+    return session_id, Message.model_validate_json(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,26 +363,101 @@ class RedisSessionStore:
 
     def _lease_keys(self, conv: str) -> list[str]:
         k = self.keys
-        return [k.conv_lease(conv), k.conv_wake(conv), k.conv_inbox(conv), k.pending]
+        return [
+            k.conv_lease(conv),
+            k.conv_wake(conv),
+            k.conv_inbox(conv),
+            k.pending,
+            k.conv_effects(conv),
+        ]
 
-    def acquire(self, conv: str, token: str, *, lease_ms: int, batch: int) -> list[str] | None:
-        result = self._run(
-            "acquire", keys=self._lease_keys(conv), args=[token, lease_ms, batch, conv]
-        )
+    def _work(self, script: str, conv: str, token: str, lease_ms: int, batch: int) -> Work | None:
+        result = self._run(script, keys=self._lease_keys(conv), args=[token, lease_ms, batch, conv])
         if result is None or result is False:
             return None
-        return [_s(x) for x in result]
+        values = [_s(x) for x in result]
+        return Work(effect=values[0], entries=values[1:])
+
+    def acquire_work(self, conv: str, token: str, *, lease_ms: int, batch: int) -> Work | None:
+        """Takes the lease: None when another drain holds it; else what to do first (nothing,
+        and the lease already released, when the conversation has no work)."""
+        return self._work("acquire", conv, token, lease_ms, batch)
+
+    def next_work(self, conv: str, token: str, *, lease_ms: int, batch: int) -> Work | None:
+        """None when the lease is no longer ours; empty work when released; else what is next."""
+        return self._work("release_or_next", conv, token, lease_ms, batch)
+
+    def acquire(self, conv: str, token: str, *, lease_ms: int, batch: int) -> list[str] | None:
+        work = self.acquire_work(conv, token, lease_ms=lease_ms, batch=batch)
+        return None if work is None else work.entries
 
     def release_or_next(
         self, conv: str, token: str, *, lease_ms: int, batch: int
     ) -> list[str] | None:
         """None when the lease is no longer ours; [] when released; else the next batch."""
+        work = self.next_work(conv, token, lease_ms=lease_ms, batch=batch)
+        return None if work is None else work.entries
+
+    def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
+        """Lengthens the lease (before a slow call); False when it is no longer ours."""
+        key = self.keys.conv_lease(conv)
+        return bool(int(self._run("extend_lease", keys=[key], args=[token, lease_ms])))
+
+    def commit_effects(
+        self,
+        conv: str,
+        token: str,
+        record: str,
+        *,
+        session_id: str,
+        order: dict[str, Any] | None,
+        messages: Sequence[EffectMessage],
+        now: datetime,
+        cap: int,
+        keep_ms: int,
+        lease_ms: int,
+    ) -> CommitResult:
+        """Records one message's effects (new order details when ``order`` is given, replies
+        and system notes) and pops its record, atomically and fenced by lease and head."""
+        k = self.keys
+        flat: list[str | int] = []
+        for item in messages:
+            message = item.message
+            flat += [
+                message.direction.value,
+                message.message_type.value,
+                to_ms(message.timestamp),
+                message.model_dump_json(),
+                message.id,
+                item.twilio_sid,
+                item.delivery_status,
+            ]
         result = self._run(
-            "release_or_next", keys=self._lease_keys(conv), args=[token, lease_ms, batch, conv]
+            "commit_effects",
+            keys=[k.conv_effects(conv), k.conv_lease(conv)],
+            args=[
+                token,
+                record,
+                session_id,
+                lease_ms,
+                cap,
+                keep_ms,
+                now.isoformat(),
+                "1" if order is not None else "0",
+                json.dumps(order) if order is not None else "",
+                len(messages),
+                *flat,
+            ],
         )
-        if result is None or result is False:
-            return None
-        return [_s(x) for x in result]
+        values = [_s(x) for x in result]
+        return CommitResult(values[0], values[1] if len(values) > 1 else "")
+
+    def pending_effects(self, conv: str) -> list[str]:
+        return [_s(x) for x in self.client.lrange(self.keys.conv_effects(conv), 0, -1)]
+
+    def outbound(self, twilio_sid: str) -> dict[str, str]:
+        """What is stored about one outbound Twilio message (its ``out:`` hash)."""
+        return cast(dict[str, str], self.client.hgetall(self.keys.outbound(twilio_sid)))
 
     def apply_entries(
         self,
@@ -358,11 +473,19 @@ class RedisSessionStore:
         lease_ms: int,
         carry: Sequence[str] = (),
         release_when_empty: bool = True,
+        effects: bool = False,
     ) -> list[EntryResult]:
         """Applies entries in order, pipelined in one round trip; each one is fenced, so a lost
-        lease or a moved head stops the rest from applying."""
+        lease or a moved head stops the rest from applying. With ``effects``, inbound text and
+        image messages also queue their pending-effect record."""
         k = self.keys
-        keys = [k.conv_inbox(conv), k.conv_lease(conv), k.conv_wake(conv), k.pending]
+        keys = [
+            k.conv_inbox(conv),
+            k.conv_lease(conv),
+            k.conv_wake(conv),
+            k.pending,
+            k.conv_effects(conv),
+        ]
         script = self._scripts["apply_entry"]
         last = len(entries) - 1
         calls = [
@@ -377,6 +500,7 @@ class RedisSessionStore:
                 lease_ms,
                 conv,
                 "1" if release_when_empty and i == last else "0",
+                "1" if effects else "0",
                 len(carry),
                 *carry,
             ]
@@ -392,7 +516,7 @@ class RedisSessionStore:
             if values[0] != "ok" and len(values) <= 3:
                 results.append(EntryResult(status=str(values[0])))
                 continue
-            status, kind, sid, created, detail, remaining, released = values
+            status, kind, sid, created, detail, remaining, released, effect = values
             results.append(
                 EntryResult(
                     status=str(status),
@@ -402,6 +526,7 @@ class RedisSessionStore:
                     detail=str(detail),
                     remaining=int(remaining),
                     released=bool(int(released)),
+                    effect=str(effect),
                 )
             )
         return results
@@ -524,15 +649,20 @@ def counts_by(session: Session, prefix: str) -> dict[str, int]:
 
 __all__ = [
     "ApplyResult",
+    "CommitResult",
+    "EffectMessage",
     "EntryResult",
     "IngestOutcome",
     "MessageDirection",
     "MessageType",
     "RedisSessionStore",
+    "Work",
+    "effect_record",
     "encode_entry",
     "entry_accepted_ms",
     "from_ms",
     "message_entry",
     "operation_entry",
+    "parse_effect_record",
     "to_ms",
 ]

@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wa_sessions import __version__
-from wa_sessions.config import Settings
+from wa_sessions.config import STATUS_CALLBACK_PATH, Settings
 from wa_sessions.errors import (
     BadRequest,
     InboxFull,
@@ -98,7 +98,7 @@ def create_app(deps: WebDeps) -> FastAPI:
             "messages per conversation, and an admin API over the sessions."
         ),
     )
-    errors.install(app, uncounted_routes=frozenset({WEBHOOK_PATH}))
+    errors.install(app, uncounted_routes=frozenset({WEBHOOK_PATH, STATUS_CALLBACK_PATH}))
     webhook = _TwilioWebhook(deps)
     # Outermost: the webhook skips FastAPI's routing, dependency and response machinery, which
     # cost it more than parsing, signature and Redis together. The route below still documents
@@ -115,6 +115,10 @@ def create_app(deps: WebDeps) -> FastAPI:
         openapi_extra=_WEBHOOK_OPENAPI,
         tags=["twilio"],
     )
+    # Imported here: the status callback module builds on this one's helpers.
+    from wa_sessions.webhook.status import install_status_callback
+
+    install_status_callback(app, deps)
     app.include_router(_session_api(deps))
     app.include_router(_operations(deps))
     return app

@@ -1,30 +1,54 @@
-"""The scheduler process: the idle-expiry sweep and the inbox re-drive, on APScheduler intervals.
+"""The scheduler process: the idle-expiry sweep, the inbox re-drive and the session-end metrics
+job, on APScheduler intervals.
 
-Both jobs are single Lua passes and safe to run from several schedulers at once; a Redis outage
-makes a run fail and the next run (after redis-py reconnects) carries on.
+All jobs are safe to run from several schedulers at once (Lua passes; each session-end event is
+popped by one scheduler only); a Redis outage makes a run fail and the next run (after redis-py
+reconnects) carries on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.workers import handlers
 from wa_sessions.workers.broker import current_settings, setup_broker
 
 log = logging.getLogger(__name__)
 
+#: How often session-end events become metrics; read here because it concerns only this process.
+METRICS_EVENTS_INTERVAL_ENV = "METRICS_EVENTS_INTERVAL_SECONDS"
+DEFAULT_METRICS_EVENTS_INTERVAL_SECONDS = 5.0
+
+
+def metrics_events_interval(environ: Mapping[str, str] | None = None) -> float:
+    """``METRICS_EVENTS_INTERVAL_SECONDS`` (positive), else the default."""
+    raw = (os.environ if environ is None else environ).get(METRICS_EVENTS_INTERVAL_ENV, "")
+    if not raw.strip():
+        return DEFAULT_METRICS_EVENTS_INTERVAL_SECONDS
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{METRICS_EVENTS_INTERVAL_ENV} must be positive, got {raw!r}")
+    return value
+
 
 def build_scheduler(
-    deps: handlers.WorkerDeps, *, sweep_seconds: float, redrive_seconds: float
+    deps: handlers.WorkerDeps,
+    *,
+    sweep_seconds: float,
+    redrive_seconds: float,
+    metrics_seconds: float = DEFAULT_METRICS_EVENTS_INTERVAL_SECONDS,
 ) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone="UTC")
-    # Run both at once on start, then on their intervals.
+    # Run each job at once on start, then on its interval.
     common = {
         "max_instances": 1,
         "coalesce": True,
@@ -47,6 +71,14 @@ def build_scheduler(
         id="redrive",
         **common,
     )
+    scheduler.add_job(
+        observe_ended_sessions,
+        "interval",
+        args=[deps.service.store],
+        seconds=metrics_seconds,
+        id="observe_ended_sessions",
+        **common,
+    )
     return scheduler
 
 
@@ -58,10 +90,12 @@ def main() -> None:
     from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
 
     deps = actors.deps()
+    metrics_seconds = metrics_events_interval()
     scheduler = build_scheduler(
         deps,
         sweep_seconds=settings.expiry_sweep_interval_seconds,
         redrive_seconds=settings.redrive_interval_seconds,
+        metrics_seconds=metrics_seconds,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -69,9 +103,10 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     log.info(
-        "scheduler started: sweep every %ss, re-drive every %ss",
+        "scheduler started: sweep every %ss, re-drive every %ss, session-end metrics every %ss",
         settings.expiry_sweep_interval_seconds,
         settings.redrive_interval_seconds,
+        metrics_seconds,
     )
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()

@@ -1,0 +1,63 @@
+"""The role of whatever delivers a reply to a customer, and the sender used without Twilio
+credentials: it only records and logs the reply, so development and the demo need no account."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from wa_sessions.retries import FailureReason
+from wa_sessions.statemachine.models import DeliveryStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """A reply handed over: Twilio's MessageSid (None when nothing was sent), the delivery
+    status it starts from, and whether it really went out."""
+
+    sid: str | None
+    status: str
+    sent: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailure:
+    """A reply that did not go out. ``code`` is Twilio's error code when it gave one (e.g.
+    63016: outside the 24-hour window; 21211: invalid number)."""
+
+    reason: FailureReason
+    detail: str
+    code: str | None = None
+    attempts: int = 1
+
+
+class OutboundSender(Protocol):
+    """Sends a free-form WhatsApp text from the business number to a customer."""
+
+    @property
+    def name(self) -> str:
+        """The ``sender`` metric label (``twilio``, ``log``)."""
+        ...
+
+    @property
+    def budget_seconds(self) -> float:
+        """Longest a send may take, retries included; the drain extends its lease by this."""
+        ...
+
+    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LogSender:
+    """Records replies without sending them (no Twilio credentials configured)."""
+
+    name: str = "log"
+    budget_seconds: float = 0.0
+
+    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+        # The customer's number stays out of the log; the reply text is the business's own.
+        log.info("reply not sent (no Twilio credentials): %s", body)
+        return SendResult(sid=None, status=DeliveryStatus.NOT_SENT.value, sent=False)

@@ -1,0 +1,151 @@
+"""``POST /twilio-status``: Twilio's delivery status callbacks for the replies we sent.
+
+Signed and checked exactly like the inbound webhook. Twilio repeats callbacks and sends them out
+of order, so each one is one Lua step (``statemachine.delivery``) that dedupes on MessageSid plus
+status and only moves a reply's status forward. Every well-formed, correctly signed callback is
+answered 200 with empty TwiML, including ones for a MessageSid we do not know (counted), since
+Twilio would otherwise retry them for nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from time import perf_counter
+from typing import Any
+
+from fastapi import FastAPI, Request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.responses import Response
+
+from wa_sessions.config import STATUS_CALLBACK_PATH
+from wa_sessions.errors import BadRequest, InvalidSignature
+from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
+from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
+from wa_sessions.statemachine.delivery import AsyncDeliveryStatuses, DeliveryOutcome
+from wa_sessions.statemachine.models import DeliveryStatus
+from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, WebDeps, _outcome_of, _read_body
+from wa_sessions.webhook.errors import ServiceUnavailableError
+from wa_sessions.webhook.twilio import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    SignatureChecker,
+    check_account,
+    decode_form,
+    signed_url,
+)
+
+STATUS_PATH = STATUS_CALLBACK_PATH
+#: The ``endpoint`` label of this route in WEBHOOK_REQUESTS / WEBHOOK_LATENCY.
+STATUS_ENDPOINT = "status"
+STATUS_OUTCOMES = (
+    "applied",
+    "stale",
+    "duplicate",
+    "unknown_sid",
+    "bad_signature",
+    "bad_request",
+    "too_large",
+    "unavailable",
+    "error",
+)
+_MESSAGE_SID = re.compile(r"(?:SM|MM)[0-9a-fA-F]{32}")
+_STATUS = re.compile(r"[a-z_]{1,32}")
+_ERROR_CODE = re.compile(r"[0-9]{1,10}")
+_FAILED = frozenset({DeliveryStatus.FAILED.value, DeliveryStatus.UNDELIVERED.value})
+
+
+class _StatusCallback:
+    """Checks, parses and records one status callback: one Redis round trip."""
+
+    def __init__(self, deps: WebDeps) -> None:
+        self.deps = deps
+        self.settings = deps.settings
+        self.checker = SignatureChecker(deps.settings.twilio_auth_token)
+        self.statuses = AsyncDeliveryStatuses(deps.inbox.client, deps.inbox.keys)
+        self.counters = {o: WEBHOOK_REQUESTS.labels(STATUS_ENDPOINT, o) for o in STATUS_OUTCOMES}
+        self.latency = WEBHOOK_LATENCY.labels(STATUS_ENDPOINT)
+
+    async def handle(self, request: Request) -> Response:
+        started = perf_counter()
+        outcome = "error"
+        try:
+            outcome = await self._record(request)
+            return Response(TWIML_EMPTY, media_type="text/xml")
+        except BaseException as exc:
+            outcome = _outcome_of(exc)
+            raise
+        finally:
+            self.counters[outcome].inc()
+            self.latency.observe(perf_counter() - started)
+
+    async def _record(self, request: Request) -> str:
+        settings = self.settings
+        headers = request.headers
+        signature = headers.get(SIGNATURE_HEADER)
+        if not signature:
+            raise InvalidSignature("X-Twilio-Signature header is missing")
+        params = decode_form(await _read_body(request, settings.max_body_bytes))
+        url = request.url
+        self.checker.check(
+            signed_url(
+                request_url=str(url),
+                path=url.path,
+                query=url.query,
+                public_base_url=settings.public_base_url,
+                trust_proxy_headers=settings.trust_proxy_headers,
+                forwarded_proto=headers.get("x-forwarded-proto"),
+                forwarded_host=headers.get("x-forwarded-host"),
+            ),
+            params,
+            signature,
+            headers.get(SIGNATURE_SETTINGS_HEADER),
+        )
+        check_account(params, settings.twilio_account_sid)
+        sid = params.get("MessageSid") or params.get("SmsSid") or ""
+        if not _MESSAGE_SID.fullmatch(sid):
+            raise BadRequest("MessageSid is missing or malformed")
+        status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+        if not _STATUS.fullmatch(status):
+            raise BadRequest("MessageStatus is missing or malformed")
+        raw_code = (params.get("ErrorCode") or "").strip()
+        error_code = raw_code if _ERROR_CODE.fullmatch(raw_code) else ""
+        try:
+            outcome = await self.statuses.record(
+                sid, status, error_code, at=self.deps.service.clock()
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise ServiceUnavailableError("storage is unavailable; retry later") from exc
+        if outcome is DeliveryOutcome.APPLIED:
+            DELIVERY_STATUS.labels(status).inc()
+            if status in _FAILED:
+                DELIVERY_FAILURES.labels(error_code or "none").inc()
+        if outcome is DeliveryOutcome.UNKNOWN:
+            return "unknown_sid"
+        return outcome.value
+
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Recorded, already known, stale or for an unknown MessageSid: empty TwiML.",
+        "content": {"text/xml": {"example": TWIML_EMPTY.decode()}},
+    },
+    400: {**_ERROR, "description": "MessageSid or MessageStatus missing or malformed."},
+    403: {**_ERROR, "description": "Missing or invalid X-Twilio-Signature, or foreign account."},
+    413: {**_ERROR, "description": "Body over MAX_BODY_BYTES."},
+    503: {**_ERROR, "description": "Redis unavailable."},
+}
+
+
+def install_status_callback(app: FastAPI, deps: WebDeps) -> None:
+    """Registers ``POST /twilio-status`` on ``app``."""
+    app.add_api_route(
+        STATUS_PATH,
+        _StatusCallback(deps).handle,
+        methods=["POST"],
+        name="twilio_status_callback",
+        summary="Twilio delivery status callback for outbound replies",
+        response_class=Response,
+        responses=_RESPONSES,
+        tags=["twilio"],
+    )
