@@ -66,11 +66,20 @@ def test_text_message_becomes_an_inbound_text_message_of_the_conversation() -> N
     assert message.message_type is MessageType.TEXT
     assert message.direction is MessageDirection.INBOUND
     assert message.timestamp == AT
-    assert message.metadata == {
-        "profile_name": "Ada",
-        "wa_id": CUSTOMER[1:],
-        "account_sid": "AC" + "0" * 32,
-    }
+    assert message.metadata == {"profile_name": "Ada", "account_sid": "AC" + "0" * 32}
+
+
+def test_plain_message_has_no_referral_even_with_twilio_referral_num_media_zero() -> None:
+    """Twilio sends ReferralNumMedia=0 on every message: that is not an ad click."""
+    _, message = parse_inbound(params_of(form(ReferralNumMedia="0")), accepted_at=AT)
+    assert "referral" not in message.metadata
+
+
+def test_wa_id_is_kept_only_when_it_is_not_the_customer_number() -> None:
+    """WaId repeats the phone's digits; for a BSUID customer it is the only phone hint."""
+    fields = form(From="whatsapp:US.13491208655302741918", WaId="14155550123")
+    _, message = parse_inbound(params_of(fields), accepted_at=AT)
+    assert message.metadata["wa_id"] == "14155550123"
 
 
 def test_parsed_message_serialises_like_a_validated_one() -> None:

@@ -54,7 +54,8 @@ def message_entry(message: Message, accepted_ms: int) -> str:
         "m",
         message.direction.value,
         message.message_type.value,
-        message.model_dump_json(),
+        # Defaults (inbound, text, no metadata) are restored on load: not stored per message.
+        message.model_dump_json(exclude_defaults=True),
     )
 
 
@@ -190,7 +191,7 @@ class RedisSessionStore:
                 keep_ms,
                 message.direction.value,
                 message.message_type.value,
-                message.model_dump_json(),
+                message.model_dump_json(exclude_defaults=True),
                 len(carry),
                 *carry,
             ],
@@ -220,7 +221,7 @@ class RedisSessionStore:
                 ts_ms,
                 timeout_ms,
                 keep_ms,
-                initial_message.model_dump_json() if initial_message else "",
+                initial_message.model_dump_json(exclude_defaults=True) if initial_message else "",
                 *pairs,
             ],
         )
@@ -427,7 +428,7 @@ class RedisSessionStore:
                 message.direction.value,
                 message.message_type.value,
                 to_ms(message.timestamp),
-                message.model_dump_json(),
+                message.model_dump_json(exclude_defaults=True),
                 message.id,
                 item.twilio_sid,
                 item.delivery_status,

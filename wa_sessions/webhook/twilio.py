@@ -200,20 +200,28 @@ def parse_inbound(
         metadata["location"] = location
     for field, key in (
         ("ProfileName", "profile_name"),
-        ("WaId", "wa_id"),
         ("OriginalRepliedMessageSid", "replied_to"),
         ("AccountSid", "account_sid"),
     ):
         value = get(field)
         if value:
             metadata[key] = value
+    wa_id = get("WaId")
+    # Stored only when it says more than the customer's number already does (every byte of a
+    # message is kept for the retention period).
+    if wa_id and "+" + wa_id != conversation.customer:
+        metadata["wa_id"] = wa_id
     button_text, button_payload = get("ButtonText"), get("ButtonPayload")
     if button_text or button_payload:
         metadata["button"] = {"text": button_text or "", "payload": button_payload or ""}
+    # Twilio sends ReferralNumMedia=0 with every message; only a real ad click has a referral.
     referral = {
-        _snake(name[len(_REFERRAL_PREFIX) :]): params.getall(name)[0]
+        _snake(name[len(_REFERRAL_PREFIX) :]): value
         for name in params
-        if name.startswith(_REFERRAL_PREFIX) and len(name) > len(_REFERRAL_PREFIX)
+        if name.startswith(_REFERRAL_PREFIX)
+        and len(name) > len(_REFERRAL_PREFIX)
+        and (value := params.getall(name)[0])
+        and not (name == "ReferralNumMedia" and value == "0")
     }
     if referral:
         metadata["referral"] = referral
