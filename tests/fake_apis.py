@@ -123,6 +123,11 @@ class FakeAPI:
         with self._lock:
             self._script.extend(replies)
 
+    def set_default(self, handler: Handler) -> None:
+        """Replaces the default answer (a test switching an API between up, down and slow)."""
+        with self._lock:
+            self._default = handler
+
     def _answer(self, recorded: Recorded) -> Reply:
         with self._lock:
             self.requests.append(recorded)
@@ -132,7 +137,8 @@ class FakeAPI:
         with self._lock:
             if self._script:
                 return self._script.popleft()
-        answer = self._default(recorded)
+            default = self._default
+        answer = default(recorded)
         return answer if answer is not None else Reply(404, {"error": "no route"})
 
     def check(self, recorded: Recorded) -> Reply | None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
@@ -121,22 +122,29 @@ class Service:
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         proc = self.processes.pop(name)
+        group = _process_tree(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         proc.wait(timeout=30)
+        if sig == signal.SIGKILL:
+            _wait_gone(group, 30)
 
     def stop(self, name: str) -> None:
+        """SIGTERM to the process group, then waits for every process of it (``/bin/sh`` does
+        not exec the command, so the shell exits long before a gracefully stopping worker)."""
         proc = self.processes.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
+        group = _process_tree(proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if _wait_gone(group, 20):
+            for member in group:
+                with contextlib.suppress(psutil.Error):
+                    member.kill()
+            _wait_gone(group, 10)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
 
     def stop_all(self) -> None:
         for name in list(self.processes):
@@ -164,6 +172,28 @@ class Service:
             timeout=60,
             check=False,
         )
+
+
+def _process_tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _wait_gone(procs: list[psutil.Process], timeout_seconds: float) -> list[psutil.Process]:
+    """Waits until none of ``procs`` runs (zombies count as gone); returns those still alive."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        alive = []
+        for member in procs:
+            with contextlib.suppress(psutil.Error):
+                if member.is_running() and member.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(member)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
 
 
 @pytest.fixture

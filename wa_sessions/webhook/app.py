@@ -13,9 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -39,6 +37,7 @@ from wa_sessions.webhook.errors import (
     PayloadTooLargeError,
     ServiceUnavailableError,
     UnauthorizedError,
+    storage_unavailable,
 )
 from wa_sessions.webhook.schemas import (
     ActiveSessions,
@@ -74,6 +73,8 @@ WEBHOOK_OUTCOMES = (
 )
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MAX_PAGE = 1000
+#: Redis range indexes are 64-bit: an unbounded offset would make the page read fail (a 500).
+MAX_OFFSET = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,10 @@ class _TwilioWebhook:
         conv_key = conversation.key
         try:
             result = await self.deps.inbox.accept(conv_key, message, accepted_ms=to_ms(accepted_at))
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise ServiceUnavailableError("storage is unavailable; retry later") from exc
+        except RedisError as exc:
+            if storage_unavailable(exc):
+                raise ServiceUnavailableError("storage is unavailable; retry later") from exc
+            raise
         if result is IngestOutcome.FULL:
             raise InboxFull("this conversation has too many unprocessed messages; retry later")
         if result is IngestOutcome.DUPLICATE:
@@ -319,7 +322,7 @@ _WEBHOOK_OPENAPI: dict[str, Any] = {
 # ---- session API ---------------------------------------------------------------------------
 
 _bearer = HTTPBearer(auto_error=False, description="The service's ADMIN_TOKEN.")
-Offset = Annotated[int, Query(ge=0, description="Sessions to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Sessions to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 
 

@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
+from redis.exceptions import ResponseError as RedisResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -52,6 +54,24 @@ class ServiceUnavailableError(WaSessionsError):
 
     code = "unavailable"
     transient = True
+
+
+#: Redis errors that mean "nothing can be stored now, try again later": unreachable, too slow,
+#: or at ``maxmemory`` under ``noeviction`` (refusing writes is what keeps stored data whole).
+STORAGE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    RedisOutOfMemoryError,
+)
+# Redis before 7 reports a write refused inside a Lua script as a generic script error.
+_OOM_IN_SCRIPT = "OOM command not allowed"
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether a Redis error means the write can succeed later (a 503, not a 500)."""
+    return isinstance(exc, STORAGE_UNAVAILABLE) or (
+        isinstance(exc, RedisResponseError) and _OOM_IN_SCRIPT in str(exc)
+    )
 
 
 class InternalError(WaSessionsError):
@@ -135,7 +155,10 @@ async def _on_validation_error(_: Request, exc: Exception) -> Response:
     return error_response(BadRequest.code, _validation_message(exc), 400)
 
 
-async def _on_redis_down(_: Request, exc: Exception) -> Response:
+async def _on_redis_error(_: Request, exc: Exception) -> Response:
+    if not storage_unavailable(exc):
+        log_unexpected("unhandled error", exc)
+        return error_response(InternalError.code, "internal error", 500)
     logger.warning("redis unavailable: %s", type(exc).__name__)
     return error_response(ServiceUnavailableError.code, "storage is unavailable; retry later", 503)
 
@@ -151,8 +174,8 @@ def install(app: FastAPI, *, uncounted_routes: frozenset[str] = frozenset()) -> 
     500 with ``internal_error`` (Starlette's own handler would re-raise after answering)."""
     app.add_exception_handler(WaSessionsError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_exception_handler(RedisConnectionError, _on_redis_down)
-    app.add_exception_handler(RedisTimeoutError, _on_redis_down)
+    for error in (*STORAGE_UNAVAILABLE, RedisResponseError):
+        app.add_exception_handler(error, _on_redis_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_middleware(_Guard, uncounted_routes=uncounted_routes)
 

@@ -35,6 +35,10 @@ class SessionView(BaseModel):
     ended_at: datetime | None
     end_reason: str | None
     message_count: int = Field(description="Messages ever added to the session.")
+    trimmed_count: int = Field(
+        description="Oldest messages dropped from the history by MAX_MESSAGES_PER_SESSION "
+        "(still counted in message_count)."
+    )
     order_details: dict[str, Any] | None
     context: dict[str, Any]
     window: WindowState = Field(
@@ -54,6 +58,7 @@ class SessionView(BaseModel):
             ended_at=session.ended_at,
             end_reason=session.end_reason,
             message_count=session.message_count,
+            trimmed_count=session.trimmed_count,
             order_details=session.order_details,
             context=session.context,
             window=WindowState(

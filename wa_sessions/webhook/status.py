@@ -14,8 +14,7 @@ from time import perf_counter
 from typing import Any
 
 from fastapi import FastAPI, Request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from wa_sessions.config import STATUS_CALLBACK_PATH
@@ -25,7 +24,7 @@ from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
 from wa_sessions.statemachine.delivery import AsyncDeliveryStatuses, DeliveryOutcome
 from wa_sessions.statemachine.models import DeliveryStatus
 from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, WebDeps, _outcome_of, _read_body
-from wa_sessions.webhook.errors import ServiceUnavailableError
+from wa_sessions.webhook.errors import ServiceUnavailableError, storage_unavailable
 from wa_sessions.webhook.twilio import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
@@ -114,8 +113,10 @@ class _StatusCallback:
             outcome = await self.statuses.record(
                 sid, status, error_code, at=self.deps.service.clock()
             )
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise ServiceUnavailableError("storage is unavailable; retry later") from exc
+        except RedisError as exc:
+            if storage_unavailable(exc):
+                raise ServiceUnavailableError("storage is unavailable; retry later") from exc
+            raise
         if outcome is DeliveryOutcome.APPLIED:
             DELIVERY_STATUS.labels(status).inc()
             if status in _FAILED:

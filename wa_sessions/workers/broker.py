@@ -6,17 +6,20 @@ worker process; the web process and the scheduler call it to enqueue wake-ups.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 from uuid import uuid4
 
 import dramatiq
 import redis.asyncio
+from dramatiq import Broker, Middleware, Worker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
 from wa_sessions.config import Settings
 from wa_sessions.metrics.middleware import ActorMetrics
+from wa_sessions.redaction import install_log_redaction
 
 #: Dramatiq queue of every actor here: wake-ups are tiny and uniform, one queue suffices.
 QUEUE = "wa_sessions"
@@ -33,6 +36,25 @@ _settings: Settings | None = None
 _broker: RedisBroker | None = None
 
 
+#: Dramatiq's own setting; when the deployment sets it, it wins over ``OneMessagePerThread``.
+PREFETCH_ENV = "dramatiq_queue_prefetch"
+
+
+class OneMessagePerThread(Middleware):
+    """Caps each worker process at one wake-up per thread, running or waiting.
+
+    Dramatiq prefetches twice as many messages as a process has threads. When a process' threads
+    are all inside slow calls (OpenAI or Twilio hanging for some phones), the wake-ups it holds
+    wait for them, up to a whole retry budget, while another process' threads sit idle. A
+    wake-up is a few bytes and a drain does the real work, so nothing is gained by holding
+    more: with this cap a process takes a message only when it has a thread for it.
+    """
+
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        if not os.environ.get(PREFETCH_ENV):
+            worker.queue_prefetch = worker.worker_threads
+
+
 class LowLatencyRedisBroker(RedisBroker):
     """Dramatiq's Redis broker with the idle poll capped at ``IDLE_POLL_MS``."""
 
@@ -44,13 +66,17 @@ def setup_broker(settings: Settings | None = None) -> RedisBroker:
     """Creates the Redis broker from settings and makes it Dramatiq's global broker.
 
     Actors already imported are re-bound to it, so a process (or a test run) that sets the
-    broker up again sends to the new one."""
+    broker up again sends to the new one. Every process of the service (web, worker, scheduler)
+    calls this first, so it also masks phone numbers in all of the process's log records:
+    Dramatiq logs a failed message with its arguments, a conversation key."""
     global _settings, _broker
+    install_log_redaction()
     from wa_sessions.bootstrap import load_settings
 
     _settings = settings or load_settings()
     broker = LowLatencyRedisBroker(url=_settings.redis_url, namespace=NAMESPACE)  # type: ignore[no-untyped-call]
     broker.add_middleware(ActorMetrics())
+    broker.add_middleware(OneMessagePerThread())
     dramatiq.set_broker(broker)
     _broker = broker
     actors = sys.modules.get("wa_sessions.workers.actors")
