@@ -51,6 +51,7 @@ from wa_sessions.webhook.schemas import (
 from wa_sessions.webhook.twilio import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
+    FormParams,
     SignatureChecker,
     check_account,
     decode_form,
@@ -158,6 +159,36 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+async def read_signed_form(
+    request: Request, settings: Settings, checker: SignatureChecker
+) -> FormParams:
+    """The form of a request from Twilio, once it is proven to be one: the signature header
+    first (403 before the body is read), then size (413), encoding (400), the signature over the
+    public URL and every field (403), and the account (403)."""
+    headers = request.headers
+    signature = headers.get(SIGNATURE_HEADER)
+    if not signature:
+        raise InvalidSignature("X-Twilio-Signature header is missing")
+    params = decode_form(await _read_body(request, settings.max_body_bytes))
+    url = request.url
+    checker.check(
+        signed_url(
+            request_url=str(url),
+            path=url.path,
+            query=url.query,
+            public_base_url=settings.public_base_url,
+            trust_proxy_headers=settings.trust_proxy_headers,
+            forwarded_proto=headers.get("x-forwarded-proto"),
+            forwarded_host=headers.get("x-forwarded-host"),
+        ),
+        params,
+        signature,
+        headers.get(SIGNATURE_SETTINGS_HEADER),
+    )
+    check_account(params, settings.twilio_account_sid)
+    return params
+
+
 class _TwilioWebhook:
     """Checks, parses and queues one inbound message: one Redis round trip per request."""
 
@@ -183,28 +214,7 @@ class _TwilioWebhook:
 
     async def _ingest(self, request: Request) -> str:
         settings = self.settings
-        headers = request.headers
-        signature = headers.get(SIGNATURE_HEADER)
-        if not signature:
-            raise InvalidSignature("X-Twilio-Signature header is missing")
-        body = await _read_body(request, settings.max_body_bytes)
-        params = decode_form(body)
-        url = request.url
-        self.checker.check(
-            signed_url(
-                request_url=str(url),
-                path=url.path,
-                query=url.query,
-                public_base_url=settings.public_base_url,
-                trust_proxy_headers=settings.trust_proxy_headers,
-                forwarded_proto=headers.get("x-forwarded-proto"),
-                forwarded_host=headers.get("x-forwarded-host"),
-            ),
-            params,
-            signature,
-            headers.get(SIGNATURE_SETTINGS_HEADER),
-        )
-        check_account(params, settings.twilio_account_sid)
+        params = await read_signed_form(request, settings, self.checker)
         accepted_at = self.deps.service.clock()
         conversation, message = parse_inbound(
             params, accepted_at=accepted_at, default_region=settings.default_region

@@ -18,20 +18,15 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from wa_sessions.config import STATUS_CALLBACK_PATH
-from wa_sessions.errors import BadRequest, InvalidSignature
+from wa_sessions.errors import BadRequest
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
 from wa_sessions.statemachine.delivery import AsyncDeliveryStatuses, DeliveryOutcome
 from wa_sessions.statemachine.models import DeliveryStatus
-from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, WebDeps, _outcome_of, _read_body
+from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, WebDeps, _outcome_of, read_signed_form
 from wa_sessions.webhook.errors import ServiceUnavailableError, storage_unavailable
 from wa_sessions.webhook.twilio import (
-    SIGNATURE_HEADER,
-    SIGNATURE_SETTINGS_HEADER,
     SignatureChecker,
-    check_account,
-    decode_form,
-    signed_url,
 )
 
 STATUS_PATH = STATUS_CALLBACK_PATH
@@ -79,28 +74,7 @@ class _StatusCallback:
             self.latency.observe(perf_counter() - started)
 
     async def _record(self, request: Request) -> str:
-        settings = self.settings
-        headers = request.headers
-        signature = headers.get(SIGNATURE_HEADER)
-        if not signature:
-            raise InvalidSignature("X-Twilio-Signature header is missing")
-        params = decode_form(await _read_body(request, settings.max_body_bytes))
-        url = request.url
-        self.checker.check(
-            signed_url(
-                request_url=str(url),
-                path=url.path,
-                query=url.query,
-                public_base_url=settings.public_base_url,
-                trust_proxy_headers=settings.trust_proxy_headers,
-                forwarded_proto=headers.get("x-forwarded-proto"),
-                forwarded_host=headers.get("x-forwarded-host"),
-            ),
-            params,
-            signature,
-            headers.get(SIGNATURE_SETTINGS_HEADER),
-        )
-        check_account(params, settings.twilio_account_sid)
+        params = await read_signed_form(request, self.settings, self.checker)
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         if not _MESSAGE_SID.fullmatch(sid):
             raise BadRequest("MessageSid is missing or malformed")
