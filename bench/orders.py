@@ -21,10 +21,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis
 
+from bench.inproc import RoundTrips
 from tests.fake_apis import (
     OPENAI_KEY,
     TWILIO_SID,
@@ -57,33 +57,6 @@ FOUND = ExtractionResult(
     found=True,
     changes=[ItemChange(action=ItemAction.ADD, name="Product A", quantity=5, unit="units")],
 )
-
-
-class RoundTrips:
-    """Counts this process' Redis round trips by counting packed sends (a pipeline is one)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._original: Callable[..., Any] | None = None
-
-    def __enter__(self) -> RoundTrips:
-        from redis.connection import AbstractConnection
-
-        original: Callable[..., Any] = AbstractConnection.send_packed_command
-        self._original = original
-        counter = self
-
-        def counting(conn: Any, command: Any, check_health: bool = True) -> None:
-            counter.count += 1
-            original(conn, command, check_health)
-
-        AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        from redis.connection import AbstractConnection
-
-        AbstractConnection.send_packed_command = self._original  # type: ignore[method-assign,assignment]
 
 
 _Build = Callable[[], tuple[OrderExtractor | None, OutboundSender | None]]
