@@ -189,21 +189,22 @@ async def read_signed_form(
     return params
 
 
-class _TwilioWebhook:
-    """Checks, parses and queues one inbound message: one Redis round trip per request."""
+class TwilioEndpoint:
+    """What every endpoint Twilio calls shares: answer empty TwiML, count each request's outcome
+    under the endpoint's label and time it. Subclasses implement ``process``."""
 
-    def __init__(self, deps: WebDeps) -> None:
+    def __init__(self, deps: WebDeps, endpoint: str, outcomes: tuple[str, ...]) -> None:
         self.deps = deps
         self.settings = deps.settings
         self.checker = SignatureChecker(deps.settings.twilio_auth_token)
-        self.counters = {o: WEBHOOK_REQUESTS.labels(WEBHOOK_ENDPOINT, o) for o in WEBHOOK_OUTCOMES}
-        self.latency = WEBHOOK_LATENCY.labels(WEBHOOK_ENDPOINT)
+        self.counters = {o: WEBHOOK_REQUESTS.labels(endpoint, o) for o in outcomes}
+        self.latency = WEBHOOK_LATENCY.labels(endpoint)
 
     async def handle(self, request: Request) -> Response:
         started = perf_counter()
         outcome = "error"
         try:
-            outcome = await self._ingest(request)
+            outcome = await self.process(request)
             return Response(TWIML_EMPTY, media_type="text/xml")
         except BaseException as exc:
             outcome = _outcome_of(exc)
@@ -212,7 +213,18 @@ class _TwilioWebhook:
             self.counters[outcome].inc()
             self.latency.observe(perf_counter() - started)
 
-    async def _ingest(self, request: Request) -> str:
+    async def process(self, request: Request) -> str:
+        """Handles the request; returns its outcome label (errors are raised)."""
+        raise NotImplementedError
+
+
+class _TwilioWebhook(TwilioEndpoint):
+    """Checks, parses and queues one inbound message: one Redis round trip per request."""
+
+    def __init__(self, deps: WebDeps) -> None:
+        super().__init__(deps, WEBHOOK_ENDPOINT, WEBHOOK_OUTCOMES)
+
+    async def process(self, request: Request) -> str:
         settings = self.settings
         params = await read_signed_form(request, settings, self.checker)
         accepted_at = self.deps.service.clock()

@@ -10,7 +10,6 @@ Twilio would otherwise retry them for nothing.
 from __future__ import annotations
 
 import re
-from time import perf_counter
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,15 +18,11 @@ from starlette.responses import Response
 
 from wa_sessions.config import STATUS_CALLBACK_PATH
 from wa_sessions.errors import BadRequest
-from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
 from wa_sessions.statemachine.delivery import AsyncDeliveryStatuses, DeliveryOutcome
 from wa_sessions.statemachine.models import DeliveryStatus
-from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, WebDeps, _outcome_of, read_signed_form
+from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, TwilioEndpoint, WebDeps, read_signed_form
 from wa_sessions.webhook.errors import ServiceUnavailableError, storage_unavailable
-from wa_sessions.webhook.twilio import (
-    SignatureChecker,
-)
 
 STATUS_PATH = STATUS_CALLBACK_PATH
 #: The ``endpoint`` label of this route in WEBHOOK_REQUESTS / WEBHOOK_LATENCY.
@@ -49,31 +44,14 @@ _ERROR_CODE = re.compile(r"[0-9]{1,10}")
 _FAILED = frozenset({DeliveryStatus.FAILED.value, DeliveryStatus.UNDELIVERED.value})
 
 
-class _StatusCallback:
+class _StatusCallback(TwilioEndpoint):
     """Checks, parses and records one status callback: one Redis round trip."""
 
     def __init__(self, deps: WebDeps) -> None:
-        self.deps = deps
-        self.settings = deps.settings
-        self.checker = SignatureChecker(deps.settings.twilio_auth_token)
+        super().__init__(deps, STATUS_ENDPOINT, STATUS_OUTCOMES)
         self.statuses = AsyncDeliveryStatuses(deps.inbox.client, deps.inbox.keys)
-        self.counters = {o: WEBHOOK_REQUESTS.labels(STATUS_ENDPOINT, o) for o in STATUS_OUTCOMES}
-        self.latency = WEBHOOK_LATENCY.labels(STATUS_ENDPOINT)
 
-    async def handle(self, request: Request) -> Response:
-        started = perf_counter()
-        outcome = "error"
-        try:
-            outcome = await self._record(request)
-            return Response(TWIML_EMPTY, media_type="text/xml")
-        except BaseException as exc:
-            outcome = _outcome_of(exc)
-            raise
-        finally:
-            self.counters[outcome].inc()
-            self.latency.observe(perf_counter() - started)
-
-    async def _record(self, request: Request) -> str:
+    async def process(self, request: Request) -> str:
         params = await read_signed_form(request, self.settings, self.checker)
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         if not _MESSAGE_SID.fullmatch(sid):
