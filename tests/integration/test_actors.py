@@ -6,6 +6,7 @@ the inbox regardless: many phones, duplicate wake-ups, operator tasks and unknow
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import uuid
@@ -17,17 +18,18 @@ from types import ModuleType
 import dramatiq
 import pytest
 import redis
+import redis.asyncio
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import REGISTRY
 
 from tests.support import poll, running_worker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import Inbox
+from wa_sessions.statemachine.inbox import AsyncInbox, Inbox
 from wa_sessions.statemachine.models import Message, SessionStatus
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.store import IngestOutcome
-from wa_sessions.workers.broker import NAMESPACE, QUEUE, setup_broker
+from wa_sessions.workers.broker import NAMESPACE, QUEUE, DrainWakeMessages, setup_broker
 from wa_sessions.workers.handlers import WorkerDeps
 
 BUSINESS = "+14155238886"
@@ -232,3 +234,70 @@ def test_setting_the_broker_up_again_rebinds_the_imported_actors(redis_url: str)
     finally:
         first.client.close()
         second.client.close()
+
+
+def accept_async_round_robin(stack: Stack, redis_url: str) -> tuple[list[str], list[int]]:
+    """What the webhook does: the asyncio inbox with the drain wake-up built in, so the ingest
+    script enqueues the Dramatiq message itself."""
+    convs = [conv_of(n) for n in range(PHONES)]
+
+    async def main() -> list[int]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        inbox = AsyncInbox(
+            client,
+            stack.service.store.keys,
+            wake_message=DrainWakeMessages(stack.broker, stack.actors.drain_conversation),
+        )
+        outcomes = []
+        for i in range(PER_PHONE):
+            outcomes += await asyncio.gather(
+                *(
+                    inbox.accept(
+                        conv,
+                        Message(
+                            id="SM" + uuid.uuid4().hex,
+                            content=f"{conv}#{i}",
+                            timestamp=datetime.now(UTC),
+                        ),
+                        accepted_ms=stack.service.now_ms(),
+                    )
+                    for conv in convs
+                )
+            )
+        await client.aclose()
+        return [int(o) for o in outcomes]
+
+    return convs, asyncio.run(main())
+
+
+def test_wake_ups_enqueued_by_the_ingest_script_are_dramatiq_messages_of_the_drain(
+    stack: Stack, redis_url: str
+) -> None:
+    """The ingest script writes the wake-up in Dramatiq's layout: one per phone, decoded by
+    Dramatiq as the drain actor's message for that conversation."""
+    convs, outcomes = accept_async_round_robin(stack, redis_url)
+    assert outcomes[:PHONES] == [IngestOutcome.ACCEPTED_WOKEN] * PHONES
+    assert set(outcomes[PHONES:]) == {IngestOutcome.ACCEPTED}
+    queue_key = f"{NAMESPACE}:{QUEUE}"
+    ids = stack.client.lrange(queue_key, 0, -1)
+    assert len(ids) == PHONES
+    queued = [
+        dramatiq.Message.decode(stack.client.hget(f"{queue_key}.msgs", i).encode()) for i in ids
+    ]
+    assert [(m.actor_name, m.queue_name, m.args, m.kwargs) for m in queued] == [
+        ("drain_conversation", QUEUE, (conv,), {}) for conv in convs
+    ]
+    assert [m.options["redis_message_id"] for m in queued] == ids
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_worker_runs_the_wake_ups_the_ingest_script_enqueued(
+    stack: Stack, redis_url: str
+) -> None:
+    """The webhook's one-round-trip path end to end through a real Dramatiq worker: every
+    message applied in acceptance order, every wake-up acknowledged."""
+    convs, _ = accept_async_round_robin(stack, redis_url)
+    poll(lambda: settled(stack, convs))
+    stack.join()
+    for conv in convs:
+        assert stack.history(conv) == [f"{conv}#{i}" for i in range(PER_PHONE)]

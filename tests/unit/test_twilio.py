@@ -69,6 +69,15 @@ def test_text_message_becomes_an_inbound_text_message_of_the_conversation() -> N
     assert message.metadata == {"profile_name": "Ada", "account_sid": "AC" + "0" * 32}
 
 
+def test_account_sid_is_stored_only_when_it_is_not_the_configured_account() -> None:
+    """Every stored byte is kept for the retention period: the configured account says it."""
+    params = params_of(form())
+    _, same = parse_inbound(params, accepted_at=AT, account_sid="AC" + "0" * 32)
+    _, other = parse_inbound(params, accepted_at=AT, account_sid="AC" + "1" * 32)
+    assert same.metadata == {"profile_name": "Ada"}
+    assert other.metadata["account_sid"] == "AC" + "0" * 32
+
+
 def test_plain_message_has_no_referral_even_with_twilio_referral_num_media_zero() -> None:
     """Twilio sends ReferralNumMedia=0 on every message: that is not an ad click."""
     _, message = parse_inbound(params_of(form(ReferralNumMedia="0")), accepted_at=AT)

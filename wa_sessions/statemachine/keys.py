@@ -26,7 +26,10 @@ key                              type    holds
 ``P idx:pending``                zset    conversations with a non-empty inbox or pending
                                          effects, by the acceptance time of their oldest
                                          entry (re-drive)
-``P seen:<MessageSid>``          string  dedupe marker of an accepted Twilio message (TTL)
+``P seen:<bucket>:<shard>``       hash    dedupe markers of accepted Twilio messages: field =
+                                         the MessageSid without its last 3 characters (the
+                                         shard), one hash per time bucket (a day) and shard;
+                                         expires a dedupe period after its bucket closes
 ``P out:<MessageSid>``           hash    one outbound reply sent through Twilio: ``sess``,
                                          ``mid`` and ``pos`` (its session, message id and
                                          absolute index in the history), the furthest
@@ -105,8 +108,14 @@ class Keys:
     def ended_events(self) -> str:
         return f"{self.prefix}events:ended"
 
-    def seen(self, message_sid: str) -> str:
-        return f"{self.prefix}seen:{message_sid}"
+    @property
+    def seen_prefix(self) -> str:
+        """Dedupe buckets are ``<seen_prefix><bucket>:<shard>`` (built in the ingest script)."""
+        return f"{self.prefix}seen:"
+
+    def seen(self, message_sid: str, bucket: int) -> tuple[str, str]:
+        """The dedupe bucket hash and field of a MessageSid accepted in ``bucket``."""
+        return f"{self.prefix}seen:{bucket}:{message_sid[-3:]}", message_sid[:-3]
 
     def outbound(self, message_sid: str) -> str:
         return f"{self.prefix}out:{message_sid}"

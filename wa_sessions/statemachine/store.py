@@ -70,7 +70,10 @@ class IngestOutcome(IntEnum):
     FULL = -1
     DUPLICATE = 0
     ACCEPTED = 1
+    #: Accepted; the caller must enqueue a drain wake-up.
     ACCEPTED_WAKE = 2
+    #: Accepted; the ingest script enqueued the wake-up itself.
+    ACCEPTED_WOKEN = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,6 +585,22 @@ class RedisSessionStore:
         return bool(self.client.ping())
 
 
+#: Dedupe markers are grouped by day (or by the dedupe period, when shorter).
+DEDUPE_BUCKET_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedWake:
+    """A queue message the ingest script enqueues itself when the conversation needs a drain:
+    ``HSET messages_key message_id data`` then ``RPUSH queue_key message_id`` (the layout of
+    Dramatiq's Redis broker; the store knows nothing else about the queue)."""
+
+    queue_key: str
+    messages_key: str
+    message_id: str
+    data: bytes
+
+
 def ingest_call(
     keys: Keys,
     conv: str,
@@ -592,12 +611,25 @@ def ingest_call(
     dedupe_ttl_ms: int,
     max_depth: int,
     wake_ttl_ms: int,
-) -> tuple[list[str], list[str | int]]:
+    wake: QueuedWake | None = None,
+) -> tuple[list[str], list[str | int | bytes]]:
     """KEYS and ARGV of the ingest script, shared by the sync store and the async inbox."""
-    return (
-        [keys.seen(message_sid), keys.conv_inbox(conv), keys.conv_wake(conv), keys.pending],
-        [entry, dedupe_ttl_ms, conv, accepted_ms, max_depth, wake_ttl_ms],
-    )
+    keys_ = [keys.conv_inbox(conv), keys.conv_wake(conv), keys.pending]
+    args: list[str | int | bytes] = [
+        entry,
+        message_sid,
+        conv,
+        accepted_ms,
+        max_depth,
+        wake_ttl_ms,
+        keys.seen_prefix,
+        min(dedupe_ttl_ms, DEDUPE_BUCKET_MS),
+        dedupe_ttl_ms,
+    ]
+    if wake is not None:
+        keys_ += [wake.queue_key, wake.messages_key]
+        args += [wake.message_id, wake.data]
+    return keys_, args
 
 
 def _decoding(client: redis.Redis) -> redis.Redis:
@@ -656,6 +688,7 @@ __all__ = [
     "IngestOutcome",
     "MessageDirection",
     "MessageType",
+    "QueuedWake",
     "RedisSessionStore",
     "Work",
     "effect_record",

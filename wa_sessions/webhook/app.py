@@ -229,7 +229,10 @@ class _TwilioWebhook(TwilioEndpoint):
         params = await read_signed_form(request, settings, self.checker)
         accepted_at = self.deps.service.clock()
         conversation, message = parse_inbound(
-            params, accepted_at=accepted_at, default_region=settings.default_region
+            params,
+            accepted_at=accepted_at,
+            default_region=settings.default_region,
+            account_sid=settings.twilio_account_sid,
         )
         conv_key = conversation.key
         try:
@@ -242,7 +245,7 @@ class _TwilioWebhook(TwilioEndpoint):
             raise InboxFull("this conversation has too many unprocessed messages; retry later")
         if result is IngestOutcome.DUPLICATE:
             return "duplicate"
-        if result is IngestOutcome.ACCEPTED_WAKE:
+        if result is IngestOutcome.ACCEPTED_WAKE:  # not enqueued by the ingest script
             try:
                 await self.deps.wake(conv_key)
             except Exception as exc:

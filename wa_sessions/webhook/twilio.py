@@ -172,10 +172,18 @@ def check_account(params: FormParams, account_sid: str) -> None:
 
 
 def parse_inbound(
-    params: FormParams, *, accepted_at: datetime, default_region: str | None = None
+    params: FormParams,
+    *,
+    accepted_at: datetime,
+    default_region: str | None = None,
+    account_sid: str = "",
 ) -> tuple[Conversation, Message]:
     """The conversation and message of one inbound WhatsApp webhook; ``BadRequest`` naming the
-    field when one is missing or malformed. Fields we do not know are ignored."""
+    field when one is missing or malformed. Fields we do not know are ignored.
+
+    ``account_sid`` is the configured Twilio account: a message's ``AccountSid`` is stored only
+    when it says something else (no account configured), as every stored byte is kept for the
+    retention period."""
     get = params.get
     sid = get("MessageSid")
     if not sid:
@@ -201,11 +209,13 @@ def parse_inbound(
     for field, key in (
         ("ProfileName", "profile_name"),
         ("OriginalRepliedMessageSid", "replied_to"),
-        ("AccountSid", "account_sid"),
     ):
         value = get(field)
         if value:
             metadata[key] = value
+    account = get("AccountSid")
+    if account and account != account_sid:
+        metadata["account_sid"] = account
     wa_id = get("WaId")
     # Stored only when it says more than the customer's number already does (every byte of a
     # message is kept for the retention period).

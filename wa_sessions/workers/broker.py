@@ -6,8 +6,11 @@ worker process; the web process and the scheduler call it to enqueue wake-ups.
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
@@ -20,6 +23,7 @@ from dramatiq.common import current_millis
 from wa_sessions.config import Settings
 from wa_sessions.metrics.middleware import ActorMetrics
 from wa_sessions.redaction import install_log_redaction
+from wa_sessions.statemachine.store import QueuedWake
 
 #: Dramatiq queue of every actor here: wake-ups are tiny and uniform, one queue suffices.
 QUEUE = "wa_sessions"
@@ -101,6 +105,55 @@ def current_settings() -> Settings:
 
         _settings = load_settings()
     return _settings
+
+
+def _fast_encoder(encoder: dramatiq.Encoder) -> Callable[[dict[str, Any]], bytes]:
+    """``encoder.encode``; for Dramatiq's JSON encoder, the same bytes from a cached
+    ``json.JSONEncoder`` (``json.dumps`` with its separators builds a new one per call)."""
+    if type(encoder) is dramatiq.JSONEncoder:
+        dumps = json.JSONEncoder(separators=(",", ":")).encode
+        return lambda data: dumps(data).encode("utf-8")
+    return encoder.encode
+
+
+class DrainWakeMessages:
+    """Builds the Dramatiq message that wakes a conversation's drain, for the webhook's ingest
+    script to enqueue in the same round trip as the message it wakes for (``QueuedWake``).
+
+    It writes what ``RedisBroker.enqueue`` writes for a message without a delay: the encoded
+    message under a fresh ``redis_message_id`` in ``<namespace>:<queue>.msgs`` and that id on
+    ``<namespace>:<queue>``. What it skips: the broker's ``before/after_enqueue`` middleware
+    hooks (none of this service's middleware has them; Dramatiq's Prometheus middleware, which
+    counts enqueues there, is not used) and the dispatch script's heartbeat and maintenance,
+    which the consuming workers run on every fetch. The layout is Dramatiq 2.x's (pinned in
+    constraints.txt); ``tests/integration/test_async_inbox.py`` proves a real worker runs it."""
+
+    def __init__(self, broker: RedisBroker, actor: dramatiq.Actor[[str], None]) -> None:
+        self.queue_key = f"{broker.namespace}:{actor.queue_name}"
+        self.messages_key = f"{self.queue_key}.msgs"
+        self.queue_name = actor.queue_name
+        self.actor_name = actor.actor_name
+        self._encode = _fast_encoder(dramatiq.get_encoder())
+        # Built for every webhook request (whether it wakes is known only inside the script),
+        # so ids are a random per-process prefix and a counter, not a uuid4 each (a syscall).
+        self._prefix = uuid4().hex
+        self._counter = itertools.count()
+
+    def __call__(self, conv: str) -> QueuedWake:
+        message_id = f"{self._prefix}-{next(self._counter)}"
+        # The fields and order of ``dramatiq.Message.asdict``, as ``Message.encode`` writes it.
+        data = self._encode(
+            {
+                "queue_name": self.queue_name,
+                "actor_name": self.actor_name,
+                "args": [conv],
+                "kwargs": {},
+                "options": {"redis_message_id": message_id},
+                "message_id": message_id,
+                "message_timestamp": current_millis(),
+            }
+        )
+        return QueuedWake(self.queue_key, self.messages_key, message_id, data)
 
 
 class AsyncWaker:
