@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from wa_sessions.errors import BadRequest, InvalidSignature
@@ -405,3 +407,36 @@ def test_request_for_another_account_is_refused_when_an_account_is_configured() 
     check_account(params, "AC" + "0" * 32)
     with pytest.raises(UnknownAccount):
         check_account(params, "AC" + "1" * 32)
+
+
+@given(pairs=st.lists(st.tuples(st.text(), st.text()), max_size=10))
+def test_form_decoding_matches_parse_qsl_for_any_encoded_form(pairs: list[tuple[str, str]]) -> None:
+    """The fast ASCII decoder gives what ``urllib.parse.parse_qsl`` gives (any text, UTF-8)."""
+    body = urlencode(pairs).encode()
+    params = decode_form(body)
+    expected = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+    assert [(name, value) for name in params for value in params.getall(name)] == [
+        (name, value)
+        for name in dict.fromkeys(n for n, _ in expected)
+        for n2, value in expected
+        if n2 == name
+    ]
+
+
+@given(text=st.text(alphabet="ab=&+%2CcF3", max_size=40))
+def test_form_decoding_of_odd_ascii_bodies_matches_parse_qsl_or_refuses(text: str) -> None:
+    """Stray ``=``, ``&``, ``+`` and escapes: the same pairs as parse_qsl, or a 400 where the
+    escapes are broken or do not decode as UTF-8."""
+    try:
+        expected = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        expected = None
+    try:
+        params = decode_form(text.encode())
+    except BadRequest:
+        assert expected is None or "%" in text
+        return
+    assert expected is not None
+    assert [(n, v) for n in params for v in params.getall(n)] == [
+        (n, v) for n in dict.fromkeys(n for n, _ in expected) for n2, v in expected if n2 == n
+    ]

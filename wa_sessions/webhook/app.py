@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.exceptions import RedisError
+from starlette.datastructures import URL
 from starlette.responses import PlainTextResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from wa_sessions import __version__
 from wa_sessions.config import STATUS_CALLBACK_PATH, Settings
@@ -91,8 +92,29 @@ class WebDeps:
     wake: Callable[[str], Awaitable[None]]
 
 
+class WebApp(FastAPI):
+    """FastAPI with Twilio's endpoints answered ahead of its middleware stack.
+
+    Twilio's POSTs are the hot path (one per message, several status callbacks per reply): they
+    go straight to their ``TwilioEndpoint`` as raw ASGI, skipping the error, guard and routing
+    layers (which handle nothing there: the endpoints answer their own errors). Their routes are
+    still declared below, so the OpenAPI schema documents them."""
+
+    twilio_endpoints: dict[str, TwilioEndpoint]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self.twilio_endpoints.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(deps: WebDeps) -> FastAPI:
-    app = FastAPI(
+    app = WebApp(
+        # FastAPI's native telemetry looks up a tracer provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="wa-sessions",
         version=__version__,
         description=(
@@ -102,10 +124,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     )
     errors.install(app, uncounted_routes=frozenset({WEBHOOK_PATH, STATUS_CALLBACK_PATH}))
     webhook = _TwilioWebhook(deps)
-    # Outermost: the webhook skips FastAPI's routing, dependency and response machinery, which
-    # cost it more than parsing, signature and Redis together. The route below still documents
-    # it in the OpenAPI schema (and serves it should the fast path be removed).
-    app.add_middleware(_WebhookFastPath, webhook=webhook)
+    app.twilio_endpoints = {WEBHOOK_PATH: webhook}
     app.add_api_route(
         WEBHOOK_PATH,
         webhook.handle,
@@ -120,7 +139,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     # Imported here: the status callback module builds on this one's helpers.
     from wa_sessions.webhook.status import install_status_callback
 
-    install_status_callback(app, deps)
+    app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(_session_api(deps))
     app.include_router(_operations(deps))
     return app
@@ -143,47 +162,76 @@ def _outcome_of(exc: BaseException) -> str:
     return "error"
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is known to exceed ``limit`` (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise BadRequest("Content-Length is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLargeError(f"body is over {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"body is over {limit} bytes")
-    return bytes(body)
+class TwilioRequest:
+    """What a Twilio endpoint reads of a request, straight from the ASGI scope (a Starlette
+    ``Request`` costs more to build than the endpoint's own checks)."""
+
+    __slots__ = ("headers", "receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        # Repeated names keep their first value, as Starlette's ``Headers.get`` does.
+        headers: dict[bytes, bytes] = {}
+        for name, value in reversed(scope["headers"]):
+            headers[name] = value
+        self.headers = headers
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    async def body(self, limit: int) -> bytes:
+        """The body, refused as soon as it is known to exceed ``limit`` (declared or streamed)."""
+        declared = self.headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest("Content-Length is not a number")
+            if int(declared) > limit:
+                raise PayloadTooLargeError(f"body is over {limit} bytes")
+        body = b""
+        while True:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                raise BadRequest("the client went away before the body was complete")
+            chunk: bytes = message.get("body", b"")
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLargeError(f"body is over {limit} bytes")
+            if not message.get("more_body", False):
+                return body
+
+
+_SIGNATURE_HEADER = SIGNATURE_HEADER.encode()
+_SIGNATURE_SETTINGS_HEADER = SIGNATURE_SETTINGS_HEADER.encode()
 
 
 async def read_signed_form(
-    request: Request, settings: Settings, checker: SignatureChecker
+    request: TwilioRequest, settings: Settings, checker: SignatureChecker
 ) -> FormParams:
     """The form of a request from Twilio, once it is proven to be one: the signature header
     first (403 before the body is read), then size (413), encoding (400), the signature over the
     public URL and every field (403), and the account (403)."""
-    headers = request.headers
-    signature = headers.get(SIGNATURE_HEADER)
+    signature = request.header(_SIGNATURE_HEADER)
     if not signature:
         raise InvalidSignature("X-Twilio-Signature header is missing")
-    params = decode_form(await _read_body(request, settings.max_body_bytes))
-    url = request.url
+    params = decode_form(await request.body(settings.max_body_bytes))
+    scope = request.scope
+    query = scope.get("query_string", b"").decode("latin-1")
     checker.check(
         signed_url(
-            request_url=str(url),
-            path=url.path,
-            query=url.query,
+            # The URL as this server received it, built only when nothing overrides it.
+            request_url="" if settings.public_base_url else str(URL(scope=scope)),
+            path=scope["path"],
+            query=query,
             public_base_url=settings.public_base_url,
             trust_proxy_headers=settings.trust_proxy_headers,
-            forwarded_proto=headers.get("x-forwarded-proto"),
-            forwarded_host=headers.get("x-forwarded-host"),
+            forwarded_proto=request.header(b"x-forwarded-proto"),
+            forwarded_host=request.header(b"x-forwarded-host"),
         ),
         params,
         signature,
-        headers.get(SIGNATURE_SETTINGS_HEADER),
+        request.header(_SIGNATURE_SETTINGS_HEADER),
     )
     check_account(params, settings.twilio_account_sid)
     return params
@@ -195,25 +243,39 @@ class TwilioEndpoint:
 
     def __init__(self, deps: WebDeps, endpoint: str, outcomes: tuple[str, ...]) -> None:
         self.deps = deps
+        self.endpoint = endpoint
         self.settings = deps.settings
         self.checker = SignatureChecker(deps.settings.twilio_auth_token)
         self.counters = {o: WEBHOOK_REQUESTS.labels(endpoint, o) for o in outcomes}
         self.latency = WEBHOOK_LATENCY.labels(endpoint)
 
-    async def handle(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answers one request as raw ASGI (``WebApp`` routes Twilio's POSTs here)."""
         started = perf_counter()
         outcome = "error"
+        error: Response | None = None
         try:
-            outcome = await self.process(request)
-            return Response(TWIML_EMPTY, media_type="text/xml")
-        except BaseException as exc:
+            outcome = await self.process(TwilioRequest(scope, receive))
+        except WaSessionsError as exc:
             outcome = _outcome_of(exc)
-            raise
+            error = errors.response_for(exc)
+        except Exception as exc:
+            errors.log_unexpected(f"{self.endpoint} endpoint failed", exc)
+            error = errors.error_response(errors.InternalError.code, "internal error", 500)
         finally:
             self.counters[outcome].inc()
             self.latency.observe(perf_counter() - started)
+        if error is not None:
+            await error(scope, receive, send)
+            return
+        await send(_TWIML_START)
+        await send(_TWIML_BODY)
 
-    async def process(self, request: Request) -> str:
+    async def handle(self, request: Request) -> Response:
+        """The declared route (for the OpenAPI schema); ``WebApp`` answers ahead of it."""
+        return _Asgi(self, request.receive)
+
+    async def process(self, request: TwilioRequest) -> str:
         """Handles the request; returns its outcome label (errors are raised)."""
         raise NotImplementedError
 
@@ -224,7 +286,7 @@ class _TwilioWebhook(TwilioEndpoint):
     def __init__(self, deps: WebDeps) -> None:
         super().__init__(deps, WEBHOOK_ENDPOINT, WEBHOOK_OUTCOMES)
 
-    async def process(self, request: Request) -> str:
+    async def process(self, request: TwilioRequest) -> str:
         settings = self.settings
         params = await read_signed_form(request, settings, self.checker)
         accepted_at = self.deps.service.clock()
@@ -255,26 +317,27 @@ class _TwilioWebhook(TwilioEndpoint):
         return "accepted"
 
 
-class _WebhookFastPath:
-    """Pure ASGI: answers ``POST /twilio-webhook-opt`` directly, everything else goes on."""
+class _Asgi(Response):
+    """A response that hands the request to a raw ASGI endpoint."""
 
-    def __init__(self, app: ASGIApp, webhook: _TwilioWebhook) -> None:
-        self.app = app
-        self.webhook = webhook
+    def __init__(self, endpoint: TwilioEndpoint, receive: Receive) -> None:
+        super().__init__()
+        self.endpoint = endpoint
+        self.receive = receive
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        response: Response
-        try:
-            response = await self.webhook.handle(Request(scope, receive))
-        except WaSessionsError as exc:
-            response = errors.response_for(exc)
-        except Exception as exc:
-            errors.log_unexpected("webhook failed", exc)
-            response = errors.error_response(errors.InternalError.code, "internal error", 500)
-        await response(scope, receive, send)
+        await self.endpoint(scope, self.receive, send)
+
+
+_TWIML_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"text/xml"),
+        (b"content-length", str(len(TWIML_EMPTY)).encode()),
+    ],
+}
+_TWIML_BODY = {"type": "http.response.body", "body": TWIML_EMPTY}
 
 
 _ERROR = {"model": ErrorBody}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
@@ -21,7 +21,14 @@ from wa_sessions.errors import BadRequest
 from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
 from wa_sessions.statemachine.delivery import AsyncDeliveryStatuses, DeliveryOutcome
 from wa_sessions.statemachine.models import DeliveryStatus
-from wa_sessions.webhook.app import _ERROR, TWIML_EMPTY, TwilioEndpoint, WebDeps, read_signed_form
+from wa_sessions.webhook.app import (
+    _ERROR,
+    TWIML_EMPTY,
+    TwilioEndpoint,
+    TwilioRequest,
+    WebDeps,
+    read_signed_form,
+)
 from wa_sessions.webhook.errors import ServiceUnavailableError, storage_unavailable
 
 STATUS_PATH = STATUS_CALLBACK_PATH
@@ -51,7 +58,7 @@ class _StatusCallback(TwilioEndpoint):
         super().__init__(deps, STATUS_ENDPOINT, STATUS_OUTCOMES)
         self.statuses = AsyncDeliveryStatuses(deps.inbox.client, deps.inbox.keys)
 
-    async def process(self, request: Request) -> str:
+    async def process(self, request: TwilioRequest) -> str:
         params = await read_signed_form(request, self.settings, self.checker)
         sid = params.get("MessageSid") or params.get("SmsSid") or ""
         if not _MESSAGE_SID.fullmatch(sid):
@@ -90,11 +97,12 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def install_status_callback(app: FastAPI, deps: WebDeps) -> None:
-    """Registers ``POST /twilio-status`` on ``app``."""
+def install_status_callback(app: FastAPI, deps: WebDeps) -> TwilioEndpoint:
+    """Declares ``POST /twilio-status`` on ``app``; returns its endpoint."""
+    endpoint = _StatusCallback(deps)
     app.add_api_route(
         STATUS_PATH,
-        _StatusCallback(deps).handle,
+        endpoint.handle,
         methods=["POST"],
         name="twilio_status_callback",
         summary="Twilio delivery status callback for outbound replies",
@@ -102,3 +110,4 @@ def install_status_callback(app: FastAPI, deps: WebDeps) -> None:
         responses=_RESPONSES,
         tags=["twilio"],
     )
+    return endpoint

@@ -86,9 +86,10 @@ def decode_form(body: bytes) -> FormParams:
     if _BAD_PERCENT.search(body):
         raise BadRequest("body has a malformed percent escape")
     try:
-        text = body.decode("utf-8")
+        if body.isascii():
+            return FormParams(_decode_ascii_form(body.decode("ascii")))
         pairs = parse_qsl(
-            text,
+            body.decode("utf-8"),
             keep_blank_values=True,
             encoding="utf-8",
             errors="strict",
@@ -99,6 +100,44 @@ def decode_form(body: bytes) -> FormParams:
     except ValueError:
         raise BadRequest(f"body has more than {MAX_FIELDS} fields") from None
     return FormParams(pairs)
+
+
+_PERCENT_ESCAPE = re.compile("%[0-9A-Fa-f]{2}")
+#: "%xx" in any letter case -> the byte it stands for, as a latin-1 character.
+_UNESCAPED = {
+    f"%{hi}{lo}": chr(int(hi + lo, 16))
+    for hi in "0123456789abcdefABCDEF"
+    for lo in "0123456789abcdefABCDEF"
+}
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return _UNESCAPED[match[0]]
+
+
+def _unquote_plus(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    # Bytes as latin-1 characters, then the bytes decoded as UTF-8 (multi-byte characters
+    # arrive as several escapes).
+    return _PERCENT_ESCAPE.sub(_unescape, text).encode("latin-1").decode("utf-8")
+
+
+def _decode_ascii_form(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, errors="strict")`` for an ASCII body (every
+    form a client percent-encodes), at a fraction of the cost: this runs on every webhook."""
+    fields = text.split("&")
+    if len(fields) > MAX_FIELDS:
+        raise ValueError("too many fields")
+    pairs = []
+    for field in fields:
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        pairs.append((_unquote_plus(name), _unquote_plus(value)))
+    return pairs
 
 
 # ---- signatures ---------------------------------------------------------------------------

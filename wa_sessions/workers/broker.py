@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
@@ -107,15 +106,6 @@ def current_settings() -> Settings:
     return _settings
 
 
-def _fast_encoder(encoder: dramatiq.Encoder) -> Callable[[dict[str, Any]], bytes]:
-    """``encoder.encode``; for Dramatiq's JSON encoder, the same bytes from a cached
-    ``json.JSONEncoder`` (``json.dumps`` with its separators builds a new one per call)."""
-    if type(encoder) is dramatiq.JSONEncoder:
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
-        return lambda data: dumps(data).encode("utf-8")
-    return encoder.encode
-
-
 class DrainWakeMessages:
     """Builds the Dramatiq message that wakes a conversation's drain, for the webhook's ingest
     script to enqueue in the same round trip as the message it wakes for (``QueuedWake``).
@@ -126,34 +116,49 @@ class DrainWakeMessages:
     hooks (none of this service's middleware has them; Dramatiq's Prometheus middleware, which
     counts enqueues there, is not used) and the dispatch script's heartbeat and maintenance,
     which the consuming workers run on every fetch. The layout is Dramatiq 2.x's (pinned in
-    constraints.txt); ``tests/integration/test_async_inbox.py`` proves a real worker runs it."""
+    constraints.txt); ``tests/integration/test_actors.py`` proves a real worker runs it.
+
+    One is built for every webhook request (whether it wakes is known only inside the script),
+    so it is a string template: ids are a random per-process prefix and a counter, not a uuid4
+    each, and the JSON is Dramatiq's ``JSONEncoder`` output for ``Message.asdict()`` (the unit
+    tests compare the bytes). With another global encoder it falls back to ``Message.encode``."""
 
     def __init__(self, broker: RedisBroker, actor: dramatiq.Actor[[str], None]) -> None:
         self.queue_key = f"{broker.namespace}:{actor.queue_name}"
         self.messages_key = f"{self.queue_key}.msgs"
         self.queue_name = actor.queue_name
         self.actor_name = actor.actor_name
-        self._encode = _fast_encoder(dramatiq.get_encoder())
-        # Built for every webhook request (whether it wakes is known only inside the script),
-        # so ids are a random per-process prefix and a counter, not a uuid4 each (a syscall).
         self._prefix = uuid4().hex
         self._counter = itertools.count()
+        self._templated = type(dramatiq.get_encoder()) is dramatiq.JSONEncoder
+        dumps = json.dumps
+        self._head = (
+            f'{{"queue_name":{dumps(actor.queue_name)},"actor_name":{dumps(actor.actor_name)},'
+            '"args":['
+        )
 
     def __call__(self, conv: str) -> QueuedWake:
         message_id = f"{self._prefix}-{next(self._counter)}"
-        # The fields and order of ``dramatiq.Message.asdict``, as ``Message.encode`` writes it.
-        data = self._encode(
-            {
-                "queue_name": self.queue_name,
-                "actor_name": self.actor_name,
-                "args": [conv],
-                "kwargs": {},
-                "options": {"redis_message_id": message_id},
-                "message_id": message_id,
-                "message_timestamp": current_millis(),
-            }
+        return QueuedWake(
+            self.queue_key, self.messages_key, message_id, self.encode(conv, message_id)
         )
-        return QueuedWake(self.queue_key, self.messages_key, message_id, data)
+
+    def encode(self, conv: str, message_id: str, timestamp: int | None = None) -> bytes:
+        timestamp = current_millis() if timestamp is None else timestamp
+        if not self._templated:
+            return dramatiq.Message(
+                queue_name=self.queue_name,
+                actor_name=self.actor_name,
+                args=(conv,),
+                kwargs={},
+                options={"redis_message_id": message_id},
+                message_id=message_id,
+                message_timestamp=timestamp,
+            ).encode()
+        return (
+            f'{self._head}{json.dumps(conv)}],"kwargs":{{}},"options":{{"redis_message_id":'
+            f'"{message_id}"}},"message_id":"{message_id}","message_timestamp":{timestamp}}}'
+        ).encode()
 
 
 class AsyncWaker:
