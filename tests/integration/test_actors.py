@@ -264,6 +264,7 @@ def accept_async_round_robin(stack: Stack, redis_url: str) -> tuple[list[str], l
                     for conv in convs
                 )
             )
+        inbox.close()
         await client.aclose()
         return [int(o) for o in outcomes]
 

@@ -40,6 +40,7 @@ def run_accepts(redis_url: str, messages: list[Message], *, flush: bool = False)
         results = await asyncio.gather(
             *(inbox.accept(CONV, m, accepted_ms=1000 + i) for i, m in enumerate(messages))
         )
+        inbox.close()
         await client.aclose()
         return [int(r) for r in results] + [len(batches)]
 
@@ -79,3 +80,54 @@ def test_a_batch_survives_redis_losing_its_script_cache(
     *results, _ = run_accepts(redis_url, [message("x"), message("y")], flush=True)
     assert results == [IngestOutcome.ACCEPTED_WAKE, IngestOutcome.ACCEPTED]
     assert redis_client.llen(Keys().conv_inbox(CONV)) == 2
+
+
+def test_an_accept_after_redis_dropped_the_connection_goes_through_on_a_new_one(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Redis restarted or a proxy dropped the idle connection: the batch is sent once more on a
+    new connection instead of failing the webhook (ingest is idempotent), and stored once."""
+
+    async def main() -> list[IngestOutcome]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        inbox = AsyncInbox(client, Keys(), InboxPolicy(max_depth=1000))
+        first = await inbox.accept(CONV, message("before"), accepted_ms=1000)
+        redis_client.client_kill_filter(_type="normal", skipme=True)
+        second = await inbox.accept(CONV, message("after"), accepted_ms=1001)
+        inbox.close()
+        await client.aclose()
+        return [first, second]
+
+    assert asyncio.run(main()) == [IngestOutcome.ACCEPTED_WAKE, IngestOutcome.ACCEPTED]
+    assert redis_client.llen(Keys().conv_inbox(CONV)) == 2
+
+
+def test_a_batch_whose_connection_broke_mid_call_is_sent_once_more(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The connection fails after the batch went out (its fate unknown): it is sent again on a
+    new connection; a message that did get in the first time is refused as a duplicate."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    async def main() -> tuple[IngestOutcome, int]:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        inbox = AsyncInbox(client, Keys(), InboxPolicy(max_depth=1000))
+        execute = inbox._pipe.execute
+        calls = 0
+
+        async def ran_then_lost(commands: Any) -> list[Any]:
+            nonlocal calls
+            calls += 1
+            replies = await execute(commands)
+            if calls == 1:
+                raise RedisConnectionError("lost after the write")
+            return replies
+
+        inbox._pipe.execute = ran_then_lost  # type: ignore[method-assign]
+        outcome = await inbox.accept(CONV, message("once"), accepted_ms=1000)
+        inbox.close()
+        await client.aclose()
+        return outcome, calls
+
+    assert asyncio.run(main()) == (IngestOutcome.DUPLICATE, 2)
+    assert redis_client.llen(Keys().conv_inbox(CONV)) == 1

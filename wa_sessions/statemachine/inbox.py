@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from wa_sessions.statemachine import scripts
 from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.resp import RespPipe
 from wa_sessions.statemachine.store import (
     IngestOutcome,
     QueuedWake,
@@ -66,6 +68,8 @@ class AsyncInbox:
         self.policy = policy or InboxPolicy()
         self.wake_message = wake_message
         self._script = client.register_script(scripts.build(keys)["ingest"])
+        timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._pipe = RespPipe(client, timeout=timeout or 5.0)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
         # Flushes in flight, referenced until done (the event loop holds tasks weakly).
         self._sends: set[asyncio.Task[None]] = set()
@@ -114,21 +118,38 @@ class AsyncInbox:
     async def _execute(
         self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]
     ) -> list[Any]:
-        """EVALSHA for the whole batch in one round trip; after a Redis restart (NOSCRIPT, which
-        means nothing ran) the script is loaded and the batch sent once more."""
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for keys, args, _ in batch:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            replies = list(await pipe.execute(raise_on_error=False))
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+        """EVALSHA for the whole batch in one round trip. After a Redis restart (NOSCRIPT,
+        which means nothing ran) the script is loaded and the batch sent once more; after a
+        lost connection the batch is sent once more on a new one (an ingest is idempotent: a
+        message that did get in is refused as a duplicate; its wake-up was enqueued by the
+        script, or, without ``wake_message``, is sent by the re-drive pass)."""
+        sha = self._script.sha
+        commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args, _ in batch]
+        reconnected = reloaded = False
+        while True:
+            try:
+                replies = await self._pipe.execute(commands)
+            except RedisConnectionError:
+                if reconnected:
+                    raise
+                reconnected = True
+                continue
+            if not reloaded and any(_no_script(r) for r in replies):
+                reloaded = True
                 await self.client.script_load(self._script.script)
                 continue
             return replies
-        raise AssertionError("unreachable")
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
+
+    def close(self) -> None:
+        """Closes the inbox's own connection (the client passed in is the caller's)."""
+        self._pipe.close()
+
+
+def _no_script(reply: Any) -> bool:
+    return isinstance(reply, NoScriptError)
 
 
 class Inbox:

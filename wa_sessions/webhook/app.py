@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Annotated, Any
@@ -112,7 +113,13 @@ class WebApp(FastAPI):
 
 
 def create_app(deps: WebDeps) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        deps.inbox.close()
+
     app = WebApp(
+        lifespan=lifespan,
         # FastAPI's native telemetry looks up a tracer provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="wa-sessions",
