@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,51 +159,67 @@ class TwilioSimulator:
         quoted = urllib.parse.quote(phone, safe="")
         return self.request("GET", f"/session/{quoted}?limit={limit}", admin=True)
 
+    def _poll_session(
+        self, phone: str, done: Callable[[dict[str, Any]], bool], timeout_seconds: float, what: str
+    ) -> dict[str, Any]:
+        """Polls the session API until ``done`` holds for the phone's current session."""
+        deadline = time.monotonic() + timeout_seconds
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            resp = self.session(phone)
+            if resp.status == 200:
+                last = resp.json()
+                if done(last):
+                    return last
+            time.sleep(0.05)
+        raise TimeoutError(f"session did not reach {what}; last: {last}")
+
     def wait_for_messages(
         self, phone: str, count: int, timeout_seconds: float, *, inbound_only: bool = False
     ) -> dict[str, Any]:
         """Polls the session API until the phone's current session holds ``count`` messages
         (only the customer's, with ``inbound_only``)."""
-        deadline = time.monotonic() + timeout_seconds
-        last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            resp = self.session(phone)
-            if resp.status == 200:
-                last = resp.json()
-                held = (
-                    len(inbound(last["conversation_history"]))
-                    if inbound_only
-                    else last["message_count"]
-                )
-                if held >= count:
-                    return last
-            time.sleep(0.05)
-        raise TimeoutError(f"session did not reach {count} messages; last: {last}")
+
+        def done(session: dict[str, Any]) -> bool:
+            if inbound_only:
+                return len(inbound(session["conversation_history"])) >= count
+            return int(session["message_count"]) >= count
+
+        return self._poll_session(phone, done, timeout_seconds, f"{count} messages")
 
     def wait_for_replies(self, phone: str, count: int, timeout_seconds: float) -> dict[str, Any]:
         """Polls until the phone's current session holds ``count`` outbound replies."""
-        deadline = time.monotonic() + timeout_seconds
-        last: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            resp = self.session(phone)
-            if resp.status == 200:
-                last = resp.json()
-                if len(replies(last["conversation_history"])) >= count:
-                    return last
-            time.sleep(0.05)
-        raise TimeoutError(f"session did not reach {count} replies; last: {last}")
+        return self._poll_session(
+            phone,
+            lambda session: len(replies(session["conversation_history"])) >= count,
+            timeout_seconds,
+            f"{count} replies",
+        )
+
+    def wait_for_answers(self, phone: str, count: int, timeout_seconds: float) -> dict[str, Any]:
+        """Polls until the phone's current session holds ``count`` customer messages and each
+        text or image one is answered: named by a reply's or a system note's ``in_reply_to`` or
+        ``replies_to`` (a burst of messages drained together gets one reply naming them all)."""
+
+        def done(session: dict[str, Any]) -> bool:
+            history = session["conversation_history"]
+            asked = [m for m in inbound(history) if m["message_type"] in ("text", "image")]
+            return len(inbound(history)) >= count and all(
+                m["id"] in answered(history) for m in asked
+            )
+
+        return self._poll_session(phone, done, timeout_seconds, f"{count} answered messages")
 
     def wait_for_new_session(
         self, phone: str, previous_session_id: str, timeout_seconds: float
     ) -> dict[str, Any]:
         """Polls until the phone's current session is another than ``previous_session_id``."""
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline:
-            resp = self.session(phone)
-            if resp.status == 200 and resp.json()["session"]["session_id"] != previous_session_id:
-                return dict(resp.json())
-            time.sleep(0.05)
-        raise TimeoutError("no new session opened")
+        return self._poll_session(
+            phone,
+            lambda session: session["session"]["session_id"] != previous_session_id,
+            timeout_seconds,
+            "a new session",
+        )
 
 
 def inbound(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -213,6 +230,20 @@ def inbound(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def replies(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The business's replies (outbound text, not system notes) of a ``conversation_history``."""
     return [m for m in history if m["direction"] == "outbound" and m["message_type"] != "system"]
+
+
+def answered(history: list[dict[str, Any]]) -> set[str]:
+    """Ids of the customer's messages that a reply or a system note of a
+    ``conversation_history`` answers."""
+    ids: set[str] = set()
+    for message in history:
+        if message["direction"] != "outbound":
+            continue
+        metadata = message.get("metadata") or {}
+        ids.update(metadata.get("replies_to") or [])
+        if metadata.get("in_reply_to"):
+            ids.add(metadata["in_reply_to"])
+    return ids
 
 
 def _simulator_from_env(url: str | None) -> TwilioSimulator:
@@ -267,11 +298,10 @@ def run_demo(args: argparse.Namespace) -> int:
         again = sim.post_form(form)
         print(f"  redelivery of the last message -> {again.status} (stored once)")
     for phone, messages in conversations.items():
-        sim.wait_for_messages(phone, len(messages), args.timeout, inbound_only=True)
-        # Every text and image message gets a reply (orders extracted offline by the
-        # rule-based extractor; without Twilio credentials replies are recorded, not sent).
-        expected = sum(1 for m in messages if "location" not in m)
-        data = sim.wait_for_replies(phone, expected, args.timeout)
+        # Every text and image message is answered (orders extracted offline by the rule-based
+        # extractor; without Twilio credentials replies are recorded, not sent); messages
+        # drained together get one reply with the order after all of them.
+        data = sim.wait_for_answers(phone, len(messages), args.timeout)
         _print_session(phone, data)
 
     first = next(iter(conversations))

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -29,7 +29,7 @@ from wa_sessions.statemachine.models import (
     SessionStatus,
 )
 from wa_sessions.statemachine.service import SessionService, new_session_id
-from wa_sessions.statemachine.store import EntryResult, IngestOutcome, RedisSessionStore, to_ms
+from wa_sessions.statemachine.store import DrainStep, IngestOutcome, RedisSessionStore, to_ms
 from wa_sessions.workers import handlers
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
 
@@ -95,20 +95,24 @@ class Harness:
             for m in self.store.messages(sid)
         ]
 
-    def apply_as(self, conv: str, token: str, entries: list[str]) -> list[EntryResult]:
-        """What a drain holding ``token`` would do with ``entries``."""
-        service = self.service
-        return self.store.apply_entries(
+    def step_as(
+        self, conv: str, token: str, *, acquire: bool = False, batch: int = 100
+    ) -> DrainStep:
+        """One drain step as a drain holding (or, with ``acquire``, taking) ``token`` would
+        take it, applying up to ``batch`` entries."""
+        policy = replace(self.deps.policy(None), batch=batch)
+        return self.store.drain_step(
             conv,
             token,
-            entries,
-            now_ms=service.now_ms(),
-            new_session_ids=[new_session_id() for _ in entries],
-            timeout_ms=service.timeout_ms,
-            cap=service.max_messages_per_session,
-            keep_ms=service.keep_ms,
-            lease_ms=self.deps.lease_ms,
+            policy,
+            acquire=acquire,
+            now_ms=self.service.now_ms(),
+            id_base=new_session_id(),
         )
+
+    def hold_lease(self, conv: str, token: str) -> None:
+        """Another drain's lease, as if it were running."""
+        self.store.client.set(self.store.keys.conv_lease(conv), token, px=5000)
 
 
 HarnessFactory = Callable[..., Harness]
@@ -214,9 +218,7 @@ def test_second_drain_while_the_lease_is_held_returns_busy_and_applies_nothing(
     """A drain that finds another drain's lease leaves the inbox untouched and says busy."""
     conv = conv_of(1)
     h.accept_all(conv, ["a", "b", "c"])
-    held = h.store.acquire(conv, "other-drain", lease_ms=5000, batch=100)
-    assert held is not None
-    assert len(held) == 3
+    h.hold_lease(conv, "other-drain")
     busy_before = sample("wa_sessions_drains_total", {"outcome": "busy"})
 
     report = h.drain(conv)
@@ -270,35 +272,37 @@ def test_concurrent_drains_and_ingest_apply_each_message_once_in_order(
 # ---- fencing and recovery ----------------------------------------------------------------------
 
 
-def test_apply_with_a_superseded_lease_token_applies_nothing(h: Harness) -> None:
-    """Once another drain owns the lease, the old token's applies all answer ``lease``."""
+def test_a_step_with_a_superseded_lease_token_applies_nothing(h: Harness) -> None:
+    """Once another drain owns the lease, the old token's steps answer ``lease``: nothing is
+    applied, popped or released."""
     conv = conv_of(1)
-    h.accept_all(conv, ["a", "b"])
-    entries = h.store.acquire(conv, "old-token", lease_ms=5000, batch=100)
-    assert entries is not None
+    h.accept_all(conv, ["a", "b", "c"])
+    first = h.step_as(conv, "old-token", acquire=True, batch=1)
+    assert [r.status for r in first.results] == ["ok"]
     h.store.client.set(h.store.keys.conv_lease(conv), "new-token")
 
-    results = h.apply_as(conv, "old-token", entries)
+    late = h.step_as(conv, "old-token")
 
-    assert [r.status for r in results] == ["lease", "lease"]
+    assert (late.status, late.results, late.released) == ("lease", [], False)
     assert h.store.inbox_depth(conv) == 2
-    assert h.store.conversation_session_ids(conv) == []
-    assert h.store.release_or_next(conv, "old-token", lease_ms=5000, batch=100) is None
+    assert h.history(conv) == ["a"]
     assert h.store.client.get(h.store.keys.conv_lease(conv)) == "new-token"
 
 
-def test_apply_of_an_entry_that_is_no_longer_the_head_applies_nothing(h: Harness) -> None:
-    """An entry already acknowledged (by an earlier apply) is not applied a second time."""
+def test_each_step_applies_the_inbox_head_once(h: Harness) -> None:
+    """A step applies what is at the head of the inbox and pops it in the same Lua step, so
+    steps in a row (batches of one) apply each entry once, in order; the step that empties
+    the inbox gives the lease up."""
     conv = conv_of(1)
     h.accept_all(conv, ["a", "b"])
-    entries = h.store.acquire(conv, "token", lease_ms=5000, batch=100)
-    assert entries is not None
-    assert [r.status for r in h.apply_as(conv, "token", entries[:1])] == ["ok"]
 
-    again = h.apply_as(conv, "token", entries[:1])
+    steps = [h.step_as(conv, "token", acquire=True, batch=1), h.step_as(conv, "token", batch=1)]
 
-    assert [r.status for r in again] == ["head"]
-    assert h.history(conv) == ["a"]
+    assert [[r.status for r in s.results] for s in steps] == [["ok"], ["ok"]]
+    assert [s.released for s in steps] == [False, True]
+    assert h.history(conv) == ["a", "b"]
+    assert h.step_as(conv, "token").status == "lease"
+    assert not h.store.client.exists(h.store.keys.conv_lease(conv))
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
@@ -318,9 +322,8 @@ def test_drain_killed_midway_is_rewoken_by_redrive_once_its_lease_lapses(
     conv = conv_of(1)
     contents = [f"m{i}" for i in range(5)]
     h.accept_all(conv, contents)
-    entries = h.store.acquire(conv, "dead-drain", lease_ms=h.deps.lease_ms, batch=2)
-    assert entries is not None
-    assert [r.status for r in h.apply_as(conv, "dead-drain", entries[:1])] == ["ok"]
+    dead = h.step_as(conv, "dead-drain", acquire=True, batch=1)
+    assert [r.status for r in dead.results] == ["ok"]
 
     assert handlers.redrive(h.deps) == 0
     assert h.woken == []
@@ -340,7 +343,7 @@ def test_redrive_wakes_only_conversations_with_neither_wake_flag_nor_lease(h: Ha
     queued, leased, orphaned, empty = (conv_of(n) for n in range(4))
     for conv in (queued, leased, orphaned, empty):
         h.accept_all(conv, [f"{conv} first"])
-    assert h.store.acquire(leased, "token", lease_ms=5000, batch=100) is not None
+    h.hold_lease(leased, "token")
     h.store.client.delete(h.store.keys.conv_wake(orphaned))
     assert h.drain(empty).applied == 1
 
@@ -575,3 +578,21 @@ def test_a_batch_survives_redis_losing_its_script_cache(h: Harness) -> None:
 
     assert report.applied == 3
     assert h.history(conv) == ["a", "b", "c"]
+
+
+def test_sessions_opened_in_one_drain_get_distinct_uuids(h: Harness) -> None:
+    """One drain opening several sessions (operator completes between the messages) gives
+    each its own well-formed id; so does the next drain."""
+    conv = conv_of(1)
+    for n in range(3):
+        h.accept_all(conv, [f"s{n}"])
+        h.inbox.request(conv, "complete", "", accepted_ms=h.service.now_ms(), reason="op")
+        h.clock.advance(seconds=1)
+    h.drain(conv)
+    h.accept_all(conv, ["next"])
+    h.drain(conv)
+
+    ids = h.store.conversation_session_ids(conv)
+    assert len(ids) == len(set(ids)) == 4
+    assert all(str(uuid.UUID(sid)) == sid and uuid.UUID(sid).version == 4 for sid in ids)
+    assert h.history(conv) == ["s0", "s1", "s2", "next"]

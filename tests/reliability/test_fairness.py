@@ -8,6 +8,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import dramatiq
 import pytest
@@ -28,7 +29,7 @@ from tests.reliability.harness import (
     verify,
     wait_applied,
 )
-from wa_sessions.demo import inbound, new_message_sid, replies
+from wa_sessions.demo import answered, inbound, new_message_sid, replies
 from wa_sessions.workers.broker import setup_broker
 
 #: Messages of the flood (the issue's 10,000; ``WA_FLOOD_MESSAGES`` for more).
@@ -198,9 +199,10 @@ def test_a_full_inbox_refuses_with_429_inbox_full_and_recovers(
 def test_the_session_history_cap_keeps_the_newest_and_counts_the_rest(
     service_factory: Callable[..., Service],
 ) -> None:
-    """MAX_MESSAGES_PER_SESSION=20 and 30 messages (each answered, so 60 in all): the
-    history holds the newest 20 in order, ``message_count`` says 60 and ``trimmed_count`` 40,
-    and the summary still counts every message by direction."""
+    """MAX_MESSAGES_PER_SESSION=20 and 30 messages, all answered (one reply per batch the
+    worker drained them in): the history holds the newest 20 in order, ``message_count``
+    counts every message, ``trimmed_count`` the ones dropped, and the summary still counts
+    every message by direction."""
     service = service_factory(MAX_MESSAGES_PER_SESSION="20").start_all()
     sim = service.simulator()
     customer = phone(702)
@@ -208,24 +210,44 @@ def test_the_session_history_cap_keeps_the_newest_and_counts_the_rest(
     for body in bodies:
         assert sim.send(customer, body, message_sid=new_message_sid()).status == 200
 
-    def all_in() -> bool:
-        resp = sim.session(customer)
-        return resp.status == 200 and resp.json()["session"]["message_count"] >= 60
+    def summary() -> dict[str, Any]:
+        sid = sim.session(customer).json()["session"]["session_id"]
+        return dict(sim.request("GET", f"/session/{sid}/summary", admin=True).json())
 
-    deadline_poll(all_in, 60)
+    def all_answered() -> bool:
+        resp = sim.session(customer)
+        if resp.status != 200:
+            return False
+        history = resp.json()["conversation_history"]
+        last = inbound(history)[-1] if inbound(history) else None
+        return (
+            summary()["messages_by_direction"].get("inbound") == 30
+            and last is not None
+            and last["id"] in answered(history)
+        )
+
+    deadline_poll(all_answered, 60)
     data = sim.session(customer).json()
     history = data["conversation_history"]
-    assert data["session"]["message_count"] == 60
-    assert data["session"]["trimmed_count"] == 40
+    counts = summary()["messages_by_direction"]
+    total = counts["inbound"] + counts["outbound"]
+    assert counts["inbound"] == 30
+    assert 1 <= counts["outbound"] <= 30
+    assert data["session"]["message_count"] == total
+    assert data["session"]["trimmed_count"] == total - 20
     assert len(history) == 20
-    assert [m["content"] for m in inbound(history)] == bodies[-10:]
-    assert [m["direction"] for m in history] == ["inbound", "outbound"] * 10
-    assert len(replies(history)) == 10
-    sid = data["session"]["session_id"]
-    summary = sim.request("GET", f"/session/{sid}/summary", admin=True).json()
-    assert summary["message_count"] == 60
-    assert summary["messages_by_direction"] == {"inbound": 30, "outbound": 30}
-    record("session_cap", cap=20, messages=60, kept=20, trimmed=40)
+    kept = [m["content"] for m in inbound(history)]
+    assert kept == bodies[len(bodies) - len(kept) :]
+    assert history[-1]["direction"] == "outbound"
+    assert len(replies(history)) == 20 - len(kept)
+    record(
+        "session_cap",
+        cap=20,
+        messages=total,
+        replies=counts["outbound"],
+        kept=20,
+        trimmed=total - 20,
+    )
 
 
 def test_a_worker_takes_one_wake_up_per_thread(redis_url: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from wa_sessions.orders.models import ExtractionResult, ItemAction, OrderDetails, OrderItem
 
@@ -26,8 +27,9 @@ class MergeOutcome:
     touched: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=4096)
 def item_key(name: str) -> str:
-    """The loose identity of an item name."""
+    """The loose identity of an item name (cached: a few names recur in every merge)."""
     key = " ".join(name.casefold().split())
     key = _ARTICLES.sub("", key)
     if key.endswith("es") and key[:-2].endswith(("ch", "sh", "x", "ss")):
@@ -56,12 +58,18 @@ def merge_order(current: OrderDetails, result: ExtractionResult) -> MergeOutcome
     """Applies ``result``'s changes, in order, to a copy of ``current``."""
     if not result.found:
         return MergeOutcome(current, changed=False)
-    items = [item.model_copy() for item in current.items]
+    # Items are never changed in place: an item the changes touch is copied once, at the end,
+    # with its final quantity and unit (each step tidied as it goes); the others are shared.
+    items = list(current.items)
+    keys = [item_key(item.name) for item in items]
+    pending: list[tuple[int | float, str | None] | None] = [None] * len(items)
     touched: list[str] = []
     for change in result.changes:
-        index = find_item(items, change.name)
+        key = item_key(change.name)
+        index = keys.index(key) if key in keys else None
         if change.action is ItemAction.REMOVE:
             if index is not None:
+                del keys[index], pending[index]
                 touched.append(items.pop(index).name)
             continue
         if change.quantity is None:
@@ -74,16 +82,24 @@ def merge_order(current: OrderDetails, result: ExtractionResult) -> MergeOutcome
                     unit=change.unit or None,
                 )
             )
+            keys.append(key)
+            pending.append(None)
             touched.append(change.name)
             continue
         item = items[index]
-        quantity = (
-            item.quantity + change.quantity if change.action is ItemAction.ADD else change.quantity
-        )
-        items[index] = item.model_copy(
-            update={"quantity": tidy_quantity(quantity), "unit": change.unit or item.unit}
-        )
+        quantity, unit = pending[index] or (item.quantity, item.unit)
+        if change.action is ItemAction.ADD:
+            quantity += change.quantity
+        else:
+            quantity = change.quantity
+        pending[index] = (tidy_quantity(quantity), change.unit or unit)
         touched.append(item.name)
+    items = [
+        item
+        if update is None
+        else item.model_copy(update={"quantity": update[0], "unit": update[1]})
+        for item, update in zip(items, pending, strict=True)
+    ]
     updates: dict[str, object] = {"items": items}
     for name in _FIELDS:
         value = getattr(result, name)

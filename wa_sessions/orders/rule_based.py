@@ -77,6 +77,10 @@ _REMOVE = re.compile(
     r"(?P<name>[^,;!?.]+)",
     _FLAGS,
 )
+# Every removal needs one of the first words, every quantity change one of the second: an ASCII
+# text without any skips those patterns (a cheap test; other text is left to the patterns).
+_REMOVE_WORDS = ("remove", "delete", "drop", "cancel", "take", "more", "want")
+_SET_WORDS = ("make", "change", "update", "set", "instead", "actually", "sorry", "oops")
 _NAME = re.compile(r"\bmy\s+name\s+is\s+(?P<name>[^\W\d_][\w'’ -]{0,60}?)\s*(?:[,.!?;]|$)", _FLAGS)
 _ADDRESS = re.compile(
     r"\b(?:deliver(?:ed|y)?(?:\s+(?:it|them|this|that|everything))?\s+to|ship(?:ped)?\s+to|"
@@ -133,9 +137,10 @@ def extract_order(
         delivery_address = match.group("address").strip(" ,;")
         text = _cut(text, match)
 
-    changes = _modifications(text, order, history or [])
+    clauses = _CLAUSES.split(text)
+    changes = _modifications(text, clauses, order, history or [])
     if not changes:
-        changes = [change for clause in _CLAUSES.split(text) if (change := _item(clause))]
+        changes = [change for clause in clauses if (change := _item(clause))]
     if not (changes or customer_name or delivery_address):
         return ExtractionResult.nothing()
     return ExtractionResult(
@@ -150,19 +155,22 @@ def _cut(text: str, match: re.Match[str]) -> str:
     return (text[: match.start()] + " " + text[match.end() :]).strip()
 
 
-def _modifications(text: str, order: OrderDetails, history: list[Message]) -> list[ItemChange]:
+def _modifications(
+    text: str, clauses: list[str], order: OrderDetails, history: list[Message]
+) -> list[ItemChange]:
     """Quantity changes and removals of items the order already has."""
     if not order.items:
         return []
     changes: list[ItemChange] = []
-    for removal in _REMOVE.finditer(text):
-        name = _clean_name(removal.group("name"))
-        index = find_item(order.items, name) if name else None
-        if index is not None:
-            changes.append(ItemChange(action=ItemAction.REMOVE, name=order.items[index].name))
-    if changes:
+    if _may_say(text, _REMOVE_WORDS):
+        for removal in _REMOVE.finditer(text):
+            name = _clean_name(removal.group("name"))
+            index = find_item(order.items, name) if name else None
+            if index is not None:
+                changes.append(ItemChange(action=ItemAction.REMOVE, name=order.items[index].name))
+    if changes or not _may_say(text, _SET_WORDS):
         return changes
-    for clause in _CLAUSES.split(text):
+    for clause in clauses:
         clause = clause.strip()
         match = (
             _SET_THAT.search(clause) or _SET_INSTEAD.search(clause) or _SET_ACTUALLY.search(clause)
@@ -185,6 +193,14 @@ def _modifications(text: str, order: OrderDetails, history: list[Message]) -> li
                 )
             )
     return changes
+
+
+def _may_say(text: str, words: tuple[str, ...]) -> bool:
+    """False only when ``text`` is ASCII and has none of ``words`` in any case."""
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in words)
 
 
 def _referenced_item(order: OrderDetails, history: list[Message]) -> OrderItem:

@@ -10,8 +10,9 @@ Inbox entries are ``<accepted_ms>\\t<kind>\\t<a>\\t<b>\\t<payload>``:
 
 Effects of an inbound text or image message (order extraction, reply) are two-phase: applying
 the message also appends ``<sid>\\t<message JSON>`` to the conversation's effects list; the
-drain runs the effects outside Redis, then ``commit_effects`` records their outcome and pops the
-record, fenced like an apply. Until then the conversation counts as having work pending.
+drain runs the effects of a whole batch outside Redis, then its next ``drain_step`` records
+their outcome and pops the records, fenced like an apply. Until then the conversation counts as
+having work pending.
 """
 
 from __future__ import annotations
@@ -321,108 +322,186 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 2 end
 return 1
 """
 
-# Takes the conversation's lease and returns the head of its effects list ('' when none) then
-# the first batch of its inbox. With neither, it releases at once.
-# KEYS: lease, wake, inbox, pending, effects. ARGV: token, lease_ms, batch, conv.
-# Returns false when another drain holds the lease.
-_ACQUIRE = r"""
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-redis.call('DEL', KEYS[2])
-local effect = redis.call('LINDEX', KEYS[5], 0)
-local entries = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-if #entries == 0 and not effect then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[4], ARGV[4])
+# One step of a conversation's drain, in one round trip: take the lease (or check that it is
+# still ours), commit the effects of the records the drain has run, then hand out what comes next
+# (the effects list's head while records are pending, else a batch of the inbox, applied here)
+# or give the lease up when nothing is left. Everything is fenced by the lease token, and the
+# committed records must be the effects list's head, in order.
+#
+# Applying: entries are applied in acceptance order and popped in the same step (exactly once).
+# With effects on, an inbound text or image message also appends its record (``<sid>\t<message
+# JSON>``) to the effects list; the batch then stops before any entry that could end the session
+# of those records (an operator complete or expire, or a message accepted a timeout or more
+# after them), so their effects find it still active. Nothing is applied while records are
+# pending: a drain finishes those first. Sessions opened here get the ids that follow ``id_base``
+# (a random UUID from the caller) in its last four hex digits: one random id serves a drain's
+# sessions (the caller passes the last id used; a step stops before the counter would wrap).
+#
+# KEYS: lease, wake, inbox, pending, effects.
+# ARGV: mode ('acquire': take the lease with SET NX; else the token must hold it), token,
+# lease_ms, batch, conv, now, timeout_ms, cap, keep_ms, effects ('1'/'0'), at (ISO time, for
+# delivery statuses met at commit), history (messages before the records to return per
+# session), id_base, then ncarry, carry..., nrec, record..., ngroup, and per group: sid,
+# set_order ('1'/'0'), order JSON, nmsg, then per message: direction, type, ts, JSON, id,
+# Twilio MessageSid ('' for none), delivery status.
+# Returns {'busy'} (acquire: another drain holds the lease), {'lease'}, {'head'}, or {'ok',
+# released, per committed group 'ok' or 'ended' (ended meanwhile: only popped), per applied entry
+# status, kind, a, b, accepted_ms, sid, created, detail, the pending records (up to batch), per
+# session of those records {sid, status, order, last_in, phone, biz, its last messages (history
+# plus those appended since; a record's own message as its 1-based index in the records)}}.
+_DRAIN_STEP = r"""
+local token, lease_ms, batch, conv = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if ARGV[1] == 'acquire' then
+  if not redis.call('SET', KEYS[1], token, 'NX', 'PX', lease_ms) then return {'busy'} end
+  redis.call('DEL', KEYS[2])
+elseif redis.call('GET', KEYS[1]) ~= token then
+  return {'lease'}
 end
-table.insert(entries, 1, effect or '')
-return entries
-"""
+local now, timeout_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local cap, keep_ms, history = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[12])
+local id_prefix, id_last = string.sub(ARGV[13], 1, -5), tonumber(string.sub(ARGV[13], -4), 16)
+local pos = 13
+local function take_list()
+  local t = {}
+  pos = pos + 1
+  for j = 1, tonumber(ARGV[pos]) do t[j] = ARGV[pos + j] end
+  pos = pos + #t
+  return t
+end
+local carry = take_list()
+local done = take_list()
 
-# Applies the inbox head under the lease (fencing: token and head must both match), acknowledges
-# it (LPOP) and extends the lease, all in one step. With effects=1, an inbound text or image
-# message also appends its pending-effect record. With release=1 and the inbox then empty (and
-# no effects pending), it also gives up the lease. KEYS: inbox, lease, wake, pending, effects.
-# ARGV: token, entry, now, new_sid, timeout_ms, cap, keep_ms, lease_ms, conv, release, effects,
-# ncarry, carry... Returns {status, kind, sid, created, expired_or_result, remaining, released,
-# effect record or ''}.
-_APPLY_ENTRY = r"""
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lease'} end
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return {'head'} end
-local conv = ARGV[9]
-local now, keep_ms = tonumber(ARGV[3]), tonumber(ARGV[7])
-local ts, kind, a, b, payload = string.match(ARGV[2], '^(%d+)\t(%a)\t([^\t]*)\t([^\t]*)\t(.*)$')
-local out
-local effect = ''
-if not ts then
-  out = {'bad', '?', '', 0, 'malformed entry'}
-elseif kind == 'm' then
-  local r = apply_message(conv, tonumber(ts), now, ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]),
-    keep_ms, a, b, payload, carry_from(ARGV, 12))
-  out = {'ok', kind, r[1], r[2], r[3]}
-  if ARGV[11] == '1' and a == 'inbound' and (b == 'text' or b == 'image')
-      and type(r[1]) == 'string' then
-    effect = r[1] .. '\t' .. payload
-    redis.call('RPUSH', KEYS[5], effect)
+-- Commit the effects of the records run since the last step.
+if #done > 0 then
+  local head = redis.call('LRANGE', KEYS[5], 0, #done - 1)
+  for j = 1, #done do
+    if head[j] ~= done[j] then return {'head'} end
   end
-else
-  local trigger = (kind == 'c') and 'complete' or 'expire'
-  local sid = a
-  if sid == '' then sid = redis.call('GET', k_conv(conv, 'active')) or '' end
-  if sid ~= '' and redis.call('HGET', k_sess(sid), 'conv') ~= conv then sid = '' end
-  if sid == '' then
-    out = {'ok', kind, '', 0, 'missing'}
-  else
-    -- A session idle past the timeout when the operator asked has already expired.
-    local h = redis.call('HMGET', k_sess(sid), 'status', 'last')
-    local idle = h[1] == 'active' and tonumber(h[2]) + tonumber(ARGV[5]) <= tonumber(ts)
-    if idle then
-      end_session(sid, 'expire', now, 'timeout', keep_ms)
-      out = {'ok', kind, sid, 0, 'invalid:expired'}
+end
+local committed = {}
+pos = pos + 1
+for g = 1, tonumber(ARGV[pos]) do
+  local sid, nmsg = ARGV[pos + 1], tonumber(ARGV[pos + 4])
+  local skey = k_sess(sid)
+  local live = T[tostring(redis.call('HGET', skey, 'status')) .. '|receive'] == 'active'
+  if live and ARGV[pos + 2] == '1' then redis.call('HSET', skey, 'order', ARGV[pos + 3]) end
+  pos = pos + 4
+  for _ = 1, nmsg do
+    if live then
+      local err, where = append(sid, ARGV[pos + 4], ARGV[pos + 1], ARGV[pos + 2],
+        tonumber(ARGV[pos + 3]), cap)
+      if err then return err end
+      if ARGV[pos + 6] ~= '' then
+        map_outbound(ARGV[pos + 6], sid, ARGV[pos + 5], where, ARGV[pos + 7], keep_ms, ARGV[11])
+      end
+    end
+    pos = pos + 7
+  end
+  committed[g] = live and 'ok' or 'ended'
+end
+if #done > 0 then redis.call('LTRIM', KEYS[5], #done, -1) end
+
+-- What is next: pending records, else a batch of the inbox.
+local pending = redis.call('LRANGE', KEYS[5], 0, batch - 1)
+local results, appended = {}, {}
+local applied = 0
+local function flush()
+  if applied > 0 then redis.call('LTRIM', KEYS[3], applied, -1) end
+  if #pending > 0 then redis.call('RPUSH', KEYS[5], unpack(pending)) end
+end
+if #pending == 0 then
+  local opened, since = 0, nil
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[3], 0, batch - 1)) do
+    local ts, kind, a, b, payload =
+      string.match(entry, '^(%d+)\t(%a)\t([^\t]*)\t([^\t]*)\t(.*)$')
+    local t = tonumber(ts)
+    -- `since`: the latest message time since the first record (its session's last activity
+    -- is at least that).
+    if since and (kind ~= 'm' or t - since >= timeout_ms) then break end
+    if kind == 'm' and id_last + opened >= 65535 then break end
+    local status, sid, created, detail = 'ok', '', 0, ''
+    if not ts then
+      status, kind, a, b, ts, detail = 'bad', '?', '', '', '0', 'malformed entry'
+    elseif kind == 'm' then
+      local new_sid = id_prefix .. string.format('%04x', id_last + opened + 1)
+      local r = apply_message(conv, t, now, new_sid, timeout_ms, cap, keep_ms, a, b, payload,
+        carry)
+      if r.err then
+        flush()
+        return r
+      end
+      sid, created, detail = r[1], r[2], r[3]
+      opened = opened + created
+      appended[sid] = (appended[sid] or 0) + 1
+      if ARGV[10] == '1' and a == 'inbound' and (b == 'text' or b == 'image') then
+        pending[#pending + 1] = sid .. '\t' .. payload
+      end
+      if #pending > 0 and (not since or t > since) then since = t end
     else
-      local ok, st = end_session(sid, trigger, now, payload, keep_ms)
-      out = {'ok', kind, sid, 0, ok and st or ('invalid:' .. st)}
+      local trigger = (kind == 'c') and 'complete' or 'expire'
+      sid = a
+      if sid == '' then sid = redis.call('GET', k_conv(conv, 'active')) or '' end
+      if sid ~= '' and redis.call('HGET', k_sess(sid), 'conv') ~= conv then sid = '' end
+      if sid == '' then
+        detail = 'missing'
+      else
+        -- A session idle past the timeout when the operator asked has already expired.
+        local h = redis.call('HMGET', k_sess(sid), 'status', 'last')
+        if h[1] == 'active' and tonumber(h[2]) + timeout_ms <= t then
+          end_session(sid, 'expire', now, 'timeout', keep_ms)
+          detail = 'invalid:expired'
+        else
+          local ok, st = end_session(sid, trigger, now, payload, keep_ms)
+          detail = ok and st or ('invalid:' .. st)
+        end
+      end
+    end
+    applied = applied + 1
+    local n = #results
+    results[n + 1], results[n + 2], results[n + 3], results[n + 4] = status, kind, a, b
+    results[n + 5], results[n + 6], results[n + 7], results[n + 8] = ts, sid, created, detail
+  end
+  flush()
+end
+
+local remaining = redis.call('LLEN', KEYS[3])
+local released = 0
+if remaining == 0 and #pending == 0 then
+  redis.call('ZREM', KEYS[4], conv)
+  redis.call('DEL', KEYS[1], KEYS[2])
+  released = 1
+else
+  -- Records pending with an empty inbox: the conversation stays leased and pending.
+  redis.call('PEXPIRE', KEYS[1], lease_ms)
+  if remaining > 0 and applied > 0 then
+    local next_ts = string.match(redis.call('LINDEX', KEYS[3], 0), '^(%d+)')
+    if next_ts then redis.call('ZADD', KEYS[4], 'XX', next_ts, conv) end
+  end
+end
+
+-- What the records' effects need of their sessions, read here rather than in another trip.
+local sessions, index, counts = {}, {}, {}
+for j, record in ipairs(pending) do
+  local sid, payload = string.match(record, '^([^\t]*)\t(.*)$')
+  if not index[sid] then
+    index[sid], counts[sid] = {}, 0
+    sessions[#sessions + 1] = sid
+  end
+  index[sid][payload] = j
+  counts[sid] = counts[sid] + 1
+end
+for k, sid in ipairs(sessions) do
+  local h = redis.call('HMGET', k_sess(sid), 'status', 'order', 'last_in', 'phone', 'biz')
+  local tail = {}
+  if history > 0 then
+    local n = history + (appended[sid] or counts[sid])
+    for _, raw in ipairs(redis.call('LRANGE', k_msgs(sid), -n, -1)) do
+      tail[#tail + 1] = index[sid][raw] or raw
     end
   end
+  sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail}
 end
-redis.call('LPOP', KEYS[1])
-local remaining = redis.call('LLEN', KEYS[1])
-local released = 0
-if remaining == 0 and redis.call('LLEN', KEYS[5]) == 0 then
-  redis.call('ZREM', KEYS[4], conv)
-  if ARGV[10] == '1' then
-    redis.call('DEL', KEYS[2], KEYS[3])
-    released = 1
-  else
-    redis.call('PEXPIRE', KEYS[2], ARGV[8])
-  end
-elseif remaining == 0 then
-  -- Effects pending: the conversation stays leased and pending until they are committed.
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
-else
-  local next_ts = string.match(redis.call('LINDEX', KEYS[1], 0), '^(%d+)')
-  redis.call('ZADD', KEYS[4], 'XX', next_ts, conv)
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
-end
-table.insert(out, remaining)
-table.insert(out, released)
-table.insert(out, effect)
-return out
-"""
-
-# Gives the lease up if the inbox and the effects list are empty; otherwise keeps it and returns
-# what is next, shaped like ``acquire``'s answer. KEYS and ARGV as ``acquire``.
-_RELEASE_OR_NEXT = r"""
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-local effect = redis.call('LINDEX', KEYS[5], 0)
-local entries = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[3]) - 1)
-if #entries == 0 and not effect then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('ZREM', KEYS[4], ARGV[4])
-else
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-table.insert(entries, 1, effect or '')
-return entries
+return {'ok', released, committed, results, pending, sessions}
 """
 
 # Lengthens the lease before a slow external call, if it is still ours.
@@ -431,35 +510,6 @@ _EXTEND_LEASE = r"""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
-"""
-
-# Records the outcome of one message's effects and pops its record, fenced like an apply (the
-# lease token and the effects head must both match). On a session that ended meanwhile it only
-# pops. KEYS: effects, lease. ARGV: token, record, sid, lease_ms, cap, keep_ms, at (ISO time),
-# set_order ('1'/'0'), order JSON, nmsg, then per message: direction, type, ts, JSON, id,
-# Twilio MessageSid ('' for none), delivery status. Returns {outcome, next record or ''}.
-_COMMIT_EFFECTS = r"""
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {'lease'} end
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return {'head'} end
-local sid, cap, keep_ms, at = ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-local skey = k_sess(sid)
-local outcome = 'ended'
-if T[tostring(redis.call('HGET', skey, 'status')) .. '|receive'] == 'active' then
-  outcome = 'ok'
-  if ARGV[8] == '1' then redis.call('HSET', skey, 'order', ARGV[9]) end
-  local i = 11
-  for _ = 1, tonumber(ARGV[10]) do
-    local err, pos = append(sid, ARGV[i + 3], ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), cap)
-    if err then return err end
-    if ARGV[i + 5] ~= '' then
-      map_outbound(ARGV[i + 5], sid, ARGV[i + 4], pos, ARGV[i + 6], keep_ms, at)
-    end
-    i = i + 7
-  end
-end
-redis.call('LPOP', KEYS[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return {outcome, redis.call('LINDEX', KEYS[1], 0) or ''}
 """
 
 # One Twilio status callback: deduplicated on MessageSid plus status, and applied only when it
@@ -524,11 +574,8 @@ def build(keys: Keys) -> dict[str, str]:
         "purge": _PURGE,
         "ingest": _INGEST,
         "push_op": _PUSH_OP,
-        "acquire": _ACQUIRE,
-        "apply_entry": _APPLY_ENTRY,
-        "release_or_next": _RELEASE_OR_NEXT,
+        "drain_step": _DRAIN_STEP,
         "extend_lease": _EXTEND_LEASE,
-        "commit_effects": _COMMIT_EFFECTS,
         "delivery_status": _DELIVERY_STATUS,
         "redrive": _REDRIVE,
     }
@@ -537,4 +584,4 @@ def build(keys: Keys) -> dict[str, str]:
     return {name: body if name in _STANDALONE else head + body for name, body in bodies.items()}
 
 
-_STANDALONE = frozenset({"ingest", "push_op", "acquire", "release_or_next", "extend_lease"})
+_STANDALONE = frozenset({"ingest", "push_op", "extend_lease"})

@@ -15,7 +15,6 @@ from enum import IntEnum
 from typing import Any, cast
 
 import redis
-from redis.exceptions import NoScriptError
 
 from wa_sessions.statemachine import scripts
 from wa_sessions.statemachine.keys import Keys
@@ -85,27 +84,52 @@ class ApplyResult:
 
 @dataclass(frozen=True, slots=True)
 class EntryResult:
-    """What applying one inbox entry did. ``status`` is ``ok``, or why nothing was applied:
-    ``lease`` (fencing token no longer ours), ``head`` (entry no longer first), ``bad``.
-    ``effect`` is the pending-effect record the apply queued ('' for none)."""
+    """What applying one inbox entry did. ``status`` is ``ok``, or ``bad`` for a malformed entry
+    (dropped). ``a`` and ``b`` are the entry's header fields (a message's direction and type; an
+    operation's session and op id), ``detail`` the ended or expired session or the operation's
+    outcome."""
 
     status: str
     kind: str = ""
     session_id: str = ""
     created: bool = False
     detail: str = ""
-    remaining: int = 0
-    released: bool = False
-    effect: str = ""
+    a: str = ""
+    b: str = ""
+    accepted_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class Work:
-    """What a drain holding the lease does next: the head of the effects list ('' when none),
-    which comes first, then a batch of inbox entries. Both empty means the lease was released."""
+class DrainPolicy:
+    """What every step of a drain passes to Redis besides the token and the time: the lease's
+    length, the batch, the session rules and whether applying queues effects. ``history``: how
+    many earlier messages of a session the step returns with its pending records."""
 
-    effect: str
-    entries: list[str]
+    lease_ms: int
+    batch: int
+    timeout_ms: int
+    cap: int
+    keep_ms: int
+    carry: tuple[str, ...] = ()
+    effects: bool = False
+    history: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class EffectSession:
+    """What the effects of one session's pending records need of it, read by the drain step
+    that handed them out: status (None once the session is gone), the stored order JSON, the
+    last inbound time, the addresses, and its last messages as stored JSON (the extractor's
+    history, then the records' own messages), where a record's own message is the record's
+    index in ``DrainStep.effects`` instead."""
+
+    session_id: str
+    status: str | None
+    order_json: str | None
+    last_inbound_ms: int | None
+    phone: str
+    business: str
+    tail: list[str | int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +143,45 @@ class EffectMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class CommitResult:
-    """``ok``, ``ended`` (the session ended meanwhile: the record was only popped), or why
-    nothing was committed (``lease``, ``head``); ``next_effect`` is the new effects head."""
+class SessionEffects:
+    """The outcome of one session's records: the order details to store (None: unchanged) and
+    the replies and system notes to append, in order."""
+
+    session_id: str
+    order: dict[str, Any] | None
+    messages: Sequence[EffectMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class EffectsCommit:
+    """The effects of the records a drain ran, committed by its next step: ``records`` must be
+    the head of the effects list, in order; ``sessions`` in the order of their first record;
+    ``at`` stamps delivery statuses met at commit."""
+
+    records: Sequence[str]
+    sessions: Sequence[SessionEffects]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DrainStep:
+    """One step's answer. ``status`` is ``ok``, or why nothing was done: ``busy`` (another drain
+    holds the lease), ``lease`` (the token is no longer the lease's), ``head`` (the committed
+    records were not the effects list's head). ``committed``: per committed session, ``ok`` or
+    ``ended`` (it ended meanwhile: its records were only popped). ``effects``: the pending
+    records to run next, with ``sessions`` by id; empty with ``released`` when the drain is
+    done (the lease given up)."""
 
     status: str
-    next_effect: str = ""
+    released: bool
+    committed: list[str]
+    results: list[EntryResult]
+    effects: list[str]
+    sessions: dict[str, EffectSession]
+
+    @classmethod
+    def refused(cls, status: str) -> DrainStep:
+        return cls(status, False, [], [], [], {})
 
 
 def effect_record(session_id: str, message: Message) -> str:
@@ -375,86 +432,102 @@ class RedisSessionStore:
             k.conv_effects(conv),
         ]
 
-    def _work(self, script: str, conv: str, token: str, lease_ms: int, batch: int) -> Work | None:
-        result = self._run(script, keys=self._lease_keys(conv), args=[token, lease_ms, batch, conv])
-        if result is None or result is False:
-            return None
-        values = [_s(x) for x in result]
-        return Work(effect=values[0], entries=values[1:])
-
-    def acquire_work(self, conv: str, token: str, *, lease_ms: int, batch: int) -> Work | None:
-        """Takes the lease: None when another drain holds it; else what to do first (nothing,
-        and the lease already released, when the conversation has no work)."""
-        return self._work("acquire", conv, token, lease_ms, batch)
-
-    def next_work(self, conv: str, token: str, *, lease_ms: int, batch: int) -> Work | None:
-        """None when the lease is no longer ours; empty work when released; else what is next."""
-        return self._work("release_or_next", conv, token, lease_ms, batch)
-
-    def acquire(self, conv: str, token: str, *, lease_ms: int, batch: int) -> list[str] | None:
-        work = self.acquire_work(conv, token, lease_ms=lease_ms, batch=batch)
-        return None if work is None else work.entries
-
-    def release_or_next(
-        self, conv: str, token: str, *, lease_ms: int, batch: int
-    ) -> list[str] | None:
-        """None when the lease is no longer ours; [] when released; else the next batch."""
-        work = self.next_work(conv, token, lease_ms=lease_ms, batch=batch)
-        return None if work is None else work.entries
+    def drain_step(
+        self,
+        conv: str,
+        token: str,
+        policy: DrainPolicy,
+        *,
+        acquire: bool,
+        now_ms: int,
+        id_base: str,
+        commit: EffectsCommit | None = None,
+    ) -> DrainStep:
+        """One round trip of a drain (the ``drain_step`` script): takes the lease (``acquire``)
+        or checks it, commits ``commit``, then hands out the pending records or applies the next
+        batch of the inbox, or releases the lease when nothing is left. Sessions it opens get the
+        ids that follow ``id_base`` (a random UUID, or the last id opened from it) in its last
+        four hex digits."""
+        args: list[Any] = [
+            "acquire" if acquire else "continue",
+            token,
+            policy.lease_ms,
+            policy.batch,
+            conv,
+            now_ms,
+            policy.timeout_ms,
+            policy.cap,
+            policy.keep_ms,
+            "1" if policy.effects else "0",
+            commit.at.isoformat() if commit is not None else "",
+            policy.history,
+            id_base,
+            len(policy.carry),
+            *policy.carry,
+        ]
+        if commit is None:
+            args += [0, 0]
+        else:
+            args += [len(commit.records), *commit.records, len(commit.sessions)]
+            for group in commit.sessions:
+                args += [
+                    group.session_id,
+                    "1" if group.order is not None else "0",
+                    json.dumps(group.order) if group.order is not None else "",
+                    len(group.messages),
+                ]
+                for item in group.messages:
+                    message = item.message
+                    args += [
+                        message.direction.value,
+                        message.message_type.value,
+                        to_ms(message.timestamp),
+                        message.model_dump_json(exclude_defaults=True),
+                        message.id,
+                        item.twilio_sid,
+                        item.delivery_status,
+                    ]
+        reply = self._run("drain_step", keys=self._lease_keys(conv), args=args)
+        status = _s(reply[0])
+        if status != "ok":
+            return DrainStep.refused(status)
+        _, released, committed, flat, records, sessions = reply
+        return DrainStep(
+            status,
+            bool(released),
+            [_s(x) for x in committed],
+            [
+                EntryResult(
+                    status=_s(flat[i]),
+                    kind=_s(flat[i + 1]),
+                    session_id=_s(flat[i + 5]),
+                    created=bool(flat[i + 6]),
+                    detail=_s(flat[i + 7]),
+                    a=_s(flat[i + 2]),
+                    b=_s(flat[i + 3]),
+                    accepted_ms=int(flat[i + 4]),
+                )
+                for i in range(0, len(flat), 8)
+            ],
+            [_s(x) for x in records],
+            {
+                _s(s[0]): EffectSession(
+                    session_id=_s(s[0]),
+                    status=_s(s[1]) if s[1] is not None else None,
+                    order_json=_s(s[2]) if s[2] is not None else None,
+                    last_inbound_ms=int(s[3]) if s[3] is not None else None,
+                    phone=_s(s[4]) if s[4] is not None else "",
+                    business=_s(s[5]) if s[5] is not None else "",
+                    tail=[x if isinstance(x, int) else _s(x) for x in s[6]],
+                )
+                for s in sessions
+            },
+        )
 
     def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
         """Lengthens the lease (before a slow call); False when it is no longer ours."""
         key = self.keys.conv_lease(conv)
         return bool(int(self._run("extend_lease", keys=[key], args=[token, lease_ms])))
-
-    def commit_effects(
-        self,
-        conv: str,
-        token: str,
-        record: str,
-        *,
-        session_id: str,
-        order: dict[str, Any] | None,
-        messages: Sequence[EffectMessage],
-        now: datetime,
-        cap: int,
-        keep_ms: int,
-        lease_ms: int,
-    ) -> CommitResult:
-        """Records one message's effects (new order details when ``order`` is given, replies
-        and system notes) and pops its record, atomically and fenced by lease and head."""
-        k = self.keys
-        flat: list[str | int] = []
-        for item in messages:
-            message = item.message
-            flat += [
-                message.direction.value,
-                message.message_type.value,
-                to_ms(message.timestamp),
-                message.model_dump_json(exclude_defaults=True),
-                message.id,
-                item.twilio_sid,
-                item.delivery_status,
-            ]
-        result = self._run(
-            "commit_effects",
-            keys=[k.conv_effects(conv), k.conv_lease(conv)],
-            args=[
-                token,
-                record,
-                session_id,
-                lease_ms,
-                cap,
-                keep_ms,
-                now.isoformat(),
-                "1" if order is not None else "0",
-                json.dumps(order) if order is not None else "",
-                len(messages),
-                *flat,
-            ],
-        )
-        values = [_s(x) for x in result]
-        return CommitResult(values[0], values[1] if len(values) > 1 else "")
 
     def pending_effects(self, conv: str) -> list[str]:
         return [_s(x) for x in self.client.lrange(self.keys.conv_effects(conv), 0, -1)]
@@ -462,98 +535,6 @@ class RedisSessionStore:
     def outbound(self, twilio_sid: str) -> dict[str, str]:
         """What is stored about one outbound Twilio message (its ``out:`` hash)."""
         return cast(dict[str, str], self.client.hgetall(self.keys.outbound(twilio_sid)))
-
-    def apply_entries(
-        self,
-        conv: str,
-        token: str,
-        entries: Sequence[str],
-        *,
-        now_ms: int,
-        new_session_ids: Sequence[str],
-        timeout_ms: int,
-        cap: int,
-        keep_ms: int,
-        lease_ms: int,
-        carry: Sequence[str] = (),
-        release_when_empty: bool = True,
-        effects: bool = False,
-    ) -> list[EntryResult]:
-        """Applies entries in order, pipelined in one round trip; each one is fenced, so a lost
-        lease or a moved head stops the rest from applying. With ``effects``, inbound text and
-        image messages also queue their pending-effect record."""
-        k = self.keys
-        keys = [
-            k.conv_inbox(conv),
-            k.conv_lease(conv),
-            k.conv_wake(conv),
-            k.pending,
-            k.conv_effects(conv),
-        ]
-        script = self._scripts["apply_entry"]
-        last = len(entries) - 1
-        calls = [
-            [
-                token,
-                entry,
-                now_ms,
-                sid,
-                timeout_ms,
-                cap,
-                keep_ms,
-                lease_ms,
-                conv,
-                "1" if release_when_empty and i == last else "0",
-                "1" if effects else "0",
-                len(carry),
-                *carry,
-            ]
-            for i, (entry, sid) in enumerate(zip(entries, new_session_ids, strict=True))
-        ]
-        if len(calls) == 1:
-            replies = [script(keys=keys, args=calls[0])]
-        else:
-            replies = self._pipelined_evalsha(script, keys, calls)
-        results: list[EntryResult] = []
-        for raw in replies:
-            values = [_s(v) if isinstance(v, (bytes, str)) else v for v in raw]
-            if values[0] != "ok" and len(values) <= 3:
-                results.append(EntryResult(status=str(values[0])))
-                continue
-            status, kind, sid, created, detail, remaining, released, effect = values
-            results.append(
-                EntryResult(
-                    status=str(status),
-                    kind=str(kind),
-                    session_id=str(sid),
-                    created=bool(int(created)),
-                    detail=str(detail),
-                    remaining=int(remaining),
-                    released=bool(int(released)),
-                    effect=str(effect),
-                )
-            )
-        return results
-
-    def _pipelined_evalsha(self, script: Any, keys: list[str], calls: list[list[Any]]) -> list[Any]:
-        """One round trip for many calls of one script. redis-py's pipelined ``Script`` asks
-        SCRIPT EXISTS first (a second round trip); instead EVALSHA goes straight out, and only
-        if Redis lost its script cache (a restart) is the script loaded and the batch resent.
-        That is safe: a NOSCRIPT reply means the call did nothing."""
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            for args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            replies = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, NoScriptError) for r in replies):
-                break
-            if attempt == 2:
-                raise next(r for r in replies if isinstance(r, NoScriptError))
-            self.client.script_load(script.script)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return list(replies)
 
     def redrive(self, *, wake_ttl_ms: int, limit: int) -> list[str]:
         return [_s(x) for x in self._run("redrive", args=[wake_ttl_ms, limit])]
@@ -682,15 +663,18 @@ def counts_by(session: Session, prefix: str) -> dict[str, int]:
 
 __all__ = [
     "ApplyResult",
-    "CommitResult",
+    "DrainPolicy",
+    "DrainStep",
     "EffectMessage",
+    "EffectSession",
+    "EffectsCommit",
     "EntryResult",
     "IngestOutcome",
     "MessageDirection",
     "MessageType",
     "QueuedWake",
     "RedisSessionStore",
-    "Work",
+    "SessionEffects",
     "effect_record",
     "encode_entry",
     "entry_accepted_ms",

@@ -1,21 +1,28 @@
 """What the workers do, as plain functions over explicit dependencies (actors only call these).
 
 ``drain_conversation`` is the per-phone actor's body: it takes the conversation's lease and
-applies its inbox in order, each entry fenced by the lease token and acknowledged in the same
+applies its inbox in order, each batch fenced by the lease token and acknowledged in the same
 Lua step that commits it. Whatever runs it, however often and on whichever host, each entry is
 applied once and in acceptance order. A drain that dies leaves its lease to lapse; the re-drive
 pass (``redrive``) wakes the conversation again within a lease period.
 
+A drain is a chain of ``drain_step`` calls, one round trip each: the first takes the lease and
+applies the first batch of the inbox; each next one commits what the drain did since (the
+effects of the batch's messages), then applies the next batch or gives the lease up. One
+message for an idle phone therefore costs two round trips (one without effects).
+
 With effects configured (an order extractor and a reply sender), applying an inbound text or
-image message also queues its effects, and the drain runs them (``effects.run_effects``) before
-it applies the next entry: a conversation's replies follow its messages in order, and a drain
-that finds effects left by a dead one finishes those first.
+image message also queues its effects, and the drain runs those of the whole batch
+(``effects.run_effects``: one reply per session per batch) before the next step commits them
+and applies anything newer: a conversation's replies follow the messages they answer, and a
+drain that finds effects left by a dead one finishes those first.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,10 +34,15 @@ from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.inbox import Inbox
 from wa_sessions.statemachine.lifecycle import Trigger
-from wa_sessions.statemachine.models import MessageDirection, MessageType
 from wa_sessions.statemachine.service import SessionService, new_session_id
-from wa_sessions.statemachine.store import EntryResult, Work
-from wa_sessions.workers.effects import Effects, run_effects
+from wa_sessions.statemachine.store import DrainPolicy, DrainStep, EntryResult
+from wa_sessions.workers.effects import (
+    Effects,
+    EffectsBatch,
+    drop_effects,
+    labelled,
+    run_effects,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +70,19 @@ class WorkerDeps:
             return None
         return Effects(self.extractor, self.sender, self.reply_templates)
 
+    def policy(self, effects: Effects | None) -> DrainPolicy:
+        service = self.service
+        return DrainPolicy(
+            lease_ms=self.lease_ms,
+            batch=self.batch_size,
+            timeout_ms=service.timeout_ms,
+            cap=service.max_messages_per_session,
+            keep_ms=service.keep_ms,
+            carry=service.carry_over_context_keys,
+            effects=effects is not None,
+            history=effects.extractor.history_limit if effects is not None else 0,
+        )
+
 
 @dataclass
 class DrainReport:
@@ -73,159 +98,113 @@ _KIND_TRIGGER = {"c": Trigger.COMPLETE.value, "x": Trigger.EXPIRE.value}
 
 def drain_conversation(deps: WorkerDeps, conv: str) -> DrainReport:
     """Applies every waiting entry of one conversation, in order, while holding its lease;
-    pending effects first, and each message's effects right after the message."""
-    store = deps.service.store
-    token = uuid.uuid4().hex
+    pending effects first, and each batch's effects before the next batch."""
+    service = deps.service
+    store = service.store
+    token = secrets.token_hex(16)
     report = DrainReport()
     effects = deps.effects
-    work: Work | None = store.acquire_work(
-        conv, token, lease_ms=deps.lease_ms, batch=deps.batch_size
-    )
-    if work is None:
+    policy = deps.policy(effects)
+    ids = _SessionIds()
+    now_ms = service.now_ms()
+    step = store.drain_step(conv, token, policy, acquire=True, now_ms=now_ms, id_base=ids.base)
+    if step.status == "busy":
         # Another drain holds the lease; it re-checks the inbox before letting go.
         report.outcome = "busy"
-        metrics.DRAINS.labels("busy").inc()
+        labelled(metrics.DRAINS, "busy").inc()
         return report
-    while work.effect or work.entries:
-        if work.effect and not _finish_effects(deps, effects, conv, token, work.effect, report):
-            return _lease_lost(report)
-        if work.entries:
-            applied = _apply(deps, effects, conv, token, work.entries, report)
-            if applied is None:
-                return _lease_lost(report)
-            if applied:
-                break  # the last apply found nothing more to do and released the lease
-        work = store.next_work(conv, token, lease_ms=deps.lease_ms, batch=deps.batch_size)
-        if work is None:
-            return _lease_lost(report)
-    metrics.DRAINS.labels("drained").inc()
-    return report
-
-
-def _apply(
-    deps: WorkerDeps,
-    effects: Effects | None,
-    conv: str,
-    token: str,
-    entries: list[str],
-    report: DrainReport,
-) -> bool | None:
-    """Applies a batch in order, pipelined up to each message that has effects, which run
-    before the entries after it. True when the lease was released, None when it was lost."""
-    service = deps.service
-    start = 0
-    while start < len(entries):
-        end = len(entries)
-        if effects is not None:
-            end = next((i + 1 for i in range(start, end) if _has_effects(entries[i])), end)
-        chunk = entries[start:end]
+    while step.status == "ok":
+        _observe(step, now_ms, report)
+        ids.count(step)
+        if step.released:
+            labelled(metrics.DRAINS, "drained").inc()
+            return report
+        batch: EffectsBatch | None = None
+        if step.effects:
+            if effects is None:
+                log.warning("dropped pending effects: this worker has no extractor or sender")
+                batch = drop_effects(service, step)
+            else:
+                batch = run_effects(
+                    service, effects, conv, token, step, lease_seconds=deps.lease_seconds
+                )
+                if batch is None:
+                    break
         now_ms = service.now_ms()
-        results = service.store.apply_entries(
+        step = store.drain_step(
             conv,
             token,
-            chunk,
+            policy,
+            acquire=False,
             now_ms=now_ms,
-            new_session_ids=[new_session_id() for _ in chunk],
-            timeout_ms=service.timeout_ms,
-            cap=service.max_messages_per_session,
-            keep_ms=service.keep_ms,
-            lease_ms=deps.lease_ms,
-            carry=service.carry_over_context_keys,
-            release_when_empty=end == len(entries),
-            effects=effects is not None,
+            id_base=ids.base,
+            commit=batch.commit if batch is not None else None,
         )
-        for entry, result in zip(chunk, results, strict=True):
-            if result.status in ("lease", "head"):
-                return None
-            report.results.append(result)
-            _observe(entry, result, now_ms)
-            if result.status == "ok":
-                report.applied += 1
-        last = results[-1]
-        if last.effect and not _finish_effects(deps, effects, conv, token, last.effect, report):
-            return None
-        if last.released:
-            return True
-        start = end
-    return False
+        if batch is not None and step.status == "ok":
+            report.effects += len(batch.commit.records)
+            if effects is not None:
+                batch.count(effects, step.committed)
+    return _lease_lost(report)
 
 
-def _has_effects(entry: str) -> bool:
-    """Whether applying this inbox entry queues effects (an inbound text or image message)."""
-    parts = entry.split("\t", 4)
-    return (
-        len(parts) == 5
-        and parts[1] == "m"
-        and parts[2] == MessageDirection.INBOUND.value
-        and parts[3] in (MessageType.TEXT.value, MessageType.IMAGE.value)
-    )
+class _SessionIds:
+    """The ids a drain gives the sessions it opens: one random UUID, then counted up in its
+    last four hex digits by the drain step (a fresh one before the counter would wrap)."""
 
+    def __init__(self) -> None:
+        self._renew()
 
-def _finish_effects(
-    deps: WorkerDeps,
-    effects: Effects | None,
-    conv: str,
-    token: str,
-    record: str,
-    report: DrainReport,
-) -> bool:
-    """Runs and commits effects from ``record`` until the effects list is empty. A drain
-    without effects configured drops leftover records (they would block the conversation).
-    False when the lease was lost."""
-    service = deps.service
-    while record:
-        if effects is None:
-            log.warning("dropped pending effects: this worker has no extractor or sender")
-            result = service.store.commit_effects(
-                conv,
-                token,
-                record,
-                session_id="",
-                order=None,
-                messages=[],
-                now=service.clock(),
-                cap=service.max_messages_per_session,
-                keep_ms=service.keep_ms,
-                lease_ms=deps.lease_ms,
-            )
-        else:
-            result = run_effects(
-                service, effects, conv, token, record, lease_seconds=deps.lease_seconds
-            )
-        if result.status in ("lease", "head"):
-            return False
-        report.effects += 1
-        record = result.next_effect
-    return True
+    def _renew(self) -> None:
+        self._random = new_session_id()[:-4]
+        self._opened = 0
+
+    @property
+    def base(self) -> str:
+        return f"{self._random}{self._opened:04x}"
+
+    def count(self, step: DrainStep) -> None:
+        self._opened += sum(result.created for result in step.results)
+        if self._opened > 0xFF00:
+            self._renew()
 
 
 def _lease_lost(report: DrainReport) -> DrainReport:
     report.outcome = "lease_lost"
-    metrics.DRAINS.labels("lease_lost").inc()
+    labelled(metrics.DRAINS, "lease_lost").inc()
     log.warning("drain lost its lease; another drain continues the inbox")
     return report
 
 
-def _observe(entry: str, result: EntryResult, now_ms: int) -> None:
-    accepted_ms, kind, a, b, _ = entry.split("\t", 4)
-    if result.status == "bad":
-        log.error("dropped a malformed inbox entry")
+def _observe(step: DrainStep, now_ms: int, report: DrainReport) -> None:
+    """Counts one step's applied entries (each counter once per step)."""
+    if not step.results:
         return
-    if result.created:
-        metrics.SESSIONS_STARTED.inc()
-    if kind == "m":
-        metrics.MESSAGES.labels(a, b).inc()
-        metrics.QUEUE_LAG.observe(max(0, now_ms - int(accepted_ms)) / 1000)
-        return
-    # Session ends are counted from the store's ended-events list, whichever path ended them.
-    trigger = _KIND_TRIGGER.get(kind, "unknown")
-    outcome = result.detail
-    if outcome in ("completed", "expired"):
-        metrics.OPERATIONS.labels(trigger, "applied").inc()
-    else:
-        metrics.OPERATIONS.labels(
-            trigger, "invalid" if outcome.startswith("invalid") else outcome
-        ).inc()
+    messages: Counter[tuple[str, str]] = Counter()
+    started = 0
+    for result in step.results:
+        report.results.append(result)
+        if result.status == "bad":
+            log.error("dropped a malformed inbox entry")
+            continue
+        report.applied += 1
+        started += result.created
+        if result.kind == "m":
+            messages[result.a, result.b] += 1
+            metrics.QUEUE_LAG.observe(max(0, now_ms - result.accepted_ms) / 1000)
+            continue
+        # Session ends are counted from the store's ended-events list, whichever path ended them.
+        trigger = _KIND_TRIGGER.get(result.kind, "unknown")
+        outcome = result.detail
+        if outcome in ("completed", "expired"):
+            metrics.OPERATIONS.labels(trigger, "applied").inc()
+        else:
+            metrics.OPERATIONS.labels(
+                trigger, "invalid" if outcome.startswith("invalid") else outcome
+            ).inc()
+    if started:
+        metrics.SESSIONS_STARTED.inc(started)
+    for (direction, kind), n in messages.items():
+        labelled(metrics.MESSAGES, direction, kind).inc(n)
 
 
 def request_transition(deps: WorkerDeps, trigger: str, session_id: str, reason: str) -> str:
