@@ -279,14 +279,16 @@ class Bench:
         doc()
         doc(
             "Messages preloaded through the webhook's ingest script (realistic Twilio fields, "
-            "252-character body) with their wake-ups queued as the webhook queues them; then the "
-            "Procfile's `worker` line (8 threads per process) started, and timed from its first "
-            "fetch until every message is applied, with its order extraction and reply (the "
-            "worker's offline configuration: rule-based extractor, replies logged as no Twilio "
-            "account is set). Beside it, Dramatiq's ceiling: messages for a no-op actor "
-            "(`bench/noop.py`, the service's own broker setup) run by the same command line, "
-            "timed from the first fetch until all are acknowledged. Dramatiq's default prefetch "
-            f"(2 x threads). {args.messages:,} messages per run of the service, "
+            "252-character body); their wake-ups written in Dramatiq's layout and released all at "
+            "once (one RENAME onto the queue) to the Procfile's `worker` line (8 threads per "
+            "process), started beforehand and polling; timed from its first fetch until every "
+            "message is applied, with its order extraction and reply (the worker's offline "
+            "configuration: rule-based extractor, replies logged as no Twilio account is set). "
+            "Beside it, Dramatiq's ceiling: messages for a no-op actor (`bench/noop.py`, the "
+            "service's own broker setup) run by the same command line, released and timed the "
+            "same way until all are acknowledged. One worker group per process count serves all "
+            "its runs. Prefetch: one message per thread (`OneMessagePerThread`). "
+            f"{args.messages:,} messages per run of the service, "
             f"{args.noop_messages:,} per run of the no-op actor."
         )
         doc()
@@ -296,24 +298,25 @@ class Bench:
         shapes = {"bursty": (max(1, n // 20), 20), "single": (n, 1)}
         results: dict[int, dict[str, list[worker_bench.WorkerRun]]] = {}
         try:
-            for _ in range(args.runs):
-                for processes in (2, 1, 4):
-                    res = results.setdefault(processes, {})
-                    res.setdefault("noop", []).append(
-                        worker_bench.run_noop(
-                            procs, broker, self.client, args.noop_messages, processes
-                        )
-                    )
-                    # The bursty shape at 2 processes only, to keep the run short.
-                    for shape in ("bursty", "single") if processes == 2 else ("single",):
-                        phones, per_phone = shapes[shape]
-                        res.setdefault(shape, []).append(
-                            worker_bench.run_service(
-                                procs, broker, self.client, phones, per_phone, processes
+            for processes in (2, 1, 4):
+                res = results.setdefault(processes, {})
+                with worker_bench.WorkerGroup(procs, "noop", processes) as group:
+                    res["noop"] = [
+                        worker_bench.run_noop(group, broker, self.client, args.noop_messages)
+                        for _ in range(args.runs)
+                    ]
+                with worker_bench.WorkerGroup(procs, "worker", processes) as group:
+                    for _ in range(args.runs):
+                        # The bursty shape at 2 processes only, to keep the run short.
+                        for shape in ("bursty", "single") if processes == 2 else ("single",):
+                            phones, per_phone = shapes[shape]
+                            res.setdefault(shape, []).append(
+                                worker_bench.run_service(
+                                    group, broker, self.client, phones, per_phone
+                                )
                             )
-                        )
-            if args.profile:
-                self.profile_workers(procs, broker, n)
+                    if args.profile and processes == 2:
+                        self.profile_workers(group, broker, n)
         finally:
             procs.stop_all()
         rows = []
@@ -330,8 +333,6 @@ class Bench:
                     ]
                 else:
                     row += ["-", "-"]
-            skews = [r.skew_seconds for rs in res.values() for r in rs]
-            row.append(f"{max(skews):.2f}")
             rows.append(row)
         doc.table(
             [
@@ -341,15 +342,9 @@ class Bench:
                 "/ no-op",
                 "1 per phone: applied/s",
                 "/ no-op",
-                "start skew s (max)",
             ],
             rows,
         )
-        doc(
-            "Start skew: from the first fetch until every worker process had fetched (their "
-            "start-ups do not overlap exactly); it is inside the timed window."
-        )
-        doc()
         doc("Cost per message at 2 processes (worker CPU of the process tree; Redis from `INFO`):")
         doc()
         rows = []
@@ -582,7 +577,8 @@ class Bench:
             "of them, divided by the messages). The first fill applies the messages "
             "only; the second, smaller one drains with the worker's own dependencies "
             f"(`bootstrap.build_worker_deps`), so each message also gets its order extraction "
-            f"and reply ({args.memory_effect_sessions:,} sessions, for time)."
+            f"and reply ({args.memory_effect_sessions:,} sessions, for time; one message per "
+            "phone at a time, each drained before the next, so each gets its own reply)."
         )
         doc()
         plain = [inproc.bench_memory(self.url, sessions, per) for _ in range(args.runs)]
@@ -660,14 +656,16 @@ class Bench:
             profile.summarize(list(self.tmp.glob("profile-web-*.txt"))),
         )
 
-    def profile_workers(self, procs: Processes, broker: worker_bench.Broker, n: int) -> None:
+    def profile_workers(
+        self, group: worker_bench.WorkerGroup, broker: worker_bench.Broker, n: int
+    ) -> None:
         out = self.tmp / "profile-worker.txt"
         samplers: list[subprocess.Popen[bytes]] = []
 
         def on_start(p: Processes) -> None:
             samplers.extend(profile.record(p.pids("worker"), 3, out))
 
-        worker_bench.run_service(procs, broker, self.client, n, 1, 2, on_start=on_start)
+        worker_bench.run_service(group, broker, self.client, n, 1, on_start=on_start)
         profile.wait(samplers)
         self.profiles.lines += profile.markdown(
             "Worker processes (2 x 8 threads), 1 message per phone",
@@ -676,7 +674,7 @@ class Bench:
 
     def profile_e2e(self, procs: Processes, rate: float) -> None:
         assert self.wrk is not None
-        seconds = min(self.args.e2e_seconds, 10.0)
+        seconds = min(self.args.e2e_seconds, 6.0)
         out_web = self.tmp / "profile-e2eweb.txt"
         out_worker = self.tmp / "profile-e2eworker.txt"
         samplers = profile.record(procs.pids("web"), seconds - 1, out_web)
@@ -711,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument(
-        "--seconds", type=float, default=6, help="length of each webhook load (default 6)"
+        "--seconds", type=float, default=5, help="length of each webhook load (default 5)"
     )
     parser.add_argument(
         "--e2e-seconds", type=float, default=30, help="length of each end-to-end load (default 30)"
@@ -726,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         help="messages per run of the no-op actor (default 6,000)",
     )
     parser.add_argument(
-        "--inproc", type=int, default=5_000, help="messages per in-process run (default 5,000)"
+        "--inproc", type=int, default=2_000, help="messages per in-process run (default 2,000)"
     )
     parser.add_argument(
         "--memory-sessions", type=int, default=10_000, help="sessions of the memory fill"
@@ -734,8 +732,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-effect-sessions",
         type=int,
-        default=200,
-        help="sessions of the memory fill with order extraction and replies (default 200)",
+        default=100,
+        help="sessions of the memory fill with order extraction and replies (default 100)",
     )
     parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these")

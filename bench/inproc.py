@@ -253,10 +253,14 @@ def bench_memory(
     if plain:
         accepted, applied = fill_parallel(url, sessions, per_session)
     else:
-        accepted, woken = ingest_pipelined(
-            client, service, fast_messages(sessions, per_session, BODY_300)
-        )
-        applied = sum(drain_conversation(deps, conv).applied for conv in woken)
+        # A conversation: each round one message per phone, drained (and answered) before the
+        # next arrives, so every message gets its own reply as in real traffic (a burst drained
+        # at once would get one reply for all of it).
+        accepted = applied = 0
+        for _ in range(per_session):
+            got, woken = ingest_pipelined(client, service, fast_messages(sessions, 1, BODY_300))
+            accepted += got
+            applied += sum(drain_conversation(deps, conv).applied for conv in woken)
     assert (accepted, applied) == (total, total), (accepted, applied, total)
     after = int(client.info("memory")["used_memory"])
     keys = service.store.keys

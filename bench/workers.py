@@ -17,7 +17,6 @@ from uuid import uuid4
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis
 
 from wa_sessions.config import Settings
 from wa_sessions.statemachine.service import SessionService
@@ -66,39 +65,33 @@ def worker_deps(url: str) -> WorkerDeps:
     return build_worker_deps(bench_settings(url))
 
 
-def enqueue_many(
-    broker: RedisBroker, actor: dramatiq.Actor[..., None], args: Iterable[object]
-) -> int:
-    """``actor.send`` for many messages, pipelined 1,000 at a time through Dramatiq's own
-    dispatch script (what ``RedisBroker.enqueue`` runs, one round trip each)."""
-    script = broker.scripts["dispatch"]
-    broker.client.script_load(script.script)
-    sent = 0
-    pipe = broker.client.pipeline(transaction=False)
-    for n, arg in enumerate(args, 1):
+def stage_many(
+    client: redis.Redis, actor: dramatiq.Actor[..., None], args: Iterable[object]
+) -> Callable[[], int]:
+    """Writes ``actor``'s messages in Dramatiq's Redis layout (the body under its
+    ``redis_message_id`` in ``<queue>.msgs``) with their ids in a staging list, pipelined 1,000
+    at a time; returns ``release``, which makes them all visible to the workers in one atomic
+    RENAME onto the queue and returns how many."""
+    queue_key = f"{NAMESPACE}:{actor.queue_name}"
+    staging = f"{queue_key}.staging"
+    count = 0
+    pipe = client.pipeline(transaction=False)
+    for count, arg in enumerate(args, 1):
         message = actor.message(arg).copy(options={"redis_message_id": str(uuid4())})
-        broker.emit_before("enqueue", message, None)
-        pipe.evalsha(
-            script.sha,
-            1,
-            broker.namespace,
-            "enqueue",
-            current_millis(),
-            message.queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            0,
-            broker._max_unpack_size(),  # type: ignore[no-untyped-call]
-            message.options["redis_message_id"],
-            message.encode(),
-        )
-        sent = n
-        if n % 1000 == 0:
+        message_id = message.options["redis_message_id"]
+        pipe.hset(f"{queue_key}.msgs", message_id, message.encode())
+        pipe.rpush(staging, message_id)
+        if count % 1000 == 0:
             pipe.execute()
-            pipe = broker.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
     pipe.execute()
-    return sent
+
+    def release() -> int:
+        if count:
+            client.rename(staging, queue_key)
+        return count
+
+    return release
 
 
 @dataclass
@@ -107,89 +100,80 @@ class WorkerRun:
     seconds: float
     cpu_us: float
     redis: dict[str, float]
-    #: From the first fetch until every worker process had fetched (start-up not overlapping).
-    skew_seconds: float
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds
 
 
-def _timed(
-    procs: Processes,
-    name: str,
-    command: str,
-    processes: int,
-    client: redis.Redis,
-    queued: int,
-    finished: Callable[[], bool],
-    messages: int,
-    on_start: Callable[[Processes], None] | None = None,
-    timeout_seconds: float = 300,
-) -> WorkerRun:
-    queue_key = f"{NAMESPACE}:{QUEUE if name == 'worker' else 'bench_noop'}"
-    heartbeats = f"{NAMESPACE}:__heartbeats__"
-    started_ms = int(time.time() * 1000)
-    procs.start(name, command, WORKER_PROCESSES=str(processes))
-    try:
+class WorkerGroup:
+    """A Procfile worker command running with ``processes`` processes for several runs."""
+
+    def __init__(self, procs: Processes, name: str, processes: int) -> None:
+        self.procs = procs
+        self.name = name
+        self.processes = processes
+
+    def __enter__(self) -> WorkerGroup:
+        command = procfile("worker")
+        if self.name == "noop":
+            command = command.replace("wa_sessions.workers.actors", "bench.noop")
+        self.procs.start(self.name, command, WORKER_PROCESSES=str(self.processes))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.procs.stop(self.name, kill=True)
+
+    def timed(
+        self,
+        client: redis.Redis,
+        release: Callable[[], int],
+        finished: Callable[[], bool],
+        messages: int,
+        on_start: Callable[[Processes], None] | None = None,
+        timeout_seconds: float = 300,
+    ) -> WorkerRun:
+        procs, name = self.procs, self.name
+        queue_key = f"{NAMESPACE}:{QUEUE if name == 'worker' else 'bench_noop'}"
+        queued = release()
         deadline = time.monotonic() + timeout_seconds
         while int(client.llen(queue_key)) >= queued:
             if time.monotonic() > deadline or procs.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} never started consuming")
-            time.sleep(0.002)
+            time.sleep(0.001)
         if on_start is not None:
             on_start(procs)
         start = time.perf_counter()
         cpu_before = procs.cpu_seconds(name)
         redis_before = RedisSnapshot.take(client)
-        # Each worker process's broker records a heartbeat with every fetch and ack.
-        skew: float | None = None
         while not finished():
-            if skew is None and int(client.zcount(heartbeats, started_ms, "+inf")) >= processes:
-                skew = time.perf_counter() - start
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or procs.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} did not finish in {timeout_seconds} s")
             time.sleep(0.002)
         seconds = time.perf_counter() - start
         cpu = procs.cpu_seconds(name) - cpu_before
         redis_after = RedisSnapshot.take(client)
-    finally:
-        procs.stop(name, kill=True)
-    return WorkerRun(
-        messages=messages,
-        seconds=seconds,
-        cpu_us=cpu * 1e6 / messages,
-        redis=redis_after.since(redis_before, messages),
-        skew_seconds=seconds if skew is None else skew,
-    )
+        return WorkerRun(
+            messages=messages,
+            seconds=seconds,
+            cpu_us=cpu * 1e6 / messages,
+            redis=redis_after.since(redis_before, messages),
+        )
 
 
-def run_noop(
-    procs: Processes, broker: Broker, client: redis.Redis, n: int, processes: int
-) -> WorkerRun:
+def run_noop(group: WorkerGroup, broker: Broker, client: redis.Redis, n: int) -> WorkerRun:
     client.flushall()
-    enqueue_many(broker.broker, broker.noop, range(n))
+    release = stage_many(client, broker.noop, range(n))
     msgs_key = f"{NAMESPACE}:bench_noop.msgs"
-    command = procfile("worker").replace("wa_sessions.workers.actors", "bench.noop")
-    return _timed(
-        procs,
-        "noop",
-        command,
-        processes,
-        client,
-        n,
-        lambda: int(client.hlen(msgs_key)) == 0,
-        n,
-    )
+    return group.timed(client, release, lambda: int(client.hlen(msgs_key)) == 0, n)
 
 
 def run_service(
-    procs: Processes,
+    group: WorkerGroup,
     broker: Broker,
     client: redis.Redis,
     phones: int,
     per_phone: int,
-    processes: int,
     on_start: Callable[[Processes], None] | None = None,
 ) -> WorkerRun:
     client.flushall()
@@ -197,18 +181,10 @@ def run_service(
     total = phones * per_phone
     accepted, woken = ingest_pipelined(client, service, fast_messages(phones, per_phone, BODY))
     assert accepted == total, (accepted, total)
-    enqueue_many(broker.broker, broker.drain, woken)
+    release = stage_many(client, broker.drain, woken)
     pending = service.store.keys.pending
-    run = _timed(
-        procs,
-        "worker",
-        procfile("worker"),
-        processes,
-        client,
-        len(woken),
-        lambda: int(client.zcard(pending)) == 0,
-        total,
-        on_start,
+    run = group.timed(
+        client, release, lambda: int(client.zcard(pending)) == 0, total, on_start=on_start
     )
     applied = applied_count(client, service)
     assert applied == total, f"{applied} of {total} applied"
