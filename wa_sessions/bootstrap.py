@@ -143,7 +143,10 @@ def build_reply_templates(settings: Settings) -> ReplyTemplates:
 
 def build_worker_deps(settings: Settings) -> WorkerDeps:
     from wa_sessions.workers import actors
+    from wa_sessions.workers.broker import queued_age_ms, require_broker
     from wa_sessions.workers.handlers import WorkerDeps
+
+    broker = require_broker()
 
     service = build_service(settings)
     return WorkerDeps(
@@ -155,6 +158,7 @@ def build_worker_deps(settings: Settings) -> WorkerDeps:
         extractor=build_extractor(settings),
         sender=build_sender(settings),
         reply_templates=build_reply_templates(settings),
+        queued_wake_age_ms=lambda: queued_age_ms(broker),
     )
 
 

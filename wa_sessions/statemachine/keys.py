@@ -37,6 +37,9 @@ key                              type    holds
                                          ``seen:<status>`` per status callback received
                                          (dedupe). TTL: the retention period once mapped, a
                                          day while only callbacks have arrived
+``P wake:ttl``                   string  how long (ms) a wake-up flag lives while Dramatiq's queue
+                                         is backed up: the re-drive pass sets it from the age of
+                                         the oldest queued wake-up (lapses to the lease period)
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
                                          <message_count> <reason>``, consumed by the metrics
                                          job (capped at 100,000 when nobody consumes it)
@@ -109,6 +112,10 @@ class Keys:
         return f"{self.prefix}events:ended"
 
     @property
+    def wake_ttl(self) -> str:
+        return f"{self.prefix}wake:ttl"
+
+    @property
     def seen_prefix(self) -> str:
         """Dedupe buckets are ``<seen_prefix><bucket>:<shard>`` (built in the ingest script)."""
         return f"{self.prefix}seen:"
@@ -134,5 +141,6 @@ local K_ALL = P .. 'idx:all'
 local K_ENDED = P .. 'idx:ended'
 local K_PENDING = P .. 'idx:pending'
 local K_ENDED_EVENTS = P .. 'events:ended'
+local K_WAKE_TTL = P .. 'wake:ttl'
 local function k_status(status) return P .. 'idx:status:' .. status end
 """

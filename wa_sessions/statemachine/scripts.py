@@ -282,7 +282,9 @@ return #ids
 # With the Dramatiq queue's keys and message, the wake-up is enqueued here, as Dramatiq's own
 # dispatch script does (``HSET <queue>.msgs <id> <message>``, ``RPUSH <queue> <id>``), saving the
 # webhook a second round trip; without them the caller enqueues it.
-# KEYS: inbox, wake, pending[, queue, queue messages]. ARGV: entry, message_sid, conv,
+# The wake flag lives ``wake:ttl`` ms when the re-drive pass has set it (Dramatiq's queue is
+# backed up), else ``wake_ttl_ms`` (a lease period).
+# KEYS: inbox, wake, pending, wake ttl[, queue, queue messages]. ARGV: entry, message_sid, conv,
 # accepted_ms, max_depth, wake_ttl_ms, seen_prefix, bucket_ms, dedupe_ttl_ms[, wake id, wake
 # message]. Returns 0 duplicate, -1 inbox full, 1 accepted, 2 accepted and a wake-up needed,
 # 3 accepted and a wake-up enqueued.
@@ -304,21 +306,23 @@ if redis.call('HSET', seen, field, '') == 1 and redis.call('HLEN', seen) == 1 th
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[6]) then return 1 end
+local wake_ttl = redis.call('GET', KEYS[4]) or ARGV[6]
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', wake_ttl) then return 1 end
 if ARGV[10] then
-  redis.call('HSET', KEYS[5], ARGV[10], ARGV[11])
-  redis.call('RPUSH', KEYS[4], ARGV[10])
+  redis.call('HSET', KEYS[6], ARGV[10], ARGV[11])
+  redis.call('RPUSH', KEYS[5], ARGV[10])
   return 3
 end
 return 2
 """
 
-# Appends an operator entry without dedupe. KEYS: inbox, wake, pending. ARGV: entry, conv,
-# accepted_ms, wake_ttl_ms. Returns 1 accepted, 2 accepted and wake needed.
+# Appends an operator entry without dedupe. KEYS: inbox, wake, pending, wake ttl. ARGV: entry,
+# conv, accepted_ms, wake_ttl_ms. Returns 1 accepted, 2 accepted and wake needed.
 _PUSH_OP = r"""
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[3], ARGV[2])
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 2 end
+local wake_ttl = redis.call('GET', KEYS[4]) or ARGV[4]
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', wake_ttl) then return 2 end
 return 1
 """
 
@@ -535,8 +539,12 @@ return {'applied'}
 """
 
 # Conversations that need a drain and have none: inbox or effects non-empty, no lease, no wake
-# queued. Marks each as woken so the next pass does not wake it again. ARGV: wake_ttl_ms, limit.
+# queued. Marks each as woken so the next pass does not wake it again. First records how long
+# wake flags live from now on (``wake:ttl``, for ``hold_ms``): longer than a wake-up waits in
+# Dramatiq's queue, or every message of a backed-up phone would queue another wake-up.
+# ARGV: wake_ttl_ms, limit, hold_ms.
 _REDRIVE = r"""
+redis.call('SET', K_WAKE_TTL, ARGV[1], 'PX', ARGV[3])
 local convs = redis.call('ZRANGE', K_PENDING, 0, tonumber(ARGV[2]) - 1)
 local out = {}
 for _, conv in ipairs(convs) do

@@ -417,7 +417,7 @@ class RedisSessionStore:
         k = self.keys
         result = self._run(
             "push_op",
-            keys=[k.conv_inbox(conv), k.conv_wake(conv), k.pending],
+            keys=[k.conv_inbox(conv), k.conv_wake(conv), k.pending, k.wake_ttl],
             args=[entry, conv, accepted_ms, wake_ttl_ms],
         )
         return int(result) == 2
@@ -536,8 +536,10 @@ class RedisSessionStore:
         """What is stored about one outbound Twilio message (its ``out:`` hash)."""
         return cast(dict[str, str], self.client.hgetall(self.keys.outbound(twilio_sid)))
 
-    def redrive(self, *, wake_ttl_ms: int, limit: int) -> list[str]:
-        return [_s(x) for x in self._run("redrive", args=[wake_ttl_ms, limit])]
+    def redrive(self, *, wake_ttl_ms: int, limit: int, hold_ms: int = 30_000) -> list[str]:
+        """Conversations to wake (marked woken); wake flags live ``wake_ttl_ms`` from now on,
+        for ``hold_ms`` (then the lease period again)."""
+        return [_s(x) for x in self._run("redrive", args=[wake_ttl_ms, limit, hold_ms])]
 
     def inbox_depth(self, conv: str) -> int:
         return int(self.client.llen(self.keys.conv_inbox(conv)))
@@ -595,7 +597,7 @@ def ingest_call(
     wake: QueuedWake | None = None,
 ) -> tuple[list[str], list[str | int | bytes]]:
     """KEYS and ARGV of the ingest script, shared by the sync store and the async inbox."""
-    keys_ = [keys.conv_inbox(conv), keys.conv_wake(conv), keys.pending]
+    keys_ = [keys.conv_inbox(conv), keys.conv_wake(conv), keys.pending, keys.wake_ttl]
     args: list[str | int | bytes] = [
         entry,
         message_sid,

@@ -96,6 +96,22 @@ def require_broker() -> RedisBroker:
     return _broker
 
 
+def queued_age_ms(broker: RedisBroker, queue: str = QUEUE) -> int | None:
+    """Age of the oldest message waiting in a Dramatiq queue (by its ``message_timestamp``),
+    None when the queue is empty. Reads Dramatiq's layout: ids in ``<ns>:<queue>``, bodies in
+    ``<ns>:<queue>.msgs``."""
+    client = broker.client
+    key = f"{broker.namespace}:{queue}"
+    head = client.lindex(key, 0)
+    if head is None:
+        return None
+    data = client.hget(f"{key}.msgs", head)
+    if data is None:
+        return None
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    return max(0, current_millis() - dramatiq.Message.decode(raw).message_timestamp)
+
+
 def current_settings() -> Settings:
     """The settings the broker was set up with (the worker's composition root reads them)."""
     global _settings

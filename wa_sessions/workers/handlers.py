@@ -59,6 +59,9 @@ class WorkerDeps:
     extractor: OrderExtractor | None = None
     sender: OutboundSender | None = None
     reply_templates: ReplyTemplates = field(default_factory=ReplyTemplates)
+    #: Age (ms) of the oldest wake-up waiting in Dramatiq's queue, None when it is empty; the
+    #: re-drive pass keeps wake flags alive longer than that.
+    queued_wake_age_ms: Callable[[], int | None] | None = None
 
     @property
     def lease_ms(self) -> int:
@@ -221,9 +224,30 @@ def request_transition(deps: WorkerDeps, trigger: str, session_id: str, reason: 
     return op_id
 
 
+#: Longest a wake flag is kept alive for a backed-up queue.
+MAX_WAKE_TTL_MS = 10 * 60 * 1000
+
+
+def wake_ttl_ms(lease_ttl_ms: int, queued_age_ms: int | None) -> int:
+    """How long a wake flag lives: a lease period, plus twice the age of the oldest queued
+    wake-up when Dramatiq's queue is backed up.
+
+    A flag that lapses while its wake-up still waits in the queue lets the phone's next message
+    queue another one; under overload every message then queues its own, drains find empty
+    inboxes, and the work per message grows just when capacity is short. Kept alive past the
+    queue's wait, the flag lets messages pile up behind one wake-up, and the drain that runs
+    takes them in one batch, so a backlog makes the work per message smaller, not larger."""
+    if not queued_age_ms:
+        return lease_ttl_ms
+    return min(MAX_WAKE_TTL_MS, lease_ttl_ms + 2 * queued_age_ms)
+
+
 def redrive(deps: WorkerDeps, *, limit: int = 1000) -> int:
-    """Wakes every conversation whose inbox waits with no drain running or queued."""
-    convs = deps.service.store.redrive(wake_ttl_ms=deps.inbox.policy.wake_ttl_ms, limit=limit)
+    """Wakes every conversation whose inbox waits with no drain running or queued, and sets
+    how long wake flags live until the next pass (``wake_ttl_ms``)."""
+    age = deps.queued_wake_age_ms() if deps.queued_wake_age_ms is not None else None
+    ttl = wake_ttl_ms(deps.inbox.policy.wake_ttl_ms, age)
+    convs = deps.service.store.redrive(wake_ttl_ms=ttl, limit=limit)
     for conv in convs:
         deps.wake(conv)
     if convs:
