@@ -65,7 +65,13 @@ class Bench:
         if self.requests_written >= count:
             return
         started = time.perf_counter()
-        write_requests(self.processes().simulator(), self.requests_file, count, phones=2000)
+        write_requests(
+            self.processes().simulator(),
+            self.requests_file,
+            count,
+            phones=2000,
+            start=self.requests_written,
+        )
         self.requests_written = count
         print(f"  ({count} signed requests written in {time.perf_counter() - started:.1f} s)")
 
@@ -437,8 +443,6 @@ class Bench:
                             procs, self.client, self.wrk, self.requests_file, args.e2e_seconds, rate
                         )
                     )
-            if args.profile:
-                self.profile_e2e(procs, rates["80%"])
         finally:
             procs.stop_all()
         self.e2e_runs = runs
@@ -672,24 +676,6 @@ class Bench:
             profile.summarize(list(self.tmp.glob("profile-worker-*.txt"))),
         )
 
-    def profile_e2e(self, procs: Processes, rate: float) -> None:
-        assert self.wrk is not None
-        seconds = min(self.args.e2e_seconds, 6.0)
-        out_web = self.tmp / "profile-e2eweb.txt"
-        out_worker = self.tmp / "profile-e2eworker.txt"
-        samplers = profile.record(procs.pids("web"), seconds - 1, out_web)
-        samplers += profile.record(procs.pids("worker"), seconds - 1, out_worker)
-        e2e_mod.run_e2e(procs, self.client, self.wrk, self.requests_file, seconds, rate)
-        profile.wait(samplers)
-        self.profiles.lines += profile.markdown(
-            f"End to end at 80% ({rate:.0f}/s): web process",
-            profile.summarize(list(self.tmp.glob("profile-e2eweb-*.txt"))),
-        )
-        self.profiles.lines += profile.markdown(
-            f"End to end at 80% ({rate:.0f}/s): worker processes",
-            profile.summarize(list(self.tmp.glob("profile-e2eworker-*.txt"))),
-        )
-
 
 def _without_note(args: list[str]) -> list[str]:
     """The command line as shown in the header; the note has a line of its own."""
@@ -709,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument(
-        "--seconds", type=float, default=5, help="length of each webhook load (default 5)"
+        "--seconds", type=float, default=4, help="length of each webhook load (default 4)"
     )
     parser.add_argument(
         "--e2e-seconds", type=float, default=30, help="length of each end-to-end load (default 30)"
@@ -720,8 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--noop-messages",
         type=int,
-        default=6_000,
-        help="messages per run of the no-op actor (default 6,000)",
+        default=4_000,
+        help="messages per run of the no-op actor (default 4,000)",
     )
     parser.add_argument(
         "--inproc", type=int, default=2_000, help="messages per in-process run (default 2,000)"
@@ -732,8 +718,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-effect-sessions",
         type=int,
-        default=100,
-        help="sessions of the memory fill with order extraction and replies (default 100)",
+        default=50,
+        help="sessions of the memory fill with order extraction and replies (default 50)",
     )
     parser.add_argument("--output", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--only", choices=SECTIONS, action="append", help="run only these")

@@ -153,10 +153,13 @@ def phone(i: int) -> str:
     return f"+1415{i:07d}"
 
 
-def write_requests(sim: TwilioSimulator, path: Path, count: int, phones: int) -> None:
-    """``count`` distinct signed inbound webhooks, round-robin over ``phones`` customers."""
-    with path.open("w") as out:
-        for i in range(count):
+def write_requests(
+    sim: TwilioSimulator, path: Path, count: int, phones: int, *, start: int = 0
+) -> None:
+    """Distinct signed inbound webhooks ``start`` to ``count`` (appended when ``start`` is not
+    0), round-robin over ``phones`` customers."""
+    with path.open("a" if start else "w") as out:
+        for i in range(start, count):
             form = sim.inbound_form(phone(10_000 + i % phones), BODY)
             body, headers = sim.signed_request(form)
             out.write(f"{headers['X-Twilio-Signature']} {body.decode()}\n")
