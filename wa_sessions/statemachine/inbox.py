@@ -39,7 +39,9 @@ class InboxPolicy:
 
     @property
     def wake_ttl_ms(self) -> int:
-        # A queued wake-up older than a lease is presumed lost; the re-drive pass sends another.
+        # A queued wake-up older than a lease is presumed lost and the re-drive pass sends
+        # another, unless Dramatiq's queue is backed up: then the pass sets a longer TTL
+        # (``wake:ttl``, see ``handlers.wake_ttl_ms``), which the scripts read instead.
         return int(self.lease_seconds * 1000)
 
 
