@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from wa_sessions.metrics import register_collectors
     from wa_sessions.webhook import WebDeps
     from wa_sessions.webhook import create_app as create_web_app
-    from wa_sessions.workers.broker import AsyncWaker, DrainWakeMessages, setup_broker
+    from wa_sessions.workers.broker import DrainWakeMessages, setup_broker
 
     settings = (settings or load_settings()).check_secure()
     broker = setup_broker(settings)
@@ -186,6 +186,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 build_inbox(settings, service).policy,
                 wake_message=DrainWakeMessages(broker, actors.drain_conversation),
             ),
-            wake=AsyncWaker(broker, actors.drain_conversation, async_client),
         )
     )

@@ -694,3 +694,14 @@ def test_unknown_route_and_wrong_method_are_json_errors(web: Web) -> None:
     wrong = web.client.get(WEBHOOK)
     assert wrong.status_code == 405
     assert error_code(wrong) == "method_not_allowed"
+
+
+def test_web_deps_refuse_a_webhook_that_could_not_wake_a_drain(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    """Without ``wake`` the inbox must enqueue wake-ups itself, or accepted messages would wait
+    for the re-drive pass."""
+    service = SessionService(redis_client, business_number=BUSINESS)
+    inbox = AsyncInbox(redis.asyncio.Redis.from_url(redis_url), service.store.keys)
+    with pytest.raises(ValueError, match="wake"):
+        WebDeps(settings=make_settings(), service=service, inbox=inbox)

@@ -136,7 +136,7 @@ class AsyncInbox:
                     raise
                 reconnected = True
                 continue
-            if not reloaded and any(_no_script(r) for r in replies):
+            if not reloaded and any(isinstance(r, NoScriptError) for r in replies):
                 reloaded = True
                 await self.client.script_load(self._script.script)
                 continue
@@ -148,10 +148,6 @@ class AsyncInbox:
     def close(self) -> None:
         """Closes the inbox's own connection (the client passed in is the caller's)."""
         self._pipe.close()
-
-
-def _no_script(reply: Any) -> bool:
-    return isinstance(reply, NoScriptError)
 
 
 class Inbox:

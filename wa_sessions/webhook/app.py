@@ -84,13 +84,19 @@ MAX_OFFSET = 1_000_000_000
 class WebDeps:
     """What the HTTP layer needs, built by the composition root.
 
-    ``wake`` enqueues a drain for a conversation key; the webhook never imports the workers.
+    A drain wake-up is enqueued by the inbox's ingest script when the inbox has a
+    ``wake_message``; otherwise ``wake`` enqueues it for a conversation key. One of the two is
+    required. The webhook never imports the workers.
     """
 
     settings: Settings
     service: SessionService
     inbox: AsyncInbox
-    wake: Callable[[str], Awaitable[None]]
+    wake: Callable[[str], Awaitable[None]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.wake is None and self.inbox.wake_message is None:
+            raise ValueError("WebDeps needs wake, or an inbox that enqueues wake-ups itself")
 
 
 class WebApp(FastAPI):
@@ -314,9 +320,10 @@ class _TwilioWebhook(TwilioEndpoint):
             raise InboxFull("this conversation has too many unprocessed messages; retry later")
         if result is IngestOutcome.DUPLICATE:
             return "duplicate"
-        if result is IngestOutcome.ACCEPTED_WAKE:  # not enqueued by the ingest script
+        wake = self.deps.wake
+        if result is IngestOutcome.ACCEPTED_WAKE and wake is not None:  # not enqueued by Lua
             try:
-                await self.deps.wake(conv_key)
+                await wake(conv_key)
             except Exception as exc:
                 # The message is stored and the conversation is pending: the re-drive pass
                 # wakes it once the wake flag lapses, so Twilio still gets its 200.

@@ -14,7 +14,6 @@ from typing import Any
 from uuid import uuid4
 
 import dramatiq
-import redis.asyncio
 from dramatiq import Broker, Middleware, Worker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
@@ -175,41 +174,3 @@ class DrainWakeMessages:
             f'{self._head}{json.dumps(conv)}],"kwargs":{{}},"options":{{"redis_message_id":'
             f'"{message_id}"}},"message_id":"{message_id}","message_timestamp":{timestamp}}}'
         ).encode()
-
-
-class AsyncWaker:
-    """Enqueues an actor message from asyncio code, through Dramatiq's own dispatch script on an
-    asyncio Redis client: ``actor.send`` is blocking, and a thread hop per webhook request costs
-    more than the request's own work. Mirrors ``RedisBroker.enqueue`` (middleware hooks
-    included) for messages without a delay."""
-
-    def __init__(
-        self, broker: RedisBroker, actor: dramatiq.Actor[[str], None], client: redis.asyncio.Redis
-    ) -> None:
-        from dramatiq.brokers import redis as dramatiq_redis
-
-        self.broker = broker
-        self.actor = actor
-        # The script text is the broker's own; only the client that runs it differs.
-        self._dispatch = client.register_script(dramatiq_redis._scripts["dispatch"])
-
-    async def __call__(self, arg: str) -> None:
-        broker = self.broker
-        message = self.actor.message(arg).copy(options={"redis_message_id": str(uuid4())})
-        broker.emit_before("enqueue", message, None)
-        await self._dispatch(
-            keys=[broker.namespace],
-            args=[
-                "enqueue",
-                current_millis(),
-                message.queue_name,
-                broker.broker_id,
-                broker.heartbeat_timeout,
-                broker.dead_message_ttl,
-                broker._should_do_maintenance("enqueue"),
-                broker._max_unpack_size(),  # type: ignore[no-untyped-call]
-                message.options["redis_message_id"],
-                message.encode(),
-            ],
-        )
-        broker.emit_after("enqueue", message, None)
