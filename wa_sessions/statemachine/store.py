@@ -422,16 +422,6 @@ class RedisSessionStore:
         )
         return int(result) == 2
 
-    def _lease_keys(self, conv: str) -> list[str]:
-        k = self.keys
-        return [
-            k.conv_lease(conv),
-            k.conv_wake(conv),
-            k.conv_inbox(conv),
-            k.pending,
-            k.conv_effects(conv),
-        ]
-
     def drain_step(
         self,
         conv: str,
@@ -448,81 +438,17 @@ class RedisSessionStore:
         batch of the inbox, or releases the lease when nothing is left. Sessions it opens get the
         ids that follow ``id_base`` (a random UUID, or the last id opened from it) in its last
         four hex digits."""
-        args: list[Any] = [
-            "acquire" if acquire else "continue",
-            token,
-            policy.lease_ms,
-            policy.batch,
+        keys, args = drain_step_call(
+            self.keys,
             conv,
-            now_ms,
-            policy.timeout_ms,
-            policy.cap,
-            policy.keep_ms,
-            "1" if policy.effects else "0",
-            commit.at.isoformat() if commit is not None else "",
-            policy.history,
-            id_base,
-            len(policy.carry),
-            *policy.carry,
-        ]
-        if commit is None:
-            args += [0, 0]
-        else:
-            args += [len(commit.records), *commit.records, len(commit.sessions)]
-            for group in commit.sessions:
-                args += [
-                    group.session_id,
-                    "1" if group.order is not None else "0",
-                    json.dumps(group.order) if group.order is not None else "",
-                    len(group.messages),
-                ]
-                for item in group.messages:
-                    message = item.message
-                    args += [
-                        message.direction.value,
-                        message.message_type.value,
-                        to_ms(message.timestamp),
-                        message.model_dump_json(exclude_defaults=True),
-                        message.id,
-                        item.twilio_sid,
-                        item.delivery_status,
-                    ]
-        reply = self._run("drain_step", keys=self._lease_keys(conv), args=args)
-        status = _s(reply[0])
-        if status != "ok":
-            return DrainStep.refused(status)
-        _, released, committed, flat, records, sessions = reply
-        return DrainStep(
-            status,
-            bool(released),
-            [_s(x) for x in committed],
-            [
-                EntryResult(
-                    status=_s(flat[i]),
-                    kind=_s(flat[i + 1]),
-                    session_id=_s(flat[i + 5]),
-                    created=bool(flat[i + 6]),
-                    detail=_s(flat[i + 7]),
-                    a=_s(flat[i + 2]),
-                    b=_s(flat[i + 3]),
-                    accepted_ms=int(flat[i + 4]),
-                )
-                for i in range(0, len(flat), 8)
-            ],
-            [_s(x) for x in records],
-            {
-                _s(s[0]): EffectSession(
-                    session_id=_s(s[0]),
-                    status=_s(s[1]) if s[1] is not None else None,
-                    order_json=_s(s[2]) if s[2] is not None else None,
-                    last_inbound_ms=int(s[3]) if s[3] is not None else None,
-                    phone=_s(s[4]) if s[4] is not None else "",
-                    business=_s(s[5]) if s[5] is not None else "",
-                    tail=[x if isinstance(x, int) else _s(x) for x in s[6]],
-                )
-                for s in sessions
-            },
+            token,
+            policy,
+            acquire=acquire,
+            now_ms=now_ms,
+            id_base=id_base,
+            commit=commit,
         )
+        return parse_drain_step(self._run("drain_step", keys=keys, args=args))
 
     def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
         """Lengthens the lease (before a slow call); False when it is no longer ours."""
@@ -613,6 +539,106 @@ def ingest_call(
         keys_ += [wake.queue_key, wake.messages_key]
         args += [wake.message_id, wake.data]
     return keys_, args
+
+
+def drain_step_call(
+    keys: Keys,
+    conv: str,
+    token: str,
+    policy: DrainPolicy,
+    *,
+    acquire: bool,
+    now_ms: int,
+    id_base: str,
+    commit: EffectsCommit | None = None,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the drain step script, shared by the sync and the async store."""
+    keys_ = [
+        keys.conv_lease(conv),
+        keys.conv_wake(conv),
+        keys.conv_inbox(conv),
+        keys.pending,
+        keys.conv_effects(conv),
+    ]
+    args: list[Any] = [
+        "acquire" if acquire else "continue",
+        token,
+        policy.lease_ms,
+        policy.batch,
+        conv,
+        now_ms,
+        policy.timeout_ms,
+        policy.cap,
+        policy.keep_ms,
+        "1" if policy.effects else "0",
+        commit.at.isoformat() if commit is not None else "",
+        policy.history,
+        id_base,
+        len(policy.carry),
+        *policy.carry,
+    ]
+    if commit is None:
+        args += [0, 0]
+    else:
+        args += [len(commit.records), *commit.records, len(commit.sessions)]
+        for group in commit.sessions:
+            args += [
+                group.session_id,
+                "1" if group.order is not None else "0",
+                json.dumps(group.order) if group.order is not None else "",
+                len(group.messages),
+            ]
+            for item in group.messages:
+                message = item.message
+                args += [
+                    message.direction.value,
+                    message.message_type.value,
+                    to_ms(message.timestamp),
+                    message.model_dump_json(exclude_defaults=True),
+                    message.id,
+                    item.twilio_sid,
+                    item.delivery_status,
+                ]
+    return keys_, args
+
+
+def parse_drain_step(reply: Any) -> DrainStep:
+    """The drain step script's reply as a ``DrainStep``."""
+    status = _s(reply[0])
+    if status != "ok":
+        return DrainStep.refused(status)
+    _, released, committed, flat, records, sessions = reply
+    return DrainStep(
+        status,
+        bool(released),
+        [_s(x) for x in committed],
+        [
+            EntryResult(
+                status=_s(flat[i]),
+                kind=_s(flat[i + 1]),
+                session_id=_s(flat[i + 5]),
+                created=bool(flat[i + 6]),
+                detail=_s(flat[i + 7]),
+                a=_s(flat[i + 2]),
+                b=_s(flat[i + 3]),
+                accepted_ms=int(flat[i + 4]),
+            )
+            for i in range(0, len(flat), 8)
+        ],
+        [_s(x) for x in records],
+        {
+            _s(s[0]): EffectSession(
+                session_id=_s(s[0]),
+                status=_s(s[1]) if s[1] is not None else None,
+                order_json=_s(s[2]) if s[2] is not None else None,
+                last_inbound_ms=int(s[3]) if s[3] is not None else None,
+                phone=_s(s[4]) if s[4] is not None else "",
+                business=_s(s[5]) if s[5] is not None else "",
+                tail=[x if isinstance(x, int) else _s(x) for x in s[6]],
+            )
+            for s in sessions
+        },
+    )
 
 
 def _decoding(client: redis.Redis) -> redis.Redis:
