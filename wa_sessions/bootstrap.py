@@ -23,6 +23,7 @@ from wa_sessions.replies.sender import LogSender, OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.inbox import AsyncInbox, Inbox, InboxPolicy
+from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.service import SessionService
 
 if TYPE_CHECKING:
@@ -50,10 +51,13 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def async_redis_client(settings: Settings) -> redis.asyncio.Redis:
-    """The web process' event-loop client for the webhook's hot path (same timeouts)."""
+def async_redis_client(
+    settings: Settings, *, decode_responses: bool = False
+) -> redis.asyncio.Redis:
+    """An event-loop client (the webhook's, the drain loop's), with the same timeouts."""
     return redis.asyncio.Redis.from_url(
         settings.redis_url,
+        decode_responses=decode_responses,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
@@ -85,11 +89,29 @@ def build_inbox(settings: Settings, service: SessionService) -> Inbox:
     )
 
 
-def build_extractor(settings: Settings) -> OrderExtractor:
-    """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor."""
+def build_extractor(
+    settings: Settings, shared_limit_client: redis.asyncio.Redis | None = None
+) -> OrderExtractor:
+    """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor. OpenAI
+    calls pass a ``RateGate``: ``OPENAI_MAX_CONCURRENCY`` per process, and, with
+    ``shared_limit_client``, ``OPENAI_REQUESTS_PER_MINUTE`` and 429 pauses across the
+    deployment."""
     if not settings.openai_api_key:
         return RuleBasedOrderExtractor()
     from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
+    from wa_sessions.ratelimit import RateGate, RedisSharedLimit
+
+    keys = Keys(settings.redis_key_prefix)
+    shared = (
+        RedisSharedLimit(
+            shared_limit_client,
+            keys.rate_bucket("openai"),
+            keys.rate_pause("openai"),
+            settings.openai_requests_per_minute,
+        )
+        if shared_limit_client is not None
+        else None
+    )
 
     media_auth = None
     if settings.twilio_account_sid and settings.twilio_auth_token:
@@ -109,6 +131,7 @@ def build_extractor(settings: Settings) -> OrderExtractor:
         ),
         history_limit=settings.openai_history_messages,
         media_auth=media_auth,
+        gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
     )
 
 
@@ -149,13 +172,17 @@ def build_worker_deps(settings: Settings) -> WorkerDeps:
     broker = require_broker()
 
     service = build_service(settings)
+    drain_redis = async_redis_client(settings, decode_responses=True)
     return WorkerDeps(
         service=service,
         inbox=build_inbox(settings, service),
         wake=actors.wake,
         lease_seconds=settings.lease_seconds,
         batch_size=settings.drain_batch_size,
-        extractor=build_extractor(settings),
+        # Built now, connected on the drain loop on first use (redis.asyncio connects lazily).
+        async_redis=lambda: drain_redis,
+        max_in_flight=settings.worker_max_in_flight,
+        extractor=build_extractor(settings, drain_redis),
         sender=build_sender(settings),
         reply_templates=build_reply_templates(settings),
         queued_wake_age_ms=lambda: queued_age_ms(broker),

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     openai_retry_budget_seconds: float = Field(default=25.0, gt=0)
     openai_history_messages: int = Field(default=20, ge=0, le=200)
+    #: OpenAI calls one worker process keeps in flight at once.
+    openai_max_concurrency: int = Field(default=256, ge=1)
+    #: Requests per minute the whole deployment may start (a token bucket in Redis); 0: no cap.
+    openai_requests_per_minute: int = Field(default=0, ge=0)
+
+    # Worker processes
+    #: Drains one worker process keeps in flight at once (each may wait for OpenAI or Twilio).
+    worker_max_in_flight: int = Field(default=256, ge=1)
 
     # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
     twilio_api_base_url: str = "https://api.twilio.com"

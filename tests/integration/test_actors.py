@@ -51,6 +51,7 @@ class Stack:
     service: SessionService
     inbox: Inbox
     client: redis.Redis
+    deps: WorkerDeps
 
     def accept(self, conv: str, content: str) -> IngestOutcome:
         """What the webhook does: accept into the inbox, wake a drain when told to."""
@@ -67,8 +68,10 @@ class Stack:
         ]
 
     def join(self, timeout_ms: int = 10_000) -> None:
-        """Waits until every Dramatiq message (queued, in flight or delayed) is acknowledged."""
+        """Waits until every Dramatiq message (queued, in flight or delayed) is acknowledged
+        and every drain the wake-ups handed to the drain loop has ended."""
         self.broker.join(QUEUE, timeout=timeout_ms)
+        poll(lambda: self.deps.runner().in_flight == 0)
 
 
 @pytest.fixture
@@ -81,11 +84,13 @@ def stack(redis_url: str) -> Iterator[Stack]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     service = SessionService(client)
     inbox = Inbox(service.store)
-    actors.configure(WorkerDeps(service=service, inbox=inbox, wake=actors.wake))
+    deps = WorkerDeps(service=service, inbox=inbox, wake=actors.wake)
+    actors.configure(deps)
     try:
-        yield Stack(broker, actors, service, inbox, client)
+        yield Stack(broker, actors, service, inbox, client, deps)
     finally:
         actors.configure(None)
+        deps.close()
         broker.flush_all()
         broker.client.close()
         client.close()
@@ -146,7 +151,9 @@ def test_many_phones_through_the_worker_keep_acceptance_order_exactly_once(
 
 @pytest.mark.usefixtures("worker")
 def test_duplicate_wake_ups_run_but_change_nothing(stack: Stack) -> None:
-    """Fifty extra wake-ups for a drained phone each run a drain that finds nothing to apply."""
+    """Fifty extra wake-ups for a drained phone: the drains they start find nothing to apply
+    (wake-ups arriving while the phone's drain runs in this process are folded into one more
+    run after it, so there are at least one and at most fifty)."""
     convs = accept_round_robin(stack)
     poll(lambda: settled(stack, convs))
     stack.join()
@@ -157,7 +164,7 @@ def test_duplicate_wake_ups_run_but_change_nothing(stack: Stack) -> None:
         stack.actors.drain_conversation.send(convs[0])
     stack.join()
 
-    assert drains_total() == drains_before + 50
+    assert drains_before + 1 <= drains_total() <= drains_before + 50
     assert {conv: stack.history(conv) for conv in convs} == before
     assert len(stack.service.store.conversation_session_ids(convs[0])) == 1
 

@@ -49,7 +49,7 @@ from wa_sessions.statemachine.store import (
     to_ms,
 )
 from wa_sessions.workers import handlers
-from wa_sessions.workers.effects import run_effects
+from wa_sessions.workers.effects import EffectsBatch, Lease, run_effects
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
 
 BUSINESS = "+14155238886"
@@ -66,7 +66,7 @@ class FakeSender:
     sent: list[tuple[str, str, str]] = field(default_factory=list)
     fail_with: SendFailure | None = None
 
-    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
         if self.fail_with is not None:
             return self.fail_with
         self.sent.append((to, from_, body))
@@ -122,6 +122,18 @@ class Harness:
             now_ms=self.service.now_ms(),
             id_base=new_session_id(),
             commit=commit,
+        )
+
+    def run_effects(
+        self, step: DrainStep, token: str, *, lease_seconds: float
+    ) -> EffectsBatch | None:
+        """Runs a step's effects as the drain holding ``token`` would, on the drain loop."""
+        effects = self.deps.effects
+        assert effects is not None
+        return self.deps.runner().call(
+            lambda ctx: run_effects(
+                Lease(ctx.store, CONV, token, lease_seconds), effects, step, self.clock
+            )
         )
 
     def wait_for_lease_to_lapse(self) -> None:
@@ -479,7 +491,7 @@ def test_a_crash_after_the_replies_reruns_the_batch_once(make_harness: HarnessFa
     assert len(dead.effects) == 3
     effects = h.deps.effects
     assert effects is not None
-    batch = run_effects(h.service, effects, CONV, "dead-drain", dead, lease_seconds=0.2)
+    batch = h.run_effects(dead, "dead-drain", lease_seconds=0.2)
     assert batch is not None  # the reply went out; the drain dies before its next step
     assert len(sender.sent) == 1
 
@@ -517,7 +529,7 @@ def test_a_commit_of_records_that_are_not_the_head_is_refused(h: Harness) -> Non
     assert len(step.effects) == 2
     effects = h.deps.effects
     assert effects is not None
-    batch = run_effects(h.service, effects, CONV, "drain", step, lease_seconds=5.0)
+    batch = h.run_effects(step, "drain", lease_seconds=5.0)
     assert batch is not None
     swapped = EffectsCommit(list(reversed(step.effects)), batch.commit.sessions, h.clock())
 
@@ -561,11 +573,11 @@ def test_a_drain_whose_lease_was_taken_commits_nothing(make_harness: HarnessFact
     steal: list[str] = []
 
     class StealingExtractor(RuleBasedOrderExtractor):
-        def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
+        async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
             keys = request_store.keys
             request_store.client.set(keys.conv_lease(CONV), "thief")
             steal.append("stolen")
-            return super().extract(request)
+            return await super().extract(request)
 
     h = make_harness(extractor=StealingExtractor())
     request_store = h.store
@@ -591,7 +603,7 @@ def test_the_lease_covers_a_slow_calls_whole_budget(make_harness: HarnessFactory
         budget_seconds: float = 30.0
         history_limit: int = 5
 
-        def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
+        async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
             seen_ttl.append(int(h.store.client.pttl(h.store.keys.conv_lease(CONV))))
             return ExtractionResult.nothing()
 
@@ -605,13 +617,14 @@ def test_the_lease_covers_a_slow_calls_whole_budget(make_harness: HarnessFactory
 
 
 def test_a_session_ended_before_the_commit_gets_no_reply(make_harness: HarnessFactory) -> None:
-    """Completed through the API while the extraction ran: the effects are dropped, not
-    appended to an ended session, and the phone is released."""
+    """Completed through the API while the extraction ran: no reply leaves for the customer
+    (the status is read again right before the send), nothing is appended to the ended
+    session, and the phone is released."""
 
     class CompletingExtractor(RuleBasedOrderExtractor):
-        def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
+        async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
             h.service.complete_session(h.session().session_id)
-            return super().extract(request)
+            return await super().extract(request)
 
     sender = FakeSender()
     h = make_harness(extractor=CompletingExtractor(), sender=sender)
@@ -620,6 +633,7 @@ def test_a_session_ended_before_the_commit_gets_no_reply(make_harness: HarnessFa
     report = h.drain()
 
     assert report.outcome == "drained"
+    assert sender.sent == []  # the customer is not told an ended session took their order
     assert h.history() == [("inbound", "text", "3 boxes of apples")]
     assert h.session().status.value == "completed"
     assert nothing_left(h)
@@ -713,10 +727,10 @@ def test_an_extractor_that_raises_does_not_wedge_the_phone(make_harness: Harness
     the batch still goes through and the batch's reply answers it."""
 
     class Broken(RuleBasedOrderExtractor):
-        def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
+        async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
             if "boom" in request.message.content:
                 raise RuntimeError("bug")
-            return super().extract(request)
+            return await super().extract(request)
 
     h = make_harness(extractor=Broken())
     h.accept("boom", "3 boxes of apples")

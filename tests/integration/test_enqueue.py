@@ -62,11 +62,13 @@ def stack(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     broker.flush_all()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     service = SessionService(client)
-    actors.configure(WorkerDeps(service=service, inbox=Inbox(service.store), wake=actors.wake))
+    deps = WorkerDeps(service=service, inbox=Inbox(service.store), wake=actors.wake)
+    actors.configure(deps)
     try:
         yield Stack(broker, service, client)
     finally:
         actors.configure(None)
+        deps.close()
         broker.flush_all()
         broker.client.close()
         client.close()

@@ -67,7 +67,7 @@ class NextSid:
     budget_seconds: float = 0.0
     sids: list[str] = field(default_factory=list)
 
-    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
         sid = self.sids.pop(0) if self.sids else new_sid()
         return SendResult(sid=sid, status="queued", sent=True)
 

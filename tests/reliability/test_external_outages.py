@@ -158,10 +158,10 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
             reply_notes += len(notes)
         assert {n["metadata"]["event"] for n in notes} == {event}, fault
         assert {n["metadata"]["reason"] for n in notes} == {reason}, fault
-        assert all(n["metadata"]["attempts"] <= 1 + MAX_RETRIES for n in notes), fault
+        assert all(n["metadata"]["attempts"] <= max_attempts(fault) for n in notes), fault
         assert replies(history) == [], fault
 
-    # Bounded retries: never more than 1 + MAX_RETRIES calls per message.
+    # Bounded retries: never more than 1 + MAX_RETRIES calls per message (429s: the budget).
     for fault, (customer, _, _) in cases.items():
         for body in posted[customer]:
             token = body.rsplit(" ", 1)[-1]
@@ -171,7 +171,7 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
                 else None
             )
             if calls is not None:
-                assert 1 <= calls <= 1 + MAX_RETRIES, (fault, calls)
+                assert 1 <= calls <= max_attempts(fault), (fault, calls)
         if fault.startswith("twilio"):
             sends = [r for r in twilio_api.requests if r.form().get("To") == f"whatsapp:{customer}"]
             noted = len(_notes_of(sim, customer))
@@ -216,6 +216,15 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
     assert max(failed_after.values()) < 2 * BUDGET_SECONDS + 10
     # One wake-up per worker thread: a slow phone never holds up another phone's wake-up.
     assert healthy_latency < BUDGET_SECONDS / 2
+
+
+def max_attempts(fault: str) -> int:
+    """Calls one message may cost: 1 + MAX_RETRIES, except OpenAI's 429s, which pause the
+    gate and are retried after their Retry-After (0.2 s here) for as long as the budget lasts
+    instead of failing the message at the second one."""
+    if fault == "openai-429":
+        return 1 + int(BUDGET_SECONDS / 0.2)
+    return 1 + MAX_RETRIES
 
 
 def _all_noted(sim: TwilioSimulator, customer: str, count: int) -> bool:

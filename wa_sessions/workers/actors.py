@@ -51,7 +51,8 @@ _MAX_BACKOFF_MS = 10_000
     max_backoff=_MAX_BACKOFF_MS,
 )
 def drain_conversation(conv: str) -> None:
-    handlers.drain_conversation(deps(), conv)
+    # Handed to the process' drain loop: the thread is free again as soon as a drain slot is.
+    deps().runner().submit(conv)
 
 
 @dramatiq.actor(
