@@ -1,5 +1,6 @@
 """The README's run command (``wa-sessions serve``: honcho, the Procfile and an embedded Redis)
-and the demo that plays a conversation against it."""
+and the demo that plays a conversation against it (``python -m tools.demo``, outside the
+installed package, run from the repository)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_path: Path) -> None:
-    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `wa-sessions demo` shows
+    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `./run demo` shows
     sessions, extracted orders and the replies recorded for them."""
     port = free_port()
     env = {
@@ -55,9 +56,9 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
             time.sleep(0.2)
         assert healthy, (tmp_path / "serve.log").read_text()
         demo = subprocess.run(
-            [*cli, "demo", "--timeout", "30"],
+            [sys.executable, "-m", "tools.demo", "--timeout", "30"],
             cwd=tmp_path,
-            env=env,
+            env={**env, "PYTHONPATH": str(ROOT)},
             capture_output=True,
             text=True,
             timeout=120,

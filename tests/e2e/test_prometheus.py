@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ROOT, PrometheusServer, PrometheusTools, Service
-from wa_sessions.demo import TwilioSimulator
-from wa_sessions.metrics import dashboard, preview
+from tools import dashboard, preview
+from tools.demo import TwilioSimulator
 
 pytestmark = pytest.mark.e2e
 
