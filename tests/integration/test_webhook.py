@@ -7,6 +7,7 @@ from the Dramatiq queue the ingest script writes them to (under a namespace of t
 from __future__ import annotations
 
 import json
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -705,3 +706,19 @@ def test_web_deps_refuse_a_webhook_that_could_not_wake_a_drain(
     inbox = AsyncInbox(redis.asyncio.Redis.from_url(redis_url), service.store.keys)
     with pytest.raises(ValueError, match="wake-ups"):
         WebDeps(settings=make_settings(), service=service, inbox=inbox)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_only_assets_served_by_the_app(web: Web, page: str) -> None:
+    """Swagger UI and ReDoc reference no CDN (nor Google Fonts): every script, stylesheet and
+    icon they name is a path on this app, and each is served."""
+    html = web.client.get(page)
+    assert html.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    urls += re.findall(r"""url: *["']([^"']+)["']""", html.text)
+    assert urls
+    assert [u for u in urls if "//" in u] == []
+    for url in urls:
+        asset = web.client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 0

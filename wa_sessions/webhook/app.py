@@ -26,6 +26,7 @@ from wa_sessions.metrics import render_metrics
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
 from wa_sessions.statemachine.store import IngestOutcome, to_ms
 from wa_sessions.webhook import errors
+from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import (
     ERROR,
     TWIML_EMPTY,
@@ -101,6 +102,9 @@ def create_app(deps: WebDeps) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
         title="wa-sessions",
         version=__version__,
+        # Served by ``docs.install_docs`` with vendored assets instead of FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
         description=(
             "WhatsApp sessions for businesses on Twilio: a signed inbound webhook that queues "
             "messages per conversation, and an admin API over the sessions."
@@ -123,6 +127,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(_session_api(deps))
     app.include_router(_operations(deps))
+    install_docs(app)
     return app
 
 
