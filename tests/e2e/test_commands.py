@@ -80,3 +80,41 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def test_run_without_a_command_prints_its_commands_and_nothing_else() -> None:
+    """``./run`` alone lists the commands (its header comment), not the script's first line of
+    code; an unknown command says so and exits 2."""
+    shown = subprocess.run(
+        [str(ROOT / "run")], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("The project's commands.")
+    assert [line.split()[1] for line in lines[1:]] == ["serve", "test", "demo", "lint", "bench"]
+    assert "set -euo pipefail" not in shown.stdout
+
+    unknown = subprocess.run(
+        [str(ROOT / "run"), "nonsense"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("unknown command: nonsense\n")
+
+
+def test_demo_without_a_service_says_how_to_start_one(tmp_path: Path) -> None:
+    """Against a port nobody listens on, the demo exits 1 with a hint naming ``./run serve``,
+    not a ``URLError`` traceback."""
+    url = f"http://127.0.0.1:{free_port()}"
+    demo = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--url", url],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 1
+    assert "Traceback" not in demo.stderr
+    assert f"the service is not running at {url}" in demo.stderr
+    assert "./run serve" in demo.stderr
