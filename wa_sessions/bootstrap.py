@@ -216,7 +216,8 @@ def setup_worker() -> WorkerProcess:
     modules named after it: ``dramatiq wa_sessions.bootstrap:setup_worker
     wa_sessions.workers.actors``. The CLI ignores what a hook returns and takes Dramatiq's
     global broker, so this sets it; the actors are already declared on it, and importing
-    ``wa_sessions.workers.actors`` afterwards builds nothing."""
+    ``wa_sessions.workers.actors`` afterwards builds nothing. What it built is returned for
+    callers that close it (tests)."""
     worker = build_worker(load_settings().check_secure())
     dramatiq.set_broker(worker.broker)
     return worker

@@ -29,7 +29,7 @@ from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers import enqueue
 from wa_sessions.workers.actors import declare_actors, drain_sender
 from wa_sessions.workers.handlers import WorkerDeps
-from wa_sessions.workers.queues import NAMESPACE, QUEUE
+from wa_sessions.workers.queues import QUEUE, QueueKeys
 
 PHONE = "+14155550001"
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,7 @@ class Stack:
 
     def queued(self) -> list[dramatiq.Message[None]]:
         """The Dramatiq messages waiting in the actors' queue."""
-        raw = cast(list[str], self.client.hvals(f"{NAMESPACE}:{QUEUE}.msgs"))
+        raw = cast(list[str], self.client.hvals(QueueKeys().messages))
         return [dramatiq.Message.decode(value.encode()) for value in raw]
 
 
