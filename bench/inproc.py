@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from wa_sessions.demo import TwilioSimulator, new_message_sid
+from tools.demo import TwilioSimulator, new_message_sid
 from wa_sessions.statemachine import scripts
 from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.models import Message

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import redis
 
-from wa_sessions.demo import TwilioSimulator
+from tools.demo import TwilioSimulator
 from wa_sessions.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ROOT, PrometheusServer, PrometheusTools, Service
-from wa_sessions.demo import TwilioSimulator
-from wa_sessions.metrics import dashboard, preview
+from tools import dashboard, preview
+from tools.demo import TwilioSimulator
 
 pytestmark = pytest.mark.e2e
 
@@ -135,7 +135,14 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
     assert not empty, "queries without data:\n" + "\n".join(empty)
     assert not not_finite, "queries without a finite value:\n" + "\n".join(not_finite)
 
-    assert scalar(prom, "sum(wa_sessions_messages_total)") == 3 + 2 + 3 * 2
+    inbound = 'sum(wa_sessions_messages_total{direction="inbound"})'
+    assert scalar(prom, inbound) == 3 + 2 + 3 * 2
+    # Every reply the workers recorded is counted as an outbound message too (no system notes
+    # here: nothing failed and every reply was inside the customer-service window).
+    outbound = 'sum(wa_sessions_messages_total{direction="outbound"})'
+    recorded = 'sum(wa_sessions_replies_total{outcome=~"sent|logged"})'
+    assert (scalar(prom, outbound) or 0) > 0
+    assert scalar(prom, outbound) == scalar(prom, recorded)
     assert scalar(prom, "sum(wa_sessions_sessions_started_total)") == 5
     # The completed session: 3 customer messages and the replies recorded for them (one per
     # batch the worker drained them in).

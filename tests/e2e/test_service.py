@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.e2e.conftest import Service
-from wa_sessions.demo import TwilioSimulator, inbound, new_message_sid
+from tools.demo import TwilioSimulator, inbound, new_message_sid
 from wa_sessions.statemachine.keys import Keys
 
 pytestmark = pytest.mark.e2e

@@ -225,6 +225,25 @@ def test_an_order_message_stores_the_order_and_records_the_reply(h: Harness) -> 
     )
 
 
+def test_recorded_replies_are_counted_as_outbound_messages(h: Harness) -> None:
+    """``wa_sessions_messages_total`` counts what the drain stores in both directions: the
+    customer's message as inbound, the committed reply as outbound."""
+    inbound = {"direction": "inbound", "type": "text"}
+    outbound = {"direction": "outbound", "type": "text"}
+    before = (
+        sample("wa_sessions_messages_total", inbound),
+        sample("wa_sessions_messages_total", outbound),
+    )
+
+    h.accept("I need 5 units of Product A", "and 3 boxes of apples")
+    h.drain()
+
+    assert (
+        sample("wa_sessions_messages_total", inbound),
+        sample("wa_sessions_messages_total", outbound),
+    ) == (before[0] + 2, before[1] + 1)
+
+
 def test_follow_up_messages_change_and_remove_items(h: Harness) -> None:
     """ "make that 6" changes the item discussed last; "remove the apples" drops one. Drained
     one at a time, each message gets its own reply."""

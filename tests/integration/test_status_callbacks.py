@@ -33,7 +33,9 @@ from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.store import to_ms
 from wa_sessions.webhook import WebDeps, create_app
 from wa_sessions.workers import handlers
+from wa_sessions.workers.broker import DrainWakeMessages
 from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.workers.queues import QueueKeys
 
 TOKEN = "status-test-token"
 BASE = "https://wa.example.test"
@@ -157,9 +159,6 @@ def web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Iterator
         sender=sender,
     )
 
-    async def wake(conv: str) -> None:
-        return None
-
     app = create_app(
         WebDeps(
             settings=_ExplicitSettings(
@@ -171,8 +170,11 @@ def web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Iterator
                 business_number=BUSINESS,
             ),
             service=service,
-            inbox=AsyncInbox(async_client, service.store.keys),
-            wake=wake,
+            inbox=AsyncInbox(
+                async_client,
+                service.store.keys,
+                wake_message=DrainWakeMessages(QueueKeys(namespace="test-status"), "drain"),
+            ),
         )
     )
     with TestClient(app) as client:

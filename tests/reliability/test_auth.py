@@ -158,7 +158,7 @@ def test_tokens_are_compared_with_hmac_compare_digest(
 
 
 def test_log_redaction_masks_numbers_and_user_ids_but_keeps_ordinary_text() -> None:
-    """What ``setup_broker`` installs in every process, on the line Dramatiq writes."""
+    """What the composition root installs in every process, on the line Dramatiq writes."""
     line = (
         "Failed to process message drain_conversation('+14155550123|+14155238886') "
         "with unhandled exception. user US.13491208655302741918 at 2026-11-26 00:41:37,664 "

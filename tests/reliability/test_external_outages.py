@@ -26,7 +26,7 @@ from tests.fake_apis import (
     twilio_message,
 )
 from tests.reliability.harness import deadline_poll, metric_value, phone, record, scrape
-from wa_sessions.demo import TwilioSimulator, answered, inbound, replies
+from tools.demo import TwilioSimulator, answered, inbound, replies
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

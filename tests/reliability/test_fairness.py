@@ -29,8 +29,8 @@ from tests.reliability.harness import (
     verify,
     wait_applied,
 )
-from wa_sessions.demo import answered, inbound, new_message_sid, replies
-from wa_sessions.workers.broker import setup_broker
+from tools.demo import answered, inbound, new_message_sid, replies
+from wa_sessions.bootstrap import build_worker
 
 #: Messages of the flood (the issue's 10,000; ``WA_FLOOD_MESSAGES`` for more).
 FLOOD = int(os.environ.get("WA_FLOOD_MESSAGES", "10000"))
@@ -252,12 +252,19 @@ def test_the_session_history_cap_keeps_the_newest_and_counts_the_rest(
 
 def test_a_worker_takes_one_wake_up_per_thread(redis_url: str) -> None:
     """Dramatiq would prefetch two messages per thread, leaving wake-ups waiting behind
-    threads stuck in slow calls; the broker's middleware caps it at one per thread."""
-    broker = setup_broker(make_settings(redis_url=redis_url))
-    worker = dramatiq.Worker(broker, worker_threads=3, worker_timeout=100)
-    worker.start()
-    try:
-        assert worker.queue_prefetch == 3
-        assert all(c.prefetch == 3 for name, c in worker.consumers.items() if ".DQ" not in name)
-    finally:
-        worker.stop()
+    threads stuck in slow calls; the broker's middleware caps it at one per thread, unless the
+    deployment sets Dramatiq's own ``dramatiq_queue_prefetch``."""
+    for settings, prefetch in (
+        (make_settings(redis_url=redis_url), 3),
+        (make_settings(redis_url=redis_url, dramatiq_queue_prefetch=64), 6),
+    ):
+        service = build_worker(settings)
+        worker = dramatiq.Worker(service.broker, worker_threads=3, worker_timeout=100)
+        worker.start()
+        try:
+            consumers = [c for name, c in worker.consumers.items() if ".DQ" not in name]
+            assert consumers
+            assert all(c.prefetch == prefetch for c in consumers)
+        finally:
+            worker.stop()
+            service.close()

@@ -26,7 +26,7 @@ from tests.fake_apis import (
     twilio_message,
 )
 from tests.reliability.harness import deadline_poll, phone, record
-from wa_sessions.demo import inbound, replies
+from tools.demo import inbound, replies
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -54,6 +54,7 @@ from typing import Any
 
 import pydantic
 
+from wa_sessions.metrics import MESSAGES
 from wa_sessions.metrics import orders as metrics
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest, OrderExtractor
 from wa_sessions.orders.merge import merge_order
@@ -139,9 +140,13 @@ class EffectsBatch:
     counts: list[_Counts] = field(default_factory=list)
 
     def count(self, effects: Effects, committed: list[str]) -> None:
-        for counts, outcome in zip(self.counts, committed, strict=False):
+        sessions = self.commit.sessions
+        for session, counts, outcome in zip(sessions, self.counts, committed, strict=False):
             if outcome == "ok":
                 counts.count(effects)
+                for note in session.messages:
+                    message = note.message
+                    labelled(MESSAGES, message.direction.value, message.message_type.value).inc()
 
 
 @dataclass(frozen=True)

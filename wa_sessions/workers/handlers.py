@@ -20,7 +20,7 @@ from wa_sessions.replies.sender import OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.statemachine.async_store import AsyncDrainStore
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import Inbox
+from wa_sessions.statemachine.inbox import DEFAULT_LEASE_SECONDS, Inbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.store import DrainPolicy
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain
@@ -38,7 +38,7 @@ class WorkerDeps:
     inbox: Inbox
     #: Enqueues a drain wake-up for a conversation key (the actor's ``send``).
     wake: Callable[[str], None]
-    lease_seconds: float = 5.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     batch_size: int = 100
     #: With both set, inbound text and image messages get order extraction and a reply.
     extractor: OrderExtractor | None = None
