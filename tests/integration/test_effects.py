@@ -142,8 +142,11 @@ def make_harness(redis_client: redis.Redis, clock: FakeClock) -> HarnessFactory:
         extractor: OrderExtractor | None = None,
         sender: OutboundSender | None = None,
         lease_seconds: float = 5.0,
+        session_timeout_hours: float = 48.0,
     ) -> Harness:
-        service = SessionService(redis_client, clock=clock, session_timeout_hours=48.0)
+        service = SessionService(
+            redis_client, clock=clock, session_timeout_hours=session_timeout_hours
+        )
         inbox = Inbox(service.store, InboxPolicy(lease_seconds=lease_seconds))
         woken: list[str] = []
         deps = WorkerDeps(
@@ -351,6 +354,46 @@ def test_a_batch_across_an_operator_complete_gets_one_reply_per_session(
     assert [i["name"] for i in new.order_details["items"]] == ["apples"]
     assert len(sender.sent) == 3
     assert (report.applied, report.effects) == (5, 4)
+    assert nothing_left(h)
+
+
+def test_a_batch_stops_at_a_message_late_enough_to_expire_the_session(
+    make_harness: HarnessFactory,
+) -> None:
+    """An order, then (waiting in the same inbox) a message accepted more than the session
+    timeout later: the batch stops before the late message, so the order is answered in its
+    session while that is still open, and the late message is applied and answered after.
+    Applied in one batch, the late message would expire the session first and the order's
+    reply would be dropped with it."""
+    sender = FakeSender()
+    # A timeout inside WhatsApp's 24-hour window, so that both replies may be sent.
+    h = make_harness(sender=sender, session_timeout_hours=1.0)
+    h.accept("I need 5 units of Product A")
+    h.clock.advance(hours=1, seconds=1)
+    h.accept("3 boxes of apples")
+
+    report = h.drain()
+
+    first = report.results[0].session_id
+    sessions = list(dict.fromkeys(r.session_id for r in report.results))
+    history = []
+    for sid in sessions:
+        session = h.store.load(sid)
+        assert session is not None
+        history += [(m.direction.value, m.content) for m in session.messages]
+    assert history == [
+        ("inbound", "I need 5 units of Product A"),
+        ("outbound", "✅ Order received: 5 units of Product A"),
+        ("inbound", "3 boxes of apples"),
+        ("outbound", "✅ Order received: 5 units of Product A, 3 boxes of apples")
+        if len(sessions) == 1
+        else ("outbound", "✅ Order received: 3 boxes of apples"),
+    ]
+    answered_order = h.store.load(first)
+    assert answered_order is not None
+    assert answered_order.messages[1].metadata["in_reply_to"] == answered_order.messages[0].id
+    assert len(sender.sent) == 2
+    assert (report.applied, report.effects) == (2, 2)
     assert nothing_left(h)
 
 
