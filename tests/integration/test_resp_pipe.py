@@ -130,8 +130,17 @@ def test_a_killed_connection_fails_the_call_in_flight_and_the_next_call_reconnec
     async def body(pipe: RespPipe) -> tuple[BaseException | None, list[Any]]:
         await pipe.execute([("CLIENT", "SETNAME", "hotpath")])
         blocked = asyncio.ensure_future(pipe.execute([("BLPOP", "never", "5")]))
-        await asyncio.sleep(0.2)
-        redis_client.client_kill_filter(_type="normal", skipme=True, laddr=None, user=None)
+        deadline = asyncio.get_running_loop().time() + 5
+        while not (
+            waiting := [
+                c
+                for c in redis_client.client_list()
+                if (c["name"], c["cmd"]) == ("hotpath", "blpop")
+            ]
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "BLPOP never reached Redis"
+            await asyncio.sleep(0.01)
+        redis_client.client_kill_filter(_id=waiting[0]["id"])
         failure: BaseException | None = None
         try:
             await blocked
