@@ -178,7 +178,10 @@ class RespPipe:
 
     async def _open(self, connection_class: type[Any], kwargs: Mapping[str, Any]) -> _Replies:
         loop = asyncio.get_running_loop()
-        timeout = kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout")
+        # redis-py waits for ever without a configured timeout; a webhook call must not.
+        timeout = (
+            kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout") or self.timeout
+        )
         protocol = _Replies()
         unix = issubclass(connection_class, redis.asyncio.UnixDomainSocketConnection)
         tls = issubclass(connection_class, redis.asyncio.SSLConnection)
