@@ -19,13 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import (
-    ROOT,
-    PrometheusServer,
-    PrometheusTools,
-    Service,
-    find_or_install_prometheus,
-)
+from tests.e2e.conftest import ROOT, PrometheusServer, PrometheusTools, Service
 from wa_sessions.demo import TwilioSimulator
 from wa_sessions.metrics import dashboard, preview
 
@@ -224,6 +218,8 @@ def test_missing_prometheus_fails_with_the_install_command_instead_of_skipping(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Without promtool on PATH and no root to install it, the tests fail and say how."""
+    from tests.e2e.conftest import find_or_install_prometheus
+
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(pytest.fail.Exception, match="apt-get install prometheus"):

@@ -345,10 +345,9 @@ def test_the_module_uses_no_private_name_of_a_dependency() -> None:
     """No ``_``-prefixed module or attribute of redis-py, hiredis or asyncio (only its own)."""
     import ast
     import inspect
+    import sys
 
-    from wa_sessions.statemachine import resp
-
-    tree = ast.parse(inspect.getsource(resp))
+    tree = ast.parse(inspect.getsource(sys.modules[RespPipe.__module__]))
     private_imports = [
         node.module
         for node in ast.walk(tree)

@@ -17,11 +17,14 @@ from prometheus_client import REGISTRY
 from tests.conftest import FakeClock
 from tests.support import poll
 from wa_sessions.metrics.events import observe_ended_sessions
-from wa_sessions.statemachine.identity import Conversation
+from wa_sessions.statemachine import (
+    Conversation,
+    Message,
+    SessionCreate,
+    SessionService,
+    SessionStatus,
+)
 from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
-from wa_sessions.statemachine.models import Message, SessionCreate, SessionStatus
-from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import to_ms
 from wa_sessions.workers import handlers
 from wa_sessions.workers.handlers import WorkerDeps
 
@@ -103,7 +106,7 @@ def test_concurrent_redrive_passes_wake_each_orphaned_inbox_once(
     convs = [Conversation(phone(i), BUSINESS).key for i in range(100)]
     for conv in convs:
         message = Message(id="SM" + uuid.uuid4().hex, content="hi", timestamp=clock())
-        inbox.accept(conv, message, accepted_ms=to_ms(clock()))
+        inbox.accept(conv, message, accepted_ms=int(clock().timestamp() * 1000))
     poll(lambda: not any(redis_client.exists(store.keys.conv_wake(c)) for c in convs))
     redrives = sample("wa_sessions_redrives_total")
 
