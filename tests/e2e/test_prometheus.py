@@ -2,16 +2,19 @@
 dashboard's queries and the alert rules run by it, and promtool's checks.
 
 Prometheus comes from Debian's ``prometheus`` package (installed by the ``prometheus_tools``
-fixture when missing); each test runs its own server on a loopback port.
+fixture when missing and running as root, else the tests fail with the install command); each
+test runs its own server on a loopback port.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from collections.abc import Callable
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +219,15 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(
             check=False,
         )
         assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_missing_prometheus_fails_with_the_install_command_instead_of_skipping(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without promtool on PATH and no root to install it, the tests fail and say how."""
+    from tests.e2e.conftest import find_or_install_prometheus
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install prometheus"):
+        find_or_install_prometheus()

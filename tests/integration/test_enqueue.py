@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,6 +262,33 @@ def test_wait_without_a_worker_exits_3_after_the_timeout(
     ]
     assert len(stack.queued()) == 1
     assert stack.service.store.status_of(session_id) == SessionStatus.ACTIVE
+
+
+def test_wait_exits_4_when_the_session_ended_otherwise_first(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``complete --wait`` exits 4 when, while its task waits, the session is expired another
+    way; the worker then refuses the complete and the session stays expired."""
+    session_id = stack.open_session()
+    codes: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: codes.append(
+            enqueue.main(["complete", session_id, "--wait", "--timeout", "20"])
+        )
+    )
+    waiting.start()
+    poll(lambda: len(stack.queued()) == 1)  # the task is queued and the script is waiting
+    stack.service.expire_session(session_id, reason="idle")
+    waiting.join(timeout=30)
+
+    assert codes == [4]
+    assert capsys.readouterr().out.splitlines() == [f"session {session_id} is expired"]
+    with running_worker(stack.broker):
+        poll(lambda: stack.queued() == [])
+        stack.broker.join(QUEUE, timeout=5_000)
+    session = stack.service.store.load(session_id, include_messages=False)
+    assert session is not None
+    assert (session.status, session.end_reason) == (SessionStatus.EXPIRED, "idle")
 
 
 # ---- as a process ------------------------------------------------------------------------------
