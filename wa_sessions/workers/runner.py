@@ -136,7 +136,7 @@ class DrainRunner(Generic[C, R]):
                     await self._drain(context, conv)
                 except Exception:
                     # Redis down, a bug: the lease lapses and the re-drive pass wakes it again.
-                    log.exception("drain failed; the re-drive pass will wake the conversation")
+                    log.exception("drain of %s failed; the re-drive pass wakes it again", conv)
                 if not self._running.get(conv):
                     break
                 self._running[conv] = False
