@@ -36,9 +36,9 @@ from wa_sessions.workers.effects import (
     EffectsBatch,
     Lease,
     drop_effects,
-    labelled,
     run_effects,
 )
+from wa_sessions.workers.records import labelled
 
 log = logging.getLogger(__name__)
 

@@ -44,18 +44,14 @@ Twilio holds no thread, only its own lease.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
-from typing import Any
 
 import pydantic
 
 from wa_sessions.metrics import MESSAGES
-from wa_sessions.metrics import orders as metrics
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest, OrderExtractor
 from wa_sessions.orders.merge import merge_order
 from wa_sessions.orders.models import ExtractionResult, OrderDetails
@@ -66,8 +62,6 @@ from wa_sessions.statemachine.async_store import AsyncDrainStore
 from wa_sessions.statemachine.models import (
     CUSTOMER_SERVICE_WINDOW,
     Message,
-    MessageDirection,
-    MessageType,
     SessionStatus,
 )
 from wa_sessions.statemachine.store import (
@@ -79,20 +73,16 @@ from wa_sessions.statemachine.store import (
     from_ms,
     parse_effect_record,
 )
+from wa_sessions.workers.records import (
+    History,
+    SessionCounts,
+    covers,
+    labelled,
+    outbound_record,
+    system_note,
+)
 
 log = logging.getLogger(__name__)
-
-_children: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-
-def labelled(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, remembered: ``labels`` validates and locks on every call, and
-    the drain counts a handful of series for every batch."""
-    key = (id(metric), labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
 
 
 @dataclass(frozen=True)
@@ -105,45 +95,18 @@ class Effects:
 
 
 @dataclass
-class _Counts:
-    """One session's metrics, counted once its commit has succeeded (a re-run after a crash
-    must not count twice), each counter once per batch."""
-
-    extractions: Counter[str] = field(default_factory=Counter)
-    seconds: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    orders_changed: int = 0
-    replies: Counter[str] = field(default_factory=Counter)
-
-    def count(self, effects: Effects) -> None:
-        name = effects.extractor.name
-        for outcome, n in self.extractions.items():
-            labelled(metrics.EXTRACTIONS, name, outcome).inc(n)
-        if self.seconds:
-            latency = labelled(metrics.EXTRACTION_LATENCY, name)
-            for seconds in self.seconds:
-                latency.observe(seconds)
-        for reason, n in self.failures.items():
-            labelled(metrics.EXTRACTION_FAILURES, reason).inc(n)
-        if self.orders_changed:
-            metrics.ORDERS_EXTRACTED.inc(self.orders_changed)
-        for outcome, n in self.replies.items():
-            labelled(metrics.REPLIES, effects.sender.name, outcome).inc(n)
-
-
-@dataclass
 class EffectsBatch:
     """The outcome of a batch's effects: what the drain's next step commits, and the metrics to
     count for each session the commit found still active."""
 
     commit: EffectsCommit
-    counts: list[_Counts] = field(default_factory=list)
+    counts: list[SessionCounts] = field(default_factory=list)
 
     def count(self, effects: Effects, committed: list[str]) -> None:
         sessions = self.commit.sessions
         for session, counts, outcome in zip(sessions, self.counts, committed, strict=False):
             if outcome == "ok":
-                counts.count(effects)
+                counts.count(effects.extractor.name, effects.sender.name)
                 for note in session.messages:
                     message = note.message
                     labelled(MESSAGES, message.direction.value, message.message_type.value).inc()
@@ -183,7 +146,7 @@ async def run_effects(
         session_id, message = parse_effect_record(record)
         groups.setdefault(session_id, []).append((index, message))
     outcomes: list[SessionEffects] = []
-    counts: list[_Counts] = []
+    counts: list[SessionCounts] = []
     for session_id, messages in groups.items():
         run = _SessionRun(lease, effects, clock, session_id, messages)
         outcome = await run.run(step.sessions.get(session_id))
@@ -212,7 +175,7 @@ class _SessionRun:
         self.session_id = session_id
         self.messages = messages
         self.ids = [message.id for _, message in messages]
-        self.counts = _Counts()
+        self.counts = SessionCounts()
         self.notes: list[EffectMessage] = []
 
     async def run(self, session: EffectSession | None) -> SessionEffects | None:
@@ -228,13 +191,13 @@ class _SessionRun:
             )
         except pydantic.ValidationError:
             self.notes.append(
-                _system(
+                system_note(
                     self.clock(),
                     "Order details not updated: the stored order_details are not in the "
                     "expected shape; no reply was sent.",
                     event="extraction_failed",
                     reason=FailureReason.OTHER.value,
-                    **_covers(self.ids),
+                    **covers(self.ids),
                 )
             )
             return SessionEffects(self.session_id, None, self.notes)
@@ -258,7 +221,7 @@ class _SessionRun:
         the lease was lost."""
         extractor = self.effects.extractor
         counts = self.counts
-        history = _History(session.tail, self.messages, extractor.history_limit)
+        history = History(session.tail, self.messages, extractor.history_limit)
         changed = understood = answered = False
         for index, message in self.messages:
             if not await self.lease.cover(extractor.budget_seconds):
@@ -271,7 +234,7 @@ class _SessionRun:
                 counts.extractions["failed"] += 1
                 counts.failures[extracted.reason.value] += 1
                 self.notes.append(
-                    _system(
+                    system_note(
                         self.clock(),
                         f"Order extraction failed ({extracted.reason.value}, "
                         f"{extracted.attempts} attempt(s)): {extracted.detail}. The message is "
@@ -307,14 +270,14 @@ class _SessionRun:
         if last_inbound is None or now >= last_inbound + CUSTOMER_SERVICE_WINDOW:
             closed = last_inbound + CUSTOMER_SERVICE_WINDOW if last_inbound else None
             self.notes.append(
-                _system(
+                system_note(
                     now,
                     "Reply not sent: WhatsApp's 24-hour customer-service window closed at "
                     f"{closed.isoformat() if closed else 'an unknown time'}; only approved "
                     "templates may be sent now.",
                     event="reply_skipped",
                     reason="outside_window",
-                    **_covers(ids),
+                    **covers(ids),
                 )
             )
             counts.replies["outside_window"] += 1
@@ -333,7 +296,7 @@ class _SessionRun:
         if isinstance(sent, SendFailure):
             code = f", error {sent.code}" if sent.code else ""
             self.notes.append(
-                _system(
+                system_note(
                     at,
                     f"Reply failed ({sent.reason.value}{code}, {sent.attempts} attempt(s)): "
                     f"{sent.detail}.",
@@ -341,53 +304,14 @@ class _SessionRun:
                     reason=sent.reason.value,
                     error_code=sent.code,
                     attempts=sent.attempts,
-                    **_covers(ids),
+                    **covers(ids),
                 )
             )
             counts.replies["failed"] += 1
             return True
-        self.notes.append(_outbound(at, body, sender.name, sent, ids))
+        self.notes.append(outbound_record(at, body, sender.name, sent, ids))
         counts.replies["sent" if sent.sent else "logged"] += 1
         return True
-
-
-class _History:
-    """Each record's history for the extractor: the session's messages before it, at most
-    ``limit``, from the tail the drain step returned (older messages as stored JSON, the batch's
-    own as record indexes), parsed only when asked for."""
-
-    def __init__(self, tail: list[str | int], messages: list[tuple[int, Message]], limit: int):
-        self.limit = limit
-        self.tail = tail if limit > 0 else []
-        self.own = dict(messages)
-        self.parsed: list[Message | None] = [None] * len(self.tail)
-
-    def _message(self, position: int) -> Message | None:
-        item = self.tail[position]
-        if isinstance(item, int):
-            return self.own.get(item)
-        found = self.parsed[position]
-        if found is None:
-            found = self.parsed[position] = Message.model_validate_json(item)
-        return found
-
-    def before(self, index: int) -> list[Message]:
-        if not self.tail:
-            return []
-        # Everything before the record's own message (or, if that has been trimmed away, every
-        # stored message and the records before it).
-        end = next((p for p, item in enumerate(self.tail) if item == index), len(self.tail))
-        positions = [
-            p for p in range(end) if not isinstance(self.tail[p], int) or int(self.tail[p]) < index
-        ][-self.limit :]
-        return [m for p in positions if (m := self._message(p)) is not None]
-
-
-def _covers(ids: list[str]) -> dict[str, Any]:
-    """Metadata naming the messages a reply (or a note about it) answers."""
-    if len(ids) == 1:
-        return {"in_reply_to": ids[0]}
-    return {"in_reply_to": ids[-1], "replies_to": ids}
 
 
 async def _extract(
@@ -409,41 +333,3 @@ async def _send(
     except Exception as exc:
         log.exception("reply sender %s raised", sender.name)
         return SendFailure(FailureReason.OTHER, f"sender error: {type(exc).__name__}")
-
-
-def _system(at: datetime, content: str, **metadata: Any) -> EffectMessage:
-    return EffectMessage(
-        Message(
-            id=f"sys-{uuid.uuid4().hex}",
-            content=content,
-            message_type=MessageType.SYSTEM,
-            direction=MessageDirection.OUTBOUND,
-            timestamp=at,
-            metadata={k: v for k, v in metadata.items() if v is not None},
-        )
-    )
-
-
-def _outbound(
-    at: datetime, body: str, sender: str, sent: SendResult, ids: list[str]
-) -> EffectMessage:
-    metadata: dict[str, Any] = {
-        "sender": sender,
-        "sent": sent.sent,
-        "delivery_status": sent.status,
-        **_covers(ids),
-    }
-    if sent.sid:
-        metadata["twilio_sid"] = sent.sid
-    return EffectMessage(
-        Message(
-            id=sent.sid or f"out-{uuid.uuid4().hex}",
-            content=body,
-            message_type=MessageType.TEXT,
-            direction=MessageDirection.OUTBOUND,
-            timestamp=at,
-            metadata=metadata,
-        ),
-        twilio_sid=sent.sid or "",
-        delivery_status=sent.status,
-    )
