@@ -45,6 +45,9 @@ _CHANNEL = "whatsapp:"
 #: The ``Retry-After`` of the last 429 the current task got (``TwilioRestException`` drops it).
 _retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
 
+#: Connections to Twilio's API one process may open.
+MAX_CONNECTIONS = 1000
+
 _SDK_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
 
 
@@ -58,7 +61,12 @@ class _HttpClient(AsyncHttpClient):  # type: ignore[misc]  # the SDK is untyped 
 
     def __init__(self, timeout_seconds: float) -> None:
         super().__init__(logging.getLogger("twilio.async_http_client"), True, timeout_seconds)
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_seconds))
+        # aiohttp's default pool holds 100 connections; a drain loop has up to
+        # WORKER_MAX_IN_FLIGHT sends in flight (as many as OpenAI's SDK allows: 1,000).
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+        )
 
     async def request(
         self,
