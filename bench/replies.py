@@ -32,8 +32,10 @@ Run: ``python -m bench.replies CONFIG.json OUT.json`` (the bench does; see ``Loa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -51,6 +53,8 @@ from .load import BODY, WEBHOOK_PATH, percentile, phone
 from .standins import ACCOUNT_SID, ITEM, QUANTITY
 
 FLAT_GROWTH_SECONDS = 0.25
+#: ``nice`` increment of the generator and the stand-ins (negative: ahead of the service).
+PRIORITY = -10
 SAMPLE_SECONDS = 0.25
 _COVERED = re.compile(rf"(\d+) x {re.escape(ITEM)}")
 
@@ -187,6 +191,9 @@ class _Generator:
         self.reply_times: list[float | None] = [None] * self.planned
         self.sent = 0
         self.answered = 0
+        self.late_answered = 0
+        #: The first message of the schedule not answered yet.
+        self.oldest = 0
         self.http: Counter[str] = Counter()
         self.http_ms: list[float] = []
         self.late = 0
@@ -313,23 +320,31 @@ class _Generator:
                 if index < self.planned and self.reply_times[index] is None:
                     self.reply_times[index] = float(at)
                     self.answered += 1
+                    if float(at) - self.send_times[index] > self.cfg.limit_seconds:
+                        self.late_answered += 1
             self.upto[k] = max(self.upto[k], covered)
+
+    def _advance_oldest(self) -> None:
+        """Moves ``oldest`` past the answered messages at the head of the schedule."""
+        while self.oldest < self.planned and self.reply_times[self.oldest] is not None:
+            self.oldest += 1
 
     def _late_now(self, now: float) -> int:
         """Messages already later than the limit, answered or not."""
-        limit = self.cfg.limit_seconds
-        count = 0
-        for i in range(self.sent):
+        self._advance_oldest()
+        count = self.late_answered
+        for i in range(self.oldest, self.planned):
             sent = self.send_times[i]
-            reply = self.reply_times[i]
-            if sent and (reply if reply is not None else now) - sent > limit:
+            if not sent or now - sent <= self.cfg.limit_seconds:
+                break
+            if self.reply_times[i] is None:
                 count += 1
         return count
 
     def _oldest_unanswered(self, now: float) -> float:
-        for i in range(self.sent):
-            if self.reply_times[i] is None and self.send_times[i]:
-                return now - self.send_times[i]
+        self._advance_oldest()
+        if self.oldest < self.planned and self.send_times[self.oldest]:
+            return now - self.send_times[self.oldest]
         return 0.0
 
     def _expire_http(self, now: float) -> None:
@@ -443,6 +458,14 @@ class _Generator:
         )
 
 
+def raise_priority() -> None:
+    """The load generator and the stand-ins play Twilio and OpenAI, which do not share the
+    service's CPUs: ahead of the system under test in the scheduler's queue (when allowed), so a
+    saturated service does not delay their clocks and sends."""
+    with contextlib.suppress(OSError):
+        os.nice(PRIORITY)
+
+
 def _slope(points: list[tuple[float, int]]) -> float:
     n = len(points)
     if n < 2:
@@ -456,6 +479,7 @@ def _slope(points: list[tuple[float, int]]) -> float:
 
 def main(argv: list[str]) -> int:
     cfg = LoadConfig(**json.loads(Path(argv[0]).read_text()))
+    raise_priority()
     generator = _Generator(cfg)
     outcome = uvloop.run(generator.run())
     Path(argv[1]).write_text(json.dumps(asdict(outcome)))

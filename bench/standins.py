@@ -330,7 +330,10 @@ class StandIns:
 
 
 def main(argv: list[str]) -> int:
+    from .replies import raise_priority
+
     openai_port, twilio_port, ready = int(argv[0]), int(argv[1]), Path(argv[2])
+    raise_priority()
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(serve(openai_port, twilio_port, ready))
     return 0
