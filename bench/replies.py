@@ -73,7 +73,7 @@ class LoadConfig:
     limit_seconds: float
     #: "p99": stop once the p99 limit is lost; "age": once a message waited abort_age_seconds.
     abort: str = "age"
-    abort_age_seconds: float = 10.0
+    abort_age_seconds: float = 5.0
     #: After the last send, wait at most this long for the last replies.
     drain_seconds: float = 5.0
     period_seconds: float = 3.0

@@ -19,7 +19,16 @@ from pathlib import Path
 from .replies import FLAT_GROWTH_SECONDS, LoadOutcome
 from .report import Document, Target
 from .standins import StandIns
-from .systems import SLACK_SECONDS, SYSTEMS, Delays, Run, Runner, Search
+from .systems import (
+    ABORT_AGE_SECONDS,
+    SLACK_SECONDS,
+    STEP_MESSAGES,
+    SYSTEMS,
+    Delays,
+    Run,
+    Runner,
+    Search,
+)
 
 BEGIN = "<!-- replies section: begin -->"
 END = "<!-- replies section: end -->"
@@ -58,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="length of each capacity-search step (default 5)",
     )
     group.add_argument(
-        "--replies-steps", type=int, default=5, help="most capacity-search steps (default 5)"
+        "--replies-steps", type=int, default=4, help="most capacity-search steps (default 4)"
     )
     group.add_argument(
         "--replies-resolution",
@@ -246,7 +255,7 @@ class ReplySection:
             "yet answered, every 250 ms; flat when its least-squares growth after the first "
             f"limit's worth of the run is under {FLAT_GROWTH_SECONDS} s of traffic. FLUSHALL "
             "and fresh phones before every run; each system warmed up (2 s at 40 msg/s, not "
-            "reported) after every start."
+            "reported, until all answered) after every start."
         )
         doc()
         doc("**The systems**, each on the same private Redis and the same stand-ins:")
@@ -280,10 +289,12 @@ class ReplySection:
         doc()
         doc(
             f"**Fixed rates**: {', '.join(f'{r:g}' for r in self.rates)} messages/s for "
-            f"{args.replies_seconds:g} s each; a run stops early once a message has waited 10 s "
-            "unanswered (`stopped`), and a rate above one that failed is not run. **Capacity**: "
+            f"{args.replies_seconds:g} s each; a run stops early once a message has waited "
+            f"{ABORT_AGE_SECONDS:g} s unanswered (`stopped`), and a rate above one that failed "
+            "is not run. **Capacity**: "
             "the highest rate at which a "
-            f"{args.replies_step_seconds:g} s run answers every message with p99 within the "
+            f"{args.replies_step_seconds:g} s run (longer at low rates: {STEP_MESSAGES} messages, "
+            f"up to {2 * args.replies_step_seconds:g} s) answers every message with p99 within the "
             f"latency floor (OpenAI's delay + Twilio's) plus {SLACK_SECONDS * 1000:.0f} ms; the "
             "search starts below the throughput a failed fixed-rate run reached (or above one "
             f"that held), then brackets and bisects, at most {args.replies_steps} steps, until "

@@ -40,6 +40,10 @@ from .standins import StandIns
 SLACK_SECONDS = 0.25
 WARMUP_RATE = 40.0
 WARMUP_SECONDS = 2.0
+#: A capacity step lasts long enough for this many messages, up to twice its given length.
+STEP_MESSAGES = 150
+#: A fixed-rate run stops once a message has waited this long unanswered.
+ABORT_AGE_SECONDS = 5.0
 _UVICORN = "uvicorn {app} --host 127.0.0.1 --port ${{PORT}} --no-access-log --log-level warning"
 _DRAMATIQ = (
     "dramatiq {module} --processes ${{WORKER_PROCESSES:-2}} --threads ${{WORKER_THREADS:-8}}"
@@ -184,7 +188,16 @@ class Runner:
         # a short unreported load, so no measured run starts cold.
         delays = self.delays
         self.set_delays(Delays(0.0, 0.0))
-        self.run(WARMUP_RATE, WARMUP_SECONDS, abort="age", label="(warm-up) ")
+        # Until every warm-up message is answered: a cold group can take seconds.
+        self.run(
+            WARMUP_RATE,
+            WARMUP_SECONDS,
+            abort="age",
+            abort_age_seconds=60,
+            drain_seconds=60,
+            label="(warm-up) ",
+            settle=False,
+        )
         self.set_delays(delays)
 
     def _wait_workers(self) -> None:
@@ -245,9 +258,10 @@ class Runner:
         seconds: float,
         *,
         abort: str,
-        abort_age_seconds: float = 10.0,
+        abort_age_seconds: float = ABORT_AGE_SECONDS,
         drain_seconds: float | None = None,
         label: str = "",
+        settle: bool = True,
     ) -> Run:
         assert self.procs is not None
         assert self.system is not None
@@ -309,7 +323,7 @@ class Runner:
             f"{outcome.answered}/{outcome.sent}, {outcome.answered_per_s:.0f}/s{stopped}: "
             f"{verdict}"
         )
-        if outcome.missing and not self.settle():
+        if settle and outcome.missing and not self.settle():
             self.restart()
             run.restarted = True
         return run
@@ -347,7 +361,9 @@ class Runner:
                 if ceiling < hi:
                     rate = min(rate, max(lo * (1 + resolution), ceiling))
             rate = round(rate, 1)
-            run = self.run(rate, step_seconds, abort="p99")
+            # Enough messages for a p99 that is not just the maximum, where time allows.
+            seconds = min(2 * step_seconds, max(step_seconds, STEP_MESSAGES / rate))
+            run = self.run(rate, seconds, abort="p99")
             steps.append(run)
             if run.holds:
                 lo = max(lo, rate)
