@@ -103,6 +103,7 @@ class LoadOutcome:
     http_p99_ms: float
     #: Sends more than 5 ms behind their schedule (this process could not keep up).
     late_sends: int
+    late_max_ms: float
     backlog_max: int
     #: Least-squares growth of the backlog over the load, in seconds of offered traffic.
     backlog_growth_s: float
@@ -197,6 +198,7 @@ class _Generator:
         self.http: Counter[str] = Counter()
         self.http_ms: list[float] = []
         self.late = 0
+        self.late_max = 0.0
         self.replies = 0
         self.other = 0
         self.upto = [0] * self.phones
@@ -281,8 +283,10 @@ class _Generator:
                 continue
             # Everything due by now goes out before the next sleep.
             while i < self.planned and start + i * interval <= loop.time():
-                if loop.time() - (start + i * interval) > 0.005:
+                behind = loop.time() - (start + i * interval)
+                if behind > 0.005:
                     self.late += 1
+                    self.late_max = max(self.late_max, behind)
                 if self.idle:
                     self._send(self.idle.pop(), i)
                 else:
@@ -444,6 +448,7 @@ class _Generator:
             http_p50_ms=percentile(http_ms, 50),
             http_p99_ms=percentile(http_ms, 99),
             late_sends=self.late,
+            late_max_ms=self.late_max * 1000,
             backlog_max=max((b for _, b in self.samples), default=0),
             backlog_growth_s=growth,
             stopped_at_s=self.stopped_at,

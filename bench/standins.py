@@ -16,7 +16,8 @@ as the cheapest correct option measured here (see ``docs/BENCHMARKS.md``, replie
 - Control, on either port: ``POST /_config?openai=SECONDS&twilio=SECONDS`` sets the delays,
   ``POST /_reset`` forgets the records, ``GET /_records?since=N`` returns records ``N..`` as
   JSON ``{"next": M, "records": [[time, to, body], ...]}`` (``to`` without ``whatsapp:``),
-  ``GET /_stats`` the request counts and this process's CPU seconds.
+  ``GET /_stats`` the request counts, this process's CPU seconds and those spent in control
+  calls.
 
 Run: ``python -m bench.standins OPENAI_PORT TWILIO_PORT READY_FILE``; SIGTERM exits.
 """
@@ -117,6 +118,8 @@ class State:
     delays: dict[str, float] = field(default_factory=lambda: {"openai": 0.0, "twilio": 0.0})
     counts: dict[str, int] = field(default_factory=lambda: {"openai": 0, "twilio": 0})
     records: list[tuple[float, bytes]] = field(default_factory=list)
+    #: CPU seconds spent answering control calls (the bench's, not the APIs' cost).
+    control_cpu: float = 0.0
     openai: tuple[bytes, bytes] = field(default_factory=_openai_body)
     twilio: tuple[bytes, bytes] = field(default_factory=_twilio_body)
 
@@ -140,7 +143,11 @@ class State:
                 rows.append([at, to.removeprefix(_WHATSAPP), form.get("Body", [""])[0]])
             return "200 OK", json.dumps({"next": since + len(rows), "records": rows}).encode()
         if method == b"GET" and url.path == "/_stats":
-            body = {"counts": self.counts, "cpu_seconds": time.process_time()}
+            body = {
+                "counts": self.counts,
+                "cpu_seconds": time.process_time(),
+                "control_cpu_seconds": self.control_cpu,
+            }
             return "200 OK", json.dumps(body).encode()
         return "404 Not Found", b'{"message": "no such route"}'
 
@@ -187,7 +194,9 @@ class Connection(asyncio.Protocol):
         keep_alive = bool(self.parser.should_keep_alive())
         target = self.target
         if target.startswith(b"/_"):
+            cpu = time.process_time()
             status, body = state.control(method, target)
+            state.control_cpu += time.process_time() - cpu
             self._write(_head(status, len(body), keep_alive=keep_alive) + body, keep_alive)
             return
         n = state.counts[self.kind] = state.counts[self.kind] + 1

@@ -111,7 +111,8 @@ class Run:
     rate: float
     seconds: float
     outcome: LoadOutcome
-    #: CPU of the system's processes and of the stand-ins, per message sent / request served.
+    #: CPU of the system's processes per message sent; of the stand-ins per API request served
+    #: (the time spent answering the bench's control calls taken out).
     system_cpu_us: float
     standins_cpu_us: float
     standins_requests: int
@@ -311,7 +312,13 @@ class Runner:
             seconds=seconds,
             outcome=outcome,
             system_cpu_us=cpu * 1e6 / max(outcome.sent, 1),
-            standins_cpu_us=(after["cpu_seconds"] - stats["cpu_seconds"]) * 1e6 / max(served, 1),
+            standins_cpu_us=(
+                after["cpu_seconds"]
+                - stats["cpu_seconds"]
+                - (after["control_cpu_seconds"] - stats["control_cpu_seconds"])
+            )
+            * 1e6
+            / max(served, 1),
             standins_requests=served,
             queue_max=sampler.max if sampler else 0,
         )
@@ -320,8 +327,8 @@ class Runner:
         self.log(
             f"    {label}{system.name} {rate:.0f}/s x {seconds:.0f} s: p50 {outcome.p50_s:.2f} s "
             f"p99 {outcome.p99_s:.2f} s max {outcome.max_s:.2f} s, answered "
-            f"{outcome.answered}/{outcome.sent}, {outcome.answered_per_s:.0f}/s{stopped}: "
-            f"{verdict}"
+            f"{outcome.answered}/{outcome.sent}, {outcome.answered_per_s:.0f}/s{stopped}, "
+            f"{outcome.late_sends} late sends (max {outcome.late_max_ms:.0f} ms): {verdict}"
         )
         if settle and outcome.missing and not self.settle():
             self.restart()
