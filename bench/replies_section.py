@@ -32,6 +32,8 @@ from .systems import (
 
 BEGIN = "<!-- replies section: begin -->"
 END = "<!-- replies section: end -->"
+#: Hand-written findings, kept inside the block.
+FINDINGS = Path(__file__).with_name("replies_findings.md")
 #: The issue's scenario: OpenAI answering in 0.8 s, Twilio in 0.2 s.
 SLOW = Delays(0.8, 0.2)
 
@@ -312,6 +314,9 @@ class ReplySection:
         for delays in self.scenarios:
             self._scenario(doc, delays)
         self._costs(doc)
+        if FINDINGS.exists():
+            doc.lines += FINDINGS.read_text().rstrip().splitlines()
+            doc()
         doc(END)
         return doc
 
