@@ -56,6 +56,7 @@ FLAT_GROWTH_SECONDS = 0.25
 #: ``nice`` increment of the generator and the stand-ins (negative: ahead of the service).
 PRIORITY = -10
 SAMPLE_SECONDS = 0.25
+_TICK = 0.001
 _COVERED = re.compile(rf"(\d+) x {re.escape(ITEM)}")
 
 
@@ -278,11 +279,13 @@ class _Generator:
         while i < self.planned and self.stopped_at is None:
             due = start + i * interval
             wait = due - loop.time()
-            if wait > 0:
+            # uvloop's timers and clock have millisecond resolution: a shorter sleep would spin.
+            if wait >= _TICK:
                 await asyncio.sleep(wait)
                 continue
-            # Everything due by now goes out before the next sleep.
-            while i < self.planned and start + i * interval <= loop.time():
+            # Everything due within the tick goes out before the next sleep (at most 1 ms early:
+            # message-to-reply counts from the actual send).
+            while i < self.planned and start + i * interval < loop.time() + _TICK:
                 behind = loop.time() - (start + i * interval)
                 if behind > 0.005:
                     self.late += 1
