@@ -9,10 +9,12 @@ stand-ins for longer than one upstream delay) or, if it does not within a few se
 processes are restarted, so no run inherits another's backlog.
 
 Capacity: the highest rate at which a short run answers every message with p99 within the
-latency floor (OpenAI's delay plus Twilio's) plus 250 ms. The search starts from what the
-fixed-rate runs showed (below the throughput a failed run achieved, or above a rate that
-held), doubles or halves until it has a rate that holds and one that fails, then bisects
-(geometrically) until they are within ``resolution`` of each other or the steps run out.
+latency floor (OpenAI's delay plus Twilio's) plus 250 ms and a flat backlog. A step that lost
+its p99 while its backlog stayed flat (a stall, not overload) is run once more. The search
+starts from what the fixed-rate runs showed (below the throughput a failed run achieved, or
+above a rate that held), doubles or halves until it has a rate that holds and one that fails,
+then bisects (geometrically) until they are within ``resolution`` of each other or the steps
+run out.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from wa_sessions.workers.broker import NAMESPACE, QUEUE
 
 from .peers.common import PEER_QUEUE_KEY
 from .procs import AUTH_TOKEN, WORKER_THREADS, Processes
-from .replies import LoadConfig, LoadOutcome
+from .replies import FLAT_GROWTH_SECONDS, LoadConfig, LoadOutcome
 from .standins import StandIns
 
 SLACK_SECONDS = 0.25
@@ -118,6 +120,8 @@ class Run:
     standins_requests: int
     queue_max: int
     restarted: bool = False
+    #: A capacity step run again after a stall.
+    repeat: bool = False
 
     @property
     def holds(self) -> bool:
@@ -372,6 +376,16 @@ class Runner:
             seconds = min(2 * step_seconds, max(step_seconds, STEP_MESSAGES / rate))
             run = self.run(rate, seconds, abort="p99")
             steps.append(run)
+            if (
+                not run.holds
+                and run.outcome.backlog_growth_s <= FLAT_GROWTH_SECONDS
+                and len(steps) < max_steps
+            ):
+                # The p99 lost while the backlog stayed flat: a stall (this machine is shared),
+                # not overload. The rate gets one more try, and fails only if that fails too.
+                run = self.run(rate, seconds, abort="p99", label="(again) ")
+                run.repeat = True
+                steps.append(run)
             if run.holds:
                 lo = max(lo, rate)
             else:
