@@ -212,7 +212,7 @@ class ReplySection:
                 Target(
                     "ours: capacity with OpenAI 0.8 s + Twilio 0.2 s >= 70% of the capacity with "
                     "instant stand-ins (same run)",
-                    f"{a:.0f} / {b:.0f} msg/s = {ratio:.0%}",
+                    f"{a:g} / {b:g} msg/s = {ratio:.0%}",
                     ratio >= 0.7,
                 )
             )
