@@ -49,7 +49,7 @@ import uvloop
 
 from wa_sessions.demo import TwilioSimulator
 
-from .load import BODY, WEBHOOK_PATH, percentile, phone
+from .load import BODY, WEBHOOK_PATH, percentile, phone, slope
 from .standins import ACCOUNT_SID, ITEM, QUANTITY
 
 FLAT_GROWTH_SECONDS = 0.25
@@ -429,7 +429,7 @@ class _Generator:
         # Growth after the pipeline filled (the first limit's worth of the run).
         warm = [(t, b) for t, b in self.samples if t >= self.cfg.limit_seconds]
         duration = (warm[-1][0] - warm[0][0]) if len(warm) > 1 else 0.0
-        growth = _slope(warm) * duration / self.cfg.rate if duration else 0.0
+        growth = slope(warm) * duration / self.cfg.rate if duration else 0.0
         t0 = started_at + self.cfg.limit_seconds
         t1 = (started_at + self.stopped_at) if self.stopped_at is not None else last_send
         in_window = sum(1 for r in self.reply_times if r is not None and t0 <= r <= t1)
@@ -473,17 +473,6 @@ def raise_priority() -> None:
     saturated service does not delay their clocks and sends."""
     with contextlib.suppress(OSError):
         os.nice(PRIORITY)
-
-
-def _slope(points: list[tuple[float, int]]) -> float:
-    n = len(points)
-    if n < 2:
-        return 0.0
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    sxy = sum((x - mx) * (y - my) for x, y in points)
-    return sxy / sxx if sxx else 0.0
 
 
 def main(argv: list[str]) -> int:

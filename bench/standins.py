@@ -315,9 +315,8 @@ class StandIns:
             self.proc = None
 
     def _call(self, method: str, path: str) -> Any:
-        req = urllib.request.Request(self.control_url + path, method=method, data=b"")  # noqa: S310
-        if method == "GET":
-            req = urllib.request.Request(self.control_url + path)  # noqa: S310
+        data = b"" if method == "POST" else None
+        req = urllib.request.Request(self.control_url + path, data=data, method=method)  # noqa: S310
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
             return json.loads(resp.read())
 

@@ -13,11 +13,13 @@ each external call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from twilio.request_validator import RequestValidator
 
 from wa_sessions import bootstrap
@@ -97,3 +99,22 @@ def handle_message(d: Deps, form: dict[str, str]) -> None:
     else:
         metadata["message_sid"] = sent.sid
     service.add_message(phone, body, direction=MessageDirection.OUTBOUND, metadata=metadata)
+
+
+def create_app(handle: Callable[[dict[str, str]], object]) -> FastAPI:
+    """A peer's web app: ``GET /healthz`` (builds the dependencies, so the first webhook does
+    not) and ``POST /twilio-webhook-opt``, a plain ``def`` route (FastAPI runs it in its thread
+    pool) that calls ``handle`` with the signed form and answers TwiML."""
+    app = FastAPI()
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        deps()
+        return {"status": "ok"}
+
+    @app.post("/twilio-webhook-opt")
+    def webhook(form: Annotated[dict[str, str], Depends(signed_form)]) -> Response:
+        handle(form)
+        return Response(TWIML, media_type="text/xml")
+
+    return app

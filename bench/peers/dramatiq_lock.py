@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Annotated
 
 import dramatiq
 import redis
-from fastapi import Depends, FastAPI, Response
 
 from wa_sessions.workers.broker import LowLatencyRedisBroker, OneMessagePerThread
 
-from .common import PEER_NAMESPACE, PEER_QUEUE, TWIML, deps, handle_message, signed_form
+from .common import PEER_NAMESPACE, PEER_QUEUE, create_app, deps, handle_message
 
 LOCK_MS = 60_000
 BUSY_RETRY_MS = 100
@@ -53,16 +51,4 @@ def handle_inbound(form: dict[str, str]) -> None:
         _release(keys=[key], args=[token])
 
 
-app = FastAPI()
-
-
-@app.get("/healthz")
-def healthz() -> dict[str, str]:
-    deps()
-    return {"status": "ok"}
-
-
-@app.post("/twilio-webhook-opt")
-def webhook(form: Annotated[dict[str, str], Depends(signed_form)]) -> Response:
-    handle_inbound.send(form)
-    return Response(TWIML, media_type="text/xml")
+app = create_app(handle_inbound.send)

@@ -10,22 +10,11 @@ in its thread pool (anyio's default limiter: 40 threads), so one uvicorn process
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, FastAPI, Response
-
-from .common import TWIML, deps, handle_message, signed_form
-
-app = FastAPI()
+from .common import create_app, deps, handle_message
 
 
-@app.get("/healthz")
-def healthz() -> dict[str, str]:
-    deps()
-    return {"status": "ok"}
-
-
-@app.post("/twilio-webhook-opt")
-def webhook(form: Annotated[dict[str, str], Depends(signed_form)]) -> Response:
+def _handle(form: dict[str, str]) -> None:
     handle_message(deps(), form)
-    return Response(TWIML, media_type="text/xml")
+
+
+app = create_app(_handle)
