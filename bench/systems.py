@@ -206,8 +206,8 @@ class Runner:
         self.set_delays(delays)
 
     def _wait_workers(self) -> None:
-        """Until every Dramatiq worker process of the system has started polling (its queue
-        is consumed), or 30 s."""
+        """Until both Dramatiq worker processes of the system have started their threads, or
+        30 s."""
         assert self.procs is not None
         assert self.system is not None
         if not self.system.queue_key:
@@ -221,7 +221,6 @@ class Runner:
                 for p in self.procs.tree(name)
                 if _threads(p) >= WORKER_THREADS
             ]
-            # Every worker process (WORKER_PROCESSES, 2) has started its threads.
             if len(ready) >= 2:
                 return
             time.sleep(0.1)
