@@ -80,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--quick",
         action="store_true",
-        help="replies section in about 3 minutes: 10 s fixed-rate runs, 3 s steps, 3 steps",
+        help="a shorter replies section (about 4-5 minutes): 10 s fixed-rate runs, 3 s steps, "
+        "3 steps",
     )
 
 
