@@ -6,7 +6,9 @@ measured in the same run, because this machine is shared and noisy.
 Sections: ``webhook`` (HTTP ceiling and latency at half load), ``workers`` (applied messages/s
 against Dramatiq's no-op ceiling at 1, 2 and 4 processes), ``e2e`` (lag and backlog at 50% and
 80% of the webhook's maximum, cost per message), ``memory`` (Redis bytes per message and
-session), and the in-process ``store`` and ``drain`` figures.
+session), the in-process ``store`` and ``drain`` figures, and ``replies`` (message-to-reply with
+slow OpenAI and Twilio stand-ins, ours beside two peers: ``bench/replies_section.py``; run alone,
+it replaces only its own block of ``docs/BENCHMARKS.md``).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import redis
 
 from . import e2e as e2e_mod
 from . import inproc, profile
+from . import replies_section as replies_mod
 from . import webhook as webhook_bench
 from . import workers as worker_bench
 from .load import ensure_wrk, run_max, write_requests
 from .procs import ROOT, Processes, private_redis, procfile
 from .report import Document, Target, header, median, pct, spread
 
-SECTIONS = ("store", "drain", "webhook", "workers", "e2e", "memory")
+SECTIONS = ("store", "drain", "webhook", "workers", "e2e", "memory", "replies")
 FINDINGS = Path(__file__).with_name("findings.md")
 
 
@@ -51,6 +54,8 @@ class Bench:
         self.requests_written = 0
         self.webhook_max: float | None = None
         self.e2e_runs: dict[str, list[e2e_mod.E2ERun]] = {}
+        self.replies_block: list[str] = []
+        self.replies_targets: list[Target] = []
 
     def doc(self) -> Document:
         doc = Document()
@@ -646,6 +651,11 @@ class Bench:
             )
         )
 
+    def replies(self, command: str) -> None:
+        section = replies_mod.run_section(self.args, self.url, self.tmp, command)
+        self.replies_block = section.document().lines
+        self.replies_targets = section.targets
+
     # ---- profiles ----------------------------------------------------------------------------
 
     def profile_webhook(self, web: Processes) -> None:
@@ -730,6 +740,7 @@ def main(argv: list[str] | None = None) -> int:
         help="sample the processes with py-spy under load (default: when py-spy is installed)",
     )
     parser.add_argument("--note", default="", help="a line for the header (e.g. machine state)")
+    replies_mod.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.profile is None:
         args.profile = profile.py_spy() is not None
@@ -740,12 +751,13 @@ def main(argv: list[str] | None = None) -> int:
         redis_version = str(redis.Redis.from_url(server.url).info("server")["redis_version"])
         head = Document()
         given = shlex.join(_without_note(argv if argv is not None else sys.argv[1:]))
+        head_argv = f" {given}" if given else ""
         header(
             head,
             redis_version=redis_version,
             wrk=wrk,
             runs=args.runs,
-            argv=f" {given}" if given else "",
+            argv=head_argv,
         )
         if args.note:
             head(f"- note: {args.note}")
@@ -757,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
             ("workers", bench.workers),
             ("e2e", bench.e2e),
             ("memory", bench.memory),
+            ("replies", lambda: bench.replies(f"./run bench{head_argv}")),
         ]
         for name, step in steps:
             if name not in sections:
@@ -767,6 +780,16 @@ def main(argv: list[str] | None = None) -> int:
             step_started = time.monotonic()
             step()
             print(f"  ({name}: {time.monotonic() - step_started:.0f} s)", flush=True)
+    output = Path(args.output)
+    if sections == {"replies"}:
+        # Alone, the replies section replaces its own block and leaves the rest of the file.
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("\n".join(replies_mod.splice(output, bench.replies_block)) + "\n")
+        print("\n".join(bench.replies_block))
+        for t in bench.replies_targets:
+            print(f"{t.verdict.strip('*'):>6}  {t.name}: {t.measured}")
+        print(f"replies block written to {output}")
+        return 0
     lines = list(head.lines)
     load = os.getloadavg()
     lines += [
@@ -781,6 +804,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append("")
     for doc in bench.sections:
         lines += doc.lines
+    if bench.replies_block:
+        lines += [*bench.replies_block, ""]
     if bench.profiles.lines:
         lines += [
             "## Profiles",
@@ -794,11 +819,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
     if FINDINGS.exists():
         lines += ["", FINDINGS.read_text().rstrip(), ""]
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(lines).rstrip() + "\n")
     print()
-    for t in bench.targets:
+    for t in bench.targets + bench.replies_targets:
         print(f"{t.verdict.strip('*'):>6}  {t.name}: {t.measured}")
     print(f"written to {output}")
     return 0

@@ -32,7 +32,7 @@ from wa_sessions.statemachine.keys import Keys
 from wa_sessions.workers.queues import NAMESPACE, QUEUE
 
 from . import lagprobe
-from .load import LoadResult, percentile, run_paced
+from .load import LoadResult, percentile, run_paced, slope
 from .procs import Processes, RedisSnapshot
 
 FLAT_GROWTH_SECONDS = 0.2
@@ -100,17 +100,6 @@ def _histogram(procs: Processes) -> tuple[float, float]:
         elif line.startswith('wa_sessions_queue_lag_seconds_bucket{le="0.1"}'):
             under = float(line.split()[-1])
     return count, under
-
-
-def _slope(points: list[tuple[float, float]]) -> float:
-    n = len(points)
-    if n < 2:
-        return 0.0
-    mx = sum(x for x, _ in points) / n
-    my = sum(y for _, y in points) / n
-    sxx = sum((x - mx) ** 2 for x, _ in points)
-    sxy = sum((x - mx) * (y - my) for x, y in points)
-    return sxy / sxx if sxx else 0.0
 
 
 _TIMESTAMP = re.compile(r'"timestamp":"([^"]+)"')
@@ -231,7 +220,7 @@ def run_e2e(
         lag_p50_ms=percentile(lags, 50) * 1000,
         lag_p99_ms=percentile(lags, 99) * 1000,
         lag_max_ms=(lags[-1] if lags else 0.0) * 1000,
-        backlog_growth_s=_slope(backlog) * (load_end - load_start) / offered,
+        backlog_growth_s=slope(backlog) * (load_end - load_start) / offered,
         backlog_max=int(max((b for _, b in backlog), default=0)),
         pending_max=max((s[1] for s in in_load), default=0),
         queue_max=max((s[2] for s in in_load), default=0),
