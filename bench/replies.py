@@ -47,7 +47,7 @@ from typing import Any
 import httptools
 import uvloop
 
-from wa_sessions.demo import TwilioSimulator
+from tools.demo import TwilioSimulator
 
 from .load import BODY, WEBHOOK_PATH, percentile, phone, slope
 from .standins import ACCOUNT_SID, ITEM, QUANTITY
