@@ -50,7 +50,7 @@ BUSINESS = "whatsapp:+14155238886"
 T0_MS = 1_780_000_000_000
 DEDUPE_TTL_MS = 7 * 24 * 3600 * 1000
 POLICY = DrainPolicy(
-    lease_ms=5000, batch=100, timeout_ms=24 * 3600 * 1000, cap=5000, keep_ms=31 * 86_400_000
+    lease_ms=600_000, batch=100, timeout_ms=24 * 3600 * 1000, cap=5000, keep_ms=31 * 86_400_000
 )
 
 
