@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.workers.broker import NAMESPACE, QUEUE
 
 from . import lagprobe

@@ -15,11 +15,11 @@ from typing import Any
 import redis
 
 from wa_sessions.demo import TwilioSimulator, new_message_sid
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.store import ingest_call, message_entry, to_ms
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import ingest_call, message_entry, to_ms
 from wa_sessions.webhook.twilio import decode_form, parse_inbound
 from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
 

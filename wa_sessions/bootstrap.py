@@ -22,7 +22,7 @@ from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
 from wa_sessions.replies.sender import LogSender, OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
-from wa_sessions.statemachine.inbox import AsyncInbox, Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.service import SessionService
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import redis
 
 from tests.e2e.conftest import Service
 from wa_sessions.demo import TwilioSimulator, inbound, new_message_sid
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 
 pytestmark = pytest.mark.e2e
 

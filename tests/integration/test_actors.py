@@ -25,10 +25,10 @@ from prometheus_client import REGISTRY
 from tests.support import poll, running_worker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import AsyncInbox, Inbox
 from wa_sessions.statemachine.models import Message, SessionStatus
+from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox
+from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import IngestOutcome
 from wa_sessions.workers.broker import NAMESPACE, QUEUE, DrainWakeMessages, setup_broker
 from wa_sessions.workers.handlers import WorkerDeps
 

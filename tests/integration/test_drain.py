@@ -21,15 +21,15 @@ from prometheus_client import REGISTRY
 
 from wa_sessions.errors import SessionNotFound
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.models import (
     Message,
     MessageDirection,
     MessageType,
     SessionStatus,
 )
+from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.store import DrainStep, IngestOutcome, RedisSessionStore, to_ms
 from wa_sessions.statemachine.service import SessionService, new_session_id
-from wa_sessions.statemachine.store import DrainStep, IngestOutcome, RedisSessionStore, to_ms
 from wa_sessions.workers import handlers
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
 

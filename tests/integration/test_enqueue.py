@@ -23,8 +23,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from tests.support import poll, running_worker
 from wa_sessions.config import Environment, Settings
-from wa_sessions.statemachine.inbox import Inbox
 from wa_sessions.statemachine.models import SessionCreate, SessionStatus
+from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers import enqueue
 from wa_sessions.workers.broker import NAMESPACE, QUEUE, setup_broker

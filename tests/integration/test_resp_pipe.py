@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from wa_sessions.statemachine.resp import RespPipe
+from wa_sessions.statemachine.redis.resp import RespPipe
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ from wa_sessions.statemachine import (
     SessionStatus,
     SessionUpdate,
 )
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 
 PHONE = "+14155550123"
 OTHER = "+442079460958"

@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 
 from wa_sessions.errors import InvalidTransition, SessionNotFound
 from wa_sessions.statemachine import MessageDirection, SessionService, SessionStatus
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 
 BUSINESS = "+14155238886"
 PHONES = ["+14155550001", "+14155550002", "+442079460003"]

@@ -35,7 +35,7 @@ from twilio.request_validator import RequestValidator
 from tests.e2e.conftest import AUTH_TOKEN, Service
 from wa_sessions.demo import new_message_sid
 from wa_sessions.statemachine import SessionService
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 
 BUSINESS = "+14155238886"
 KEYS = Keys()

@@ -37,7 +37,7 @@ from wa_sessions.metrics.orders import (
 from wa_sessions.statemachine.models import MessageDirection, MessageType
 
 if TYPE_CHECKING:
-    from wa_sessions.statemachine.store import RedisSessionStore
+    from wa_sessions.statemachine.redis.store import RedisSessionStore
 
 __all__ = [
     "ACTOR_DURATION",

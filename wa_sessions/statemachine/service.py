@@ -18,7 +18,6 @@ import redis
 from wa_sessions.errors import InvalidTransition, SessionAlreadyActive, SessionNotFound
 from wa_sessions.statemachine import lifecycle
 from wa_sessions.statemachine.identity import Conversation, normalize_address
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.models import (
     Message,
@@ -32,7 +31,8 @@ from wa_sessions.statemachine.models import (
     SessionUpdate,
     WindowState,
 )
-from wa_sessions.statemachine.store import (
+from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.store import (
     CONTEXT_FIELD_PREFIX,
     ORDER_FIELD,
     RedisSessionStore,

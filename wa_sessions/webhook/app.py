@@ -30,10 +30,10 @@ from wa_sessions.errors import (
     WaSessionsError,
 )
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS, render_metrics
-from wa_sessions.statemachine.inbox import AsyncInbox
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
+from wa_sessions.statemachine.redis.inbox import AsyncInbox
+from wa_sessions.statemachine.redis.store import IngestOutcome, to_ms
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import IngestOutcome, to_ms
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.errors import (
     PayloadTooLargeError,

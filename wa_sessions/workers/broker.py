@@ -21,7 +21,7 @@ from dramatiq.common import current_millis
 from wa_sessions.config import Settings
 from wa_sessions.metrics.middleware import ActorMetrics
 from wa_sessions.redaction import install_log_redaction
-from wa_sessions.statemachine.store import QueuedWake
+from wa_sessions.statemachine.redis.store import QueuedWake
 
 #: Dramatiq queue of every actor here: wake-ups are tiny and uniform, one queue suffices.
 QUEUE = "wa_sessions"

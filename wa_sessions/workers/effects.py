@@ -59,8 +59,7 @@ from wa_sessions.statemachine.models import (
     MessageType,
     SessionStatus,
 )
-from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import (
+from wa_sessions.statemachine.redis.store import (
     DrainStep,
     EffectMessage,
     EffectsCommit,
@@ -69,6 +68,7 @@ from wa_sessions.statemachine.store import (
     from_ms,
     parse_effect_record,
 )
+from wa_sessions.statemachine.service import SessionService
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.replies.sender import OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import Inbox
 from wa_sessions.statemachine.lifecycle import Trigger
+from wa_sessions.statemachine.redis.inbox import Inbox
+from wa_sessions.statemachine.redis.store import DrainPolicy, DrainStep, EntryResult
 from wa_sessions.statemachine.service import SessionService, new_session_id
-from wa_sessions.statemachine.store import DrainPolicy, DrainStep, EntryResult
 from wa_sessions.workers.effects import (
     Effects,
     EffectsBatch,

@@ -16,8 +16,6 @@ from typing import Any, cast
 
 import redis
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import (
     Message,
     MessageDirection,
@@ -25,6 +23,8 @@ from wa_sessions.statemachine.models import (
     Session,
     SessionStatus,
 )
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.keys import Keys
 
 CONTEXT_FIELD_PREFIX = "ctx:"
 ORDER_FIELD = "order"

@@ -17,11 +17,11 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import Message
-from wa_sessions.statemachine.resp import RespPipe
-from wa_sessions.statemachine.store import (
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.resp import RespPipe
+from wa_sessions.statemachine.redis.store import (
     IngestOutcome,
     QueuedWake,
     RedisSessionStore,

@@ -17,9 +17,9 @@ having work pending.
 
 from __future__ import annotations
 
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.lifecycle import transition_table
 from wa_sessions.statemachine.models import DELIVERY_RANK
+from wa_sessions.statemachine.redis.keys import Keys
 
 _CORE = r"""
 -- Ends `sid` with `trigger` if the lifecycle table allows it. Returns ok, state-after-or-before.

@@ -15,8 +15,8 @@ from enum import StrEnum
 
 import redis.asyncio
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.keys import Keys
 
 #: How long a callback for a reply not (yet) committed is kept for the commit to pick up.
 UNMAPPED_TTL_SECONDS = 86_400
