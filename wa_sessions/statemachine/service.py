@@ -31,14 +31,8 @@ from wa_sessions.statemachine.models import (
     SessionUpdate,
     WindowState,
 )
-from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.statemachine.redis.store import (
-    CONTEXT_FIELD_PREFIX,
-    ORDER_FIELD,
-    RedisSessionStore,
-    counts_by,
-    to_ms,
-)
+from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix
+from wa_sessions.statemachine.redis.store import RedisSessionStore, counts_by, to_ms
 
 Clock = Callable[[], datetime]
 
@@ -203,11 +197,11 @@ class SessionService:
         delete_fields: list[str] = []
         for name, value in (updates.context or {}).items():
             if value is None:
-                delete_fields.append(CONTEXT_FIELD_PREFIX + name)
+                delete_fields.append(SessionFieldPrefix.CONTEXT + name)
             else:
-                set_fields[CONTEXT_FIELD_PREFIX + name] = json.dumps(value)
+                set_fields[SessionFieldPrefix.CONTEXT + name] = json.dumps(value)
         if updates.order_details is not None:
-            set_fields[ORDER_FIELD] = json.dumps(updates.order_details)
+            set_fields[SessionField.ORDER] = json.dumps(updates.order_details)
         if (set_fields or delete_fields) and not self.store.update_fields(
             session_id, set_fields, delete_fields
         ):
@@ -327,8 +321,8 @@ class SessionService:
             end_reason=session.end_reason,
             duration_seconds=max(0.0, (end - session.created_at).total_seconds()),
             message_count=session.message_count,
-            messages_by_direction=counts_by(session, "n:"),
-            messages_by_type=counts_by(session, "t:"),
+            messages_by_direction=counts_by(session, SessionFieldPrefix.BY_DIRECTION),
+            messages_by_type=counts_by(session, SessionFieldPrefix.BY_TYPE),
             first_message_at=first.timestamp if first else None,
             last_message_at=last.timestamp if last else None,
             last_activity=session.last_activity,

@@ -34,7 +34,7 @@ from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.redis.inbox import Inbox
-from wa_sessions.statemachine.redis.store import DrainPolicy, DrainStep, EntryResult
+from wa_sessions.statemachine.redis.store import DrainPolicy, DrainStep, EntryKind, EntryResult
 from wa_sessions.statemachine.service import SessionService, new_session_id
 from wa_sessions.workers.effects import (
     Effects,
@@ -96,7 +96,7 @@ class DrainReport:
     effects: int = 0
 
 
-_KIND_TRIGGER = {"c": Trigger.COMPLETE.value, "x": Trigger.EXPIRE.value}
+_KIND_TRIGGER = {EntryKind.COMPLETE: Trigger.COMPLETE.value, EntryKind.EXPIRE: Trigger.EXPIRE.value}
 
 
 def drain_conversation(deps: WorkerDeps, conv: str) -> DrainReport:
@@ -191,8 +191,8 @@ def _observe(step: DrainStep, now_ms: int, report: DrainReport) -> None:
             continue
         report.applied += 1
         started += result.created
-        if result.kind == "m":
-            messages[result.a, result.b] += 1
+        if result.kind is EntryKind.MESSAGE:
+            messages[result.direction, result.message_type] += 1
             metrics.QUEUE_LAG.observe(max(0, now_ms - result.accepted_ms) / 1000)
             continue
         # Session ends are counted from the store's ended-events list, whichever path ended them.

@@ -19,6 +19,7 @@ from redis.exceptions import NoScriptError
 
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.entries import message_entry, operation_entry
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.resp import RespPipe
 from wa_sessions.statemachine.redis.store import (
@@ -26,8 +27,6 @@ from wa_sessions.statemachine.redis.store import (
     QueuedWake,
     RedisSessionStore,
     ingest_call,
-    message_entry,
-    operation_entry,
 )
 
 
@@ -69,7 +68,7 @@ class AsyncInbox:
         self.keys = keys
         self.policy = policy or InboxPolicy()
         self.wake_message = wake_message
-        self._script = client.register_script(scripts.build(keys)["ingest"])
+        self._script = client.register_script(scripts.source("ingest", keys))
         timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._pipe = RespPipe(client, timeout=timeout or 5.0)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []

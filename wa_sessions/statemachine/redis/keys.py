@@ -1,4 +1,5 @@
-"""Every Redis key the service uses, named in this one module (for Python and for the Lua scripts).
+"""Every Redis key and every hash field the service uses, named in this one module; the Lua
+scripts get the same names from ``lua_prelude`` (no name is spelled twice).
 
 Layout (``P`` is the configurable prefix, ``wa:`` by default; ``conv`` is
 ``<customer>|<business>``; times are epoch milliseconds):
@@ -54,7 +55,55 @@ them from the indexes (and deletes them) when the retention period has passed.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SessionField(StrEnum):
+    """The fields of a session hash (``Keys.session``)."""
+
+    SESSION_ID = "sid"
+    PHONE = "phone"
+    BUSINESS = "biz"
+    CONV = "conv"
+    STATUS = "status"
+    CREATED = "created"
+    LAST_ACTIVITY = "last"
+    LAST_INBOUND = "last_in"
+    ENDED = "ended"
+    END_REASON = "end_reason"
+    MESSAGE_COUNT = "count"
+    TRIMMED = "trimmed"
+    ORDER = "order"
+
+
+class SessionFieldPrefix(StrEnum):
+    """Families of session hash fields: a prefix, then a name."""
+
+    #: Messages per direction: ``n:inbound``, ``n:outbound``.
+    BY_DIRECTION = "n:"
+    #: Messages per type: ``t:text``, ``t:image``, ...
+    BY_TYPE = "t:"
+    #: One context key's JSON value: ``ctx:<name>``.
+    CONTEXT = "ctx:"
+
+
+class OutboundField(StrEnum):
+    """The fields of an outbound reply's hash (``Keys.outbound``)."""
+
+    SESSION_ID = "sess"
+    MESSAGE_ID = "mid"
+    POSITION = "pos"
+    STATUS = "status"
+    RANK = "rank"
+    ERROR_CODE = "error_code"
+
+
+class OutboundFieldPrefix(StrEnum):
+    #: ``seen:<status>``: a status callback received (dedupe).
+    SEEN = "seen:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,19 +177,46 @@ class Keys:
         return f"{self.prefix}out:{message_sid}"
 
     def lua_prelude(self) -> str:
-        """The same names as Lua functions, for scripts that reach keys derived from data."""
-        p = self.prefix.replace("\\", "\\\\").replace("'", "\\'")
-        return f"""
-local P = '{p}'
-local function k_sess(sid) return P .. 's:' .. sid end
-local function k_msgs(sid) return P .. 's:' .. sid .. ':m' end
-local function k_conv(conv, suffix) return P .. 'c:{{' .. conv .. '}}:' .. suffix end
-local function k_out(message_sid) return P .. 'out:' .. message_sid end
-local K_ACTIVE = P .. 'idx:active'
-local K_ALL = P .. 'idx:all'
-local K_ENDED = P .. 'idx:ended'
-local K_PENDING = P .. 'idx:pending'
-local K_ENDED_EVENTS = P .. 'events:ended'
-local K_WAKE_TTL = P .. 'wake:ttl'
-local function k_status(status) return P .. 'idx:status:' .. status end
-"""
+        """The same names for Lua, generated from the methods above: functions for keys derived
+        from data, constants for the global keys, the hash fields as tables (``S.status``)."""
+        return "\n".join(
+            [
+                _lua_function("k_sess", self.session, "sid"),
+                _lua_function("k_msgs", self.session_messages, "sid"),
+                _lua_function("k_conv", self._conv, "conv", "suffix"),
+                _lua_function("k_out", self.outbound, "message_sid"),
+                _lua_function("k_status", self.status_index, "status"),
+                f"local K_ACTIVE = {_lua_string(self.active)}",
+                f"local K_ALL = {_lua_string(self.all)}",
+                f"local K_ENDED = {_lua_string(self.ended)}",
+                f"local K_PENDING = {_lua_string(self.pending)}",
+                f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
+                f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
+                "-- Session hash fields, then field families (S.context .. name).",
+                f"local S = {lua_table(SessionField, SessionFieldPrefix)}",
+                "-- Outbound reply hash fields, then families (O.seen .. status).",
+                f"local O = {lua_table(OutboundField, OutboundFieldPrefix)}",
+                "",
+            ]
+        )
+
+
+def lua_table(*enums: type[StrEnum]) -> str:
+    """A Lua table constructor mapping each member's lower-case name to its value."""
+    items = ", ".join(
+        f"{member.name.lower()} = {_lua_string(member.value)}" for enum in enums for member in enum
+    )
+    return "{" + items + "}"
+
+
+def _lua_function(name: str, build: Callable[..., str], *params: str) -> str:
+    """A Lua function that builds the same key as ``build``: called with markers in place of
+    its arguments, the key it returns is cut at the markers into literals and parameters."""
+    marks = {f"\x00{param}\x00": param for param in params}
+    pieces = re.split("(\x00\\w+\x00)", build(*marks))
+    body = " .. ".join(marks[p] if p in marks else _lua_string(p) for p in pieces if p)
+    return f"local function {name}({', '.join(params)}) return {body} end"
+
+
+def _lua_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,16 @@
+-- end_session: fires a lifecycle trigger (complete, expire) on one session, atomically.
+--
+-- Uses: sessions
+-- KEYS: none (the keys are derived from the session id)
+-- ARGV:
+--   sid             str   the session
+--   trigger         str   complete or expire
+--   now             int   the end time (ms)
+--   keep_ms         int   how long the ended session's keys live
+--   reason          str   its end reason
+-- Returns {'ok', new state}, {'missing', ''} or {'invalid', current state}.
+
+local ok, st = end_session(ARG.sid, ARG.trigger, ARG.now, ARG.reason, ARG.keep_ms)
+if ok then return {'ok', st} end
+if st == 'missing' then return {'missing', ''} end
+return {'invalid', st}
