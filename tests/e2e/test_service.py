@@ -15,7 +15,7 @@ import redis
 
 from tests.e2e.conftest import Service
 from wa_sessions.demo import TwilioSimulator, inbound, new_message_sid
-from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys, SessionField
 
 pytestmark = pytest.mark.e2e
 
@@ -98,8 +98,8 @@ def test_killed_worker_loses_nothing_and_its_phones_resume_within_seconds(
 
     def applied() -> int:
         return sum(
-            int(e2e_client.hget(keys.session(sid), "count") or 0)
-            for sid in e2e_client.zrange(keys.all, 0, -1)
+            int(e2e_client.hget(keys.session(conv, sid), SessionField.MESSAGE_COUNT) or 0)
+            for sid, conv in e2e_client.hgetall(keys.session_conv).items()
         )
 
     threads = [threading.Thread(target=feed, args=(p,)) for p in phones]

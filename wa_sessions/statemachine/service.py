@@ -142,7 +142,7 @@ class SessionService:
         )
         if not created:
             raise SessionAlreadyActive(sid)
-        session = self.store.load(sid)
+        session = self.store.load(sid, conv=conv.key)
         assert session is not None
         return session
 
@@ -161,7 +161,7 @@ class SessionService:
         )
         if sid is None:
             return None
-        return self.store.load(sid, include_messages=include_messages)
+        return self.store.load(sid, conv=conv.key, include_messages=include_messages)
 
     def get_latest_session_by_phone(
         self,
@@ -179,7 +179,9 @@ class SessionService:
         sid = sid or self.store.latest_session_id(conv.key)
         if sid is None:
             return None
-        return self.store.load(sid, include_messages=include_messages, message_limit=message_limit)
+        return self.store.load(
+            sid, conv=conv.key, include_messages=include_messages, message_limit=message_limit
+        )
 
     def get_session_by_id(
         self, session_id: str, *, include_messages: bool = True
@@ -230,7 +232,8 @@ class SessionService:
         self.store.expire_if_idle(
             session_id, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
         )
-        state = self.store.status_of(session_id)
+        conv = self.store.conv_of(session_id)
+        state = self.store.status_of(session_id, conv=conv) if conv else None
         if state is None:
             raise SessionNotFound(f"no session {session_id}")
         lifecycle.fire(session_id, state, trigger)
@@ -242,7 +245,7 @@ class SessionService:
         if outcome == "invalid":
             # Another process ended it between our read and our write.
             raise InvalidTransition(session_id, after, trigger.value)
-        session = self.store.load(session_id, include_messages=False)
+        session = self.store.load(session_id, conv=conv, include_messages=False)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
         return session
@@ -286,7 +289,7 @@ class SessionService:
             keep_ms=self.keep_ms,
             carry=self.carry_over_context_keys,
         )
-        session = self.store.load(result.session_id, include_messages=False)
+        session = self.store.load(result.session_id, conv=conv.key, include_messages=False)
         assert session is not None
         return session
 
@@ -301,15 +304,16 @@ class SessionService:
         sid = sid or self.store.latest_session_id(conv.key)
         if sid is None:
             return []
-        return self.store.messages(sid, limit)
+        return self.store.messages(sid, limit, conv=conv.key)
 
     def get_session_summary(self, session_id: str) -> SessionSummary:
         session = self.get_session_by_id(session_id, include_messages=False)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
         now = self.clock()
-        first = self.store.messages_at(session_id, 0)
-        last = self.store.messages_at(session_id, -1)
+        conv = Conversation(session.phone_number, session.business_number).key
+        first = self.store.messages_at(session_id, 0, conv=conv)
+        last = self.store.messages_at(session_id, -1, conv=conv)
         end = session.ended_at or now
         return SessionSummary(
             session_id=session.session_id,

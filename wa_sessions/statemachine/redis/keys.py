@@ -7,10 +7,10 @@ Layout (``P`` is the configurable prefix, ``wa:`` by default; ``conv`` is
 ===============================  ======  =====================================================
 key                              type    holds
 ===============================  ======  =====================================================
-``P s:<sid>``                    hash    one session: status, addresses, times, counters,
-                                         ``ctx:<name>`` -> JSON value per context key,
-                                         ``order`` -> the order details JSON
-``P s:<sid>:m``                  list    the session's messages as JSON, oldest first
+``P c:{conv}:s:<sid>``           hash    one session (``SessionField``): status, addresses,
+                                         times, counters, ``ctx:<name>`` -> JSON value per
+                                         context key, ``order`` -> the order details JSON
+``P c:{conv}:s:<sid>:m``         list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
 ``P c:{conv}:inbox``             list    accepted, not yet applied entries (the mailbox)
@@ -20,6 +20,8 @@ key                              type    holds
                                          extraction, reply) are not committed yet, as
                                          ``<sid>\\t<message JSON>``, oldest first; a drain
                                          finishes them before it applies more of the inbox
+``P idx:conv``                   hash    session id -> its conversation, for lookups by id
+                                         (written when a session opens, removed by the purge)
 ``P idx:active``                 zset    active sessions by last activity (expiry sweep)
 ``P idx:all``                    zset    every session by created time (admin listing)
 ``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
@@ -31,7 +33,7 @@ key                              type    holds
                                          the MessageSid without its last 3 characters (the
                                          shard), one hash per time bucket (a day) and shard;
                                          expires a dedupe period after its bucket closes
-``P out:<MessageSid>``           hash    one outbound reply sent through Twilio: ``sess``,
+``P out:<MessageSid>``           hash    one outbound reply (``OutboundField``): ``sess``,
                                          ``mid`` and ``pos`` (its session, message id and
                                          absolute index in the history), the furthest
                                          ``status`` and its ``rank``, ``error_code``, and
@@ -46,8 +48,15 @@ key                              type    holds
                                          job (capped at 100,000 when nobody consumes it)
 ===============================  ======  =====================================================
 
-Per-conversation keys share the ``{conv}`` hash tag. The global indexes are updated in the same
-scripts as the session they index, so the store needs a single Redis (or Sentinel), not Cluster.
+Every key of one conversation, its sessions and their histories included, carries the
+conversation's ``{conv}`` hash tag, so a move to Redis Cluster moves no conversation data. The
+global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``) are updated in
+the same scripts as the conversation they index, so the store needs a single Redis (or
+Sentinel), not Cluster, until those scripts are split.
+
+A session's keys need its conversation, so a lookup by session id alone (the session API, the
+operators' script, a status callback's ``out:`` hash) first reads ``idx:conv``: one more HGET
+(a round trip from Python, a hash lookup inside a script) than when the id was the key.
 
 Ended sessions' keys get a TTL of the retention period plus a day; the retention purge removes
 them from the indexes (and deletes them) when the retention period has passed.
@@ -110,11 +119,16 @@ class OutboundFieldPrefix(StrEnum):
 class Keys:
     prefix: str = "wa:"
 
-    def session(self, session_id: str) -> str:
-        return f"{self.prefix}s:{session_id}"
+    def session(self, conv: str, session_id: str) -> str:
+        return self._conv(conv, f"s:{session_id}")
 
-    def session_messages(self, session_id: str) -> str:
-        return f"{self.prefix}s:{session_id}:m"
+    def session_messages(self, conv: str, session_id: str) -> str:
+        return self._conv(conv, f"s:{session_id}:m")
+
+    @property
+    def session_conv(self) -> str:
+        """The ``idx:conv`` hash: session id -> conversation."""
+        return f"{self.prefix}idx:conv"
 
     def _conv(self, conv: str, suffix: str) -> str:
         return f"{self.prefix}c:{{{conv}}}:{suffix}"
@@ -181,11 +195,17 @@ class Keys:
         from data, constants for the global keys, the hash fields as tables (``S.status``)."""
         return "\n".join(
             [
-                _lua_function("k_sess", self.session, "sid"),
-                _lua_function("k_msgs", self.session_messages, "sid"),
-                _lua_function("k_conv", self._conv, "conv", "suffix"),
+                _lua_function("k_sess", self.session, "conv", "sid"),
+                _lua_function("k_msgs", self.session_messages, "conv", "sid"),
+                _lua_function("k_active", self.conv_active, "conv"),
+                _lua_function("k_sessions", self.conv_sessions, "conv"),
+                _lua_function("k_inbox", self.conv_inbox, "conv"),
+                _lua_function("k_lease", self.conv_lease, "conv"),
+                _lua_function("k_wake", self.conv_wake, "conv"),
+                _lua_function("k_effects", self.conv_effects, "conv"),
                 _lua_function("k_out", self.outbound, "message_sid"),
                 _lua_function("k_status", self.status_index, "status"),
+                f"local K_SESSION_CONV = {_lua_string(self.session_conv)}",
                 f"local K_ACTIVE = {_lua_string(self.active)}",
                 f"local K_ALL = {_lua_string(self.all)}",
                 f"local K_ENDED = {_lua_string(self.ended)}",

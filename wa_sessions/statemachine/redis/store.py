@@ -314,18 +314,37 @@ class RedisSessionStore:
     def purge(self, *, cutoff_ms: int, limit: int) -> int:
         return int(self._run("purge", cutoff_ms=cutoff_ms, limit=limit))
 
-    def status_of(self, session_id: str) -> str | None:
-        value = self.client.hget(self.keys.session(session_id), SessionField.STATUS)
+    # Reads by session id: a session's keys carry its conversation's hash tag, so without
+    # ``conv`` the conversation is looked up in ``idx:conv`` first (one more round trip).
+
+    def conv_of(self, session_id: str) -> str | None:
+        """The conversation of a session (None when unknown or purged)."""
+        value = self.client.hget(self.keys.session_conv, session_id)
+        return _s(value) if value is not None else None
+
+    def status_of(self, session_id: str, *, conv: str | None = None) -> str | None:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return None
+        value = self.client.hget(self.keys.session(conv, session_id), SessionField.STATUS)
         return _s(value) if value is not None else None
 
     def load(
-        self, session_id: str, *, include_messages: bool = True, message_limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        conv: str | None = None,
+        include_messages: bool = True,
+        message_limit: int | None = None,
     ) -> Session | None:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return None
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.keys.session(session_id))
+        pipe.hgetall(self.keys.session(conv, session_id))
         if include_messages:
             start = -message_limit if message_limit else 0
-            pipe.lrange(self.keys.session_messages(session_id), start, -1)
+            pipe.lrange(self.keys.session_messages(conv, session_id), start, -1)
         results = pipe.execute()
         fields = results[0]
         if not fields:
@@ -336,18 +355,30 @@ class RedisSessionStore:
     def load_many(self, session_ids: Sequence[str]) -> list[Session]:
         if not session_ids:
             return []
+        convs = self.client.hmget(self.keys.session_conv, list(session_ids))
         pipe = self.client.pipeline(transaction=False)
-        for sid in session_ids:
-            pipe.hgetall(self.keys.session(sid))
+        for sid, conv in zip(session_ids, convs, strict=True):
+            if conv is not None:
+                pipe.hgetall(self.keys.session(_s(conv), sid))
         return [session_from_hash(f, []) for f in pipe.execute() if f]
 
-    def messages(self, session_id: str, limit: int | None = None) -> list[Message]:
+    def messages(
+        self, session_id: str, limit: int | None = None, *, conv: str | None = None
+    ) -> list[Message]:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return []
         start = -limit if limit else 0
-        raw = self.client.lrange(self.keys.session_messages(session_id), start, -1)
+        raw = self.client.lrange(self.keys.session_messages(conv, session_id), start, -1)
         return [Message.model_validate_json(m) for m in cast(list[str], raw)]
 
-    def messages_at(self, session_id: str, index: int) -> Message | None:
-        raw = self.client.lindex(self.keys.session_messages(session_id), index)
+    def messages_at(
+        self, session_id: str, index: int, *, conv: str | None = None
+    ) -> Message | None:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return None
+        raw = self.client.lindex(self.keys.session_messages(conv, session_id), index)
         return Message.model_validate_json(cast(str, raw)) if raw else None
 
     def latest_session_id(self, conv: str) -> str | None:

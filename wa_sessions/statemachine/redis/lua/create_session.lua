@@ -15,7 +15,7 @@
 local sid, expired = current_session(ARG.conv, ARG.ts, ARG.timeout_ms, ARG.ts, ARG.keep_ms)
 if sid then return {'exists', sid} end
 open_session(ARG.conv, ARG.sid, ARG.ts, {})
-local skey = k_sess(ARG.sid)
+local skey = k_sess(ARG.conv, ARG.sid)
 for field, value in pairs(ARG.context) do redis.call('HSET', skey, field, value) end
-if ARG.initial ~= '' then append(ARG.sid, ARG.initial, 'inbound', 'text', ARG.ts, 1e18) end
+if ARG.initial ~= '' then append(ARG.conv, ARG.sid, ARG.initial, 'inbound', 'text', ARG.ts, 1e18) end
 return {'created', ARG.sid, expired or ''}

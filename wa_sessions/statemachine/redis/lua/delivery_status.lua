@@ -2,8 +2,8 @@
 -- applied only when it moves the reply's status forward. A callback that beats the commit of
 -- its reply is kept (for a day) and applied by map_outbound when the reply is committed.
 --
--- Uses: delivery
--- KEYS: none (the reply's key is derived from its MessageSid)
+-- Uses: sessions, delivery
+-- KEYS: none (the reply's key is derived from its MessageSid, its session's from idx:conv)
 -- ARGV:
 --   message_sid     str   the reply's Twilio MessageSid
 --   status          str   Twilio's MessageStatus
@@ -24,5 +24,6 @@ if h[1] and tonumber(h[1]) >= rank then return {'stale'} end
 redis.call('HSET', okey, O.status, status, O.rank, rank)
 if ARG.error_code ~= '' then redis.call('HSET', okey, O.error_code, ARG.error_code) end
 if not h[2] then return {'unknown'} end
-set_delivery(h[2], h[3], h[4], status, ARG.error_code, ARG.at)
+local conv = conv_of(h[2])
+if conv then set_delivery(conv, h[2], h[3], h[4], status, ARG.error_code, ARG.at) end
 return {'applied'}

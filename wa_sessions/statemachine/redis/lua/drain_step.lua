@@ -71,15 +71,15 @@ local function commit_effects(commit)
   end
   for g, group in ipairs(commit.sessions) do
     local sid = group.sid
-    local skey = k_sess(sid)
+    local skey = k_sess(ARG.conv, sid)
     local live = T[tostring(redis.call('HGET', skey, S.status)) .. '|receive'] == 'active'
     if live then
       if type(group.order) == 'string' then redis.call('HSET', skey, S.order, group.order) end
       for _, m in ipairs(group.messages) do
-        local err, where = append(sid, m.json, m.direction, m.type, m.ts, ARG.cap)
+        local err, where = append(ARG.conv, sid, m.json, m.direction, m.type, m.ts, ARG.cap)
         if err then return nil, err end
         if m.twilio_sid ~= '' then
-          map_outbound(m.twilio_sid, sid, m.id, where, m.status, ARG.keep_ms, commit.at)
+          map_outbound(m.twilio_sid, ARG.conv, sid, m.id, where, m.status, ARG.keep_ms, commit.at)
         end
       end
     end
@@ -94,16 +94,16 @@ end
 local function apply_operation(kind, target, t, reason)
   local trigger = (kind == ENTRY.complete) and 'complete' or 'expire'
   local sid = target
-  if sid == '' then sid = redis.call('GET', k_conv(ARG.conv, 'active')) or '' end
-  if sid ~= '' and redis.call('HGET', k_sess(sid), S.conv) ~= ARG.conv then sid = '' end
+  if sid == '' then sid = redis.call('GET', k_active(ARG.conv)) or '' end
+  if sid ~= '' and redis.call('EXISTS', k_sess(ARG.conv, sid)) == 0 then sid = '' end
   if sid == '' then return '', 'missing' end
   -- A session idle past the timeout when the operator asked has already expired.
-  local h = redis.call('HMGET', k_sess(sid), S.status, S.last_activity)
+  local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.status, S.last_activity)
   if h[1] == 'active' and tonumber(h[2]) + ARG.timeout_ms <= t then
-    end_session(sid, 'expire', ARG.now, 'timeout', ARG.keep_ms)
+    end_session(ARG.conv, sid, 'expire', ARG.now, 'timeout', ARG.keep_ms)
     return sid, 'invalid:expired'
   end
-  local ok, st = end_session(sid, trigger, ARG.now, reason, ARG.keep_ms)
+  local ok, st = end_session(ARG.conv, sid, trigger, ARG.now, reason, ARG.keep_ms)
   return sid, ok and st or ('invalid:' .. st)
 end
 
@@ -190,12 +190,13 @@ local function effect_sessions(pending, appended)
     counts[sid] = counts[sid] + 1
   end
   for k, sid in ipairs(sessions) do
-    local h = redis.call('HMGET', k_sess(sid), S.status, S.order, S.last_inbound, S.phone,
+    local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.status, S.order, S.last_inbound,
+      S.phone,
       S.business)
     local tail = {}
     if ARG.history > 0 then
       local n = ARG.history + (appended[sid] or counts[sid])
-      for _, raw in ipairs(redis.call('LRANGE', k_msgs(sid), -n, -1)) do
+      for _, raw in ipairs(redis.call('LRANGE', k_msgs(ARG.conv, sid), -n, -1)) do
         tail[#tail + 1] = index[sid][raw] or raw
       end
     end

@@ -17,12 +17,13 @@ local ids = redis.call('ZRANGEBYSCORE', K_ACTIVE, '-inf', ARG.now - ARG.timeout_
 local out = {}
 local skipped = 0
 for _, sid in ipairs(ids) do
-  local h = redis.call('HMGET', k_sess(sid), S.status, S.last_activity, S.conv)
+  local conv = conv_of(sid)
+  local h = conv and redis.call('HMGET', k_sess(conv, sid), S.status, S.last_activity) or {}
   if h[1] ~= 'active' then
     redis.call('ZREM', K_ACTIVE, sid)
   elseif tonumber(h[2]) + ARG.timeout_ms <= ARG.now
-      and redis.call('LLEN', k_conv(h[3], 'inbox')) == 0 then
-    end_session(sid, 'expire', ARG.now, 'timeout', ARG.keep_ms)
+      and redis.call('LLEN', k_inbox(conv)) == 0 then
+    end_session(conv, sid, 'expire', ARG.now, 'timeout', ARG.keep_ms)
     table.insert(out, sid)
   else
     skipped = skipped + 1

@@ -1,5 +1,5 @@
 -- purge: drops ended sessions older than the retention period from every index and deletes
--- their keys.
+-- their keys and their idx:conv entries.
 --
 -- Uses: sessions
 -- KEYS: none (the global indexes and keys derived from them)
@@ -10,12 +10,15 @@
 
 local ids = redis.call('ZRANGEBYSCORE', K_ENDED, '-inf', ARG.cutoff_ms, 'LIMIT', 0, ARG.limit)
 for _, sid in ipairs(ids) do
-  local conv = redis.call('HGET', k_sess(sid), S.conv)
-  if conv then redis.call('ZREM', k_conv(conv, 'sessions'), sid) end
+  local conv = conv_of(sid)
+  if conv then
+    redis.call('ZREM', k_sessions(conv), sid)
+    redis.call('DEL', k_sess(conv, sid), k_msgs(conv, sid))
+    redis.call('HDEL', K_SESSION_CONV, sid)
+  end
   redis.call('ZREM', K_ALL, sid)
   redis.call('ZREM', k_status('completed'), sid)
   redis.call('ZREM', k_status('expired'), sid)
-  redis.call('DEL', k_sess(sid), k_msgs(sid))
   redis.call('ZREM', K_ENDED, sid)
 end
 return #ids

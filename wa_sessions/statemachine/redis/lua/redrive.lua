@@ -15,13 +15,13 @@ redis.call('SET', K_WAKE_TTL, ARG.wake_ttl_ms, 'PX', ARG.hold_ms)
 local convs = redis.call('ZRANGE', K_PENDING, 0, ARG.limit - 1)
 local out = {}
 for _, conv in ipairs(convs) do
-  if redis.call('LLEN', k_conv(conv, 'inbox')) == 0
-      and redis.call('LLEN', k_conv(conv, 'effects')) == 0 then
-    if redis.call('EXISTS', k_conv(conv, 'lease')) == 0 then
+  if redis.call('LLEN', k_inbox(conv)) == 0
+      and redis.call('LLEN', k_effects(conv)) == 0 then
+    if redis.call('EXISTS', k_lease(conv)) == 0 then
       redis.call('ZREM', K_PENDING, conv)
     end
-  elseif redis.call('EXISTS', k_conv(conv, 'lease')) == 0
-      and redis.call('SET', k_conv(conv, 'wake'), '1', 'NX', 'PX', ARG.wake_ttl_ms) then
+  elseif redis.call('EXISTS', k_lease(conv)) == 0
+      and redis.call('SET', k_wake(conv), '1', 'NX', 'PX', ARG.wake_ttl_ms) then
     table.insert(out, conv)
   end
 end

@@ -1,12 +1,16 @@
 -- Library: sessions. End one, find a conversation's live one (expiring it when idle), open
 -- one, append a message to one. Needs the prelude: key names, fields (S) and the lifecycle
--- table (T).
+-- table (T). A session's keys carry its conversation's hash tag: every function takes both.
+
+-- The conversation of a session known by id only (false when it is unknown or purged).
+local function conv_of(sid)
+  return redis.call('HGET', K_SESSION_CONV, sid)
+end
 
 -- Ends `sid` with `trigger` if the lifecycle table allows it. Returns ok, state-after-or-before.
-local function end_session(sid, trigger, now, reason, keep_ms)
-  local skey = k_sess(sid)
-  local h = redis.call('HMGET', skey, S.status, S.conv)
-  local st = h[1]
+local function end_session(conv, sid, trigger, now, reason, keep_ms)
+  local skey = k_sess(conv, sid)
+  local st = redis.call('HGET', skey, S.status)
   if not st then return false, 'missing' end
   local dest = T[st .. '|' .. trigger]
   if not dest or dest == 'active' then return false, st end
@@ -15,13 +19,13 @@ local function end_session(sid, trigger, now, reason, keep_ms)
   redis.call('RPUSH', K_ENDED_EVENTS,
     dest .. ' ' .. (now - tonumber(info[1])) .. ' ' .. (info[2] or '0') .. ' ' .. reason)
   if redis.call('LLEN', K_ENDED_EVENTS) > 100000 then redis.call('LPOP', K_ENDED_EVENTS) end
-  local ak = k_conv(h[2], 'active')
+  local ak = k_active(conv)
   if redis.call('GET', ak) == sid then redis.call('DEL', ak) end
   redis.call('ZREM', K_ACTIVE, sid)
   redis.call('ZADD', k_status(dest), now, sid)
   redis.call('ZADD', K_ENDED, now, sid)
   redis.call('PEXPIRE', skey, keep_ms)
-  redis.call('PEXPIRE', k_msgs(sid), keep_ms)
+  redis.call('PEXPIRE', k_msgs(conv, sid), keep_ms)
   return true, dest
 end
 
@@ -30,17 +34,17 @@ end
 -- times) decide whether the session continues, so a read must not expire it under them.
 -- Returns sid-or-false, expired-sid-or-false.
 local function current_session(conv, ts, timeout_ms, now, keep_ms, defer_to_inbox)
-  local ak = k_conv(conv, 'active')
+  local ak = k_active(conv)
   local sid = redis.call('GET', ak)
   if not sid then return false, false end
-  local h = redis.call('HMGET', k_sess(sid), S.status, S.last_activity)
+  local h = redis.call('HMGET', k_sess(conv, sid), S.status, S.last_activity)
   if h[1] ~= 'active' then
     redis.call('DEL', ak)
     return false, false
   end
   if tonumber(h[2]) + timeout_ms <= ts
-      and not (defer_to_inbox and redis.call('LLEN', k_conv(conv, 'inbox')) > 0) then
-    end_session(sid, 'expire', now, 'timeout', keep_ms)
+      and not (defer_to_inbox and redis.call('LLEN', k_inbox(conv)) > 0) then
+    end_session(conv, sid, 'expire', now, 'timeout', keep_ms)
     return false, sid
   end
   return sid, false
@@ -49,33 +53,34 @@ end
 -- Opens session `sid` at `ts`, with the `carry` context keys of the conversation's last session.
 local function open_session(conv, sid, ts, carry)
   local phone, biz = string.match(conv, '^(.-)|(.*)$')
-  local skey = k_sess(sid)
+  local skey = k_sess(conv, sid)
   redis.call('HSET', skey, S.session_id, sid, S.phone, phone, S.business, biz, S.conv, conv,
     S.status, 'active', S.created, ts, S.last_activity, ts, S.message_count, 0)
   if #carry > 0 then
-    local prev = redis.call('ZREVRANGE', k_conv(conv, 'sessions'), 0, 0)[1]
+    local prev = redis.call('ZREVRANGE', k_sessions(conv), 0, 0)[1]
     if prev then
       for _, name in ipairs(carry) do
-        local v = redis.call('HGET', k_sess(prev), S.context .. name)
+        local v = redis.call('HGET', k_sess(conv, prev), S.context .. name)
         if v then redis.call('HSET', skey, S.context .. name, v) end
       end
     end
   end
-  redis.call('SET', k_conv(conv, 'active'), sid)
-  redis.call('ZADD', k_conv(conv, 'sessions'), ts, sid)
+  redis.call('HSET', K_SESSION_CONV, sid, conv)
+  redis.call('SET', k_active(conv), sid)
+  redis.call('ZADD', k_sessions(conv), ts, sid)
   redis.call('ZADD', K_ALL, ts, sid)
   redis.call('ZADD', K_ACTIVE, ts, sid)
 end
 
 -- Returns false and the message's absolute position in the history (trimmed ones included),
 -- or an error reply.
-local function append(sid, msg, direction, mtype, ts, cap)
-  local skey = k_sess(sid)
+local function append(conv, sid, msg, direction, mtype, ts, cap)
+  local skey = k_sess(conv, sid)
   local h = redis.call('HMGET', skey, S.status, S.last_activity, S.last_inbound, S.trimmed)
   if T[tostring(h[1]) .. '|receive'] ~= 'active' then
     return redis.error_reply('cannot receive in state ' .. tostring(h[1]))
   end
-  local mkey = k_msgs(sid)
+  local mkey = k_msgs(conv, sid)
   local n = redis.call('RPUSH', mkey, msg)
   local pos = tonumber(h[4] or '0') + n - 1
   if n > cap then
@@ -106,7 +111,7 @@ local function apply_message(conv, ts, now, new_sid, timeout_ms, cap, keep_ms, d
     sid = new_sid
     created = 1
   end
-  local err = append(sid, msg, direction, mtype, ts, cap)
+  local err = append(conv, sid, msg, direction, mtype, ts, cap)
   if err then return err end
   return {sid, created, expired or ''}
 end
