@@ -78,24 +78,39 @@ def evalsha_usec(client: redis.Redis) -> float:
     return float(stats["cmdstat_evalsha"]["usec_per_call"])
 
 
-def measure(client: redis.Redis, n: int, call: Callable[[int], object]) -> tuple[float, float]:
-    """(server us per EVALSHA, client wall us per call) over ``n`` calls."""
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """CPU time of Redis' main thread (where scripts run), from its own getrusage."""
+    cpu: dict[str, Any] = client.info("cpu")
+    return float(cpu["used_cpu_user_main_thread"]) + float(cpu["used_cpu_sys_main_thread"])
+
+
+#: Per call: EVALSHA time inside Redis (usec_per_call), Redis main-thread CPU, client wall time,
+#: client CPU (this process). The CPU figures are the steadier ones on a shared machine: time
+#: spent preempted counts in the wall figures, not in CPU.
+Figures = tuple[float, float, float, float]
+COLUMNS = ("EVALSHA us", "Redis CPU us", "client wall us", "client CPU us")
+
+
+def measure(client: redis.Redis, n: int, call: Callable[[int], object]) -> Figures:
+    """Per-call figures (``COLUMNS``) over ``n`` calls."""
     client.config_resetstat()
-    start = time.perf_counter()
+    redis_cpu = redis_cpu_seconds(client)
+    start, cpu = time.perf_counter(), time.process_time()
     for i in range(n):
         call(i)
-    wall = (time.perf_counter() - start) / n * 1e6
-    return evalsha_usec(client), wall
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    redis_cpu = redis_cpu_seconds(client) - redis_cpu
+    return evalsha_usec(client), redis_cpu / n * 1e6, wall / n * 1e6, cpu / n * 1e6
 
 
-def run_round(client: redis.Redis, n: int) -> dict[str, tuple[float, float]]:
+def run_round(client: redis.Redis, n: int) -> dict[str, Figures]:
     """One round: each measure over ``n`` calls, on a flushed Redis."""
     client.flushall()
     store = RedisSessionStore(client, Keys())
     messages = [message(i) for i in range(n)]
     entries = [message_entry(messages[i], T0_MS + i) for i in range(n)]
     base = str(uuid.uuid4())[:-4] + "0000"
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, Figures] = {}
 
     def ingest(i: int) -> None:
         store.ingest(
@@ -170,10 +185,10 @@ def run_round(client: redis.Redis, n: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def run(url: str, n: int, rounds: int) -> dict[str, list[tuple[float, float]]]:
+def run(url: str, n: int, rounds: int) -> dict[str, list[Figures]]:
     """Every round's figures per measure (the machine is shared: report the best round)."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    results: dict[str, list[tuple[float, float]]] = {}
+    results: dict[str, list[Figures]] = {}
     for _ in range(rounds):
         for name, figures in run_round(client, n).items():
             results.setdefault(name, []).append(figures)
@@ -196,14 +211,14 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with embedded_redis() as server:
             results = run(server.url, args.n, args.rounds)
-    print(f"{args.rounds} rounds of {args.n} calls; best round (median round)")
-    print(f"{'script call':<28} {'server us/call':>22} {'client us/call':>22}")
+    print(f"{args.rounds} rounds of {args.n} calls; per call, best round (median round)")
+    print(f"{'script call':<28}" + "".join(f"{c:>22}" for c in COLUMNS))
     for name, figures in results.items():
-        server = sorted(f[0] for f in figures)
-        wall = sorted(f[1] for f in figures)
-        mid = len(figures) // 2
-        best = f"{server[0]:>10.2f} ({server[mid]:>8.2f}) {wall[0]:>11.1f} ({wall[mid]:>7.1f})"
-        print(f"{name:<28} {best}")
+        cells = []
+        for column in range(len(COLUMNS)):
+            values = sorted(f[column] for f in figures)
+            cells.append(f"{values[0]:>12.1f} ({values[len(values) // 2]:>6.1f})")
+        print(f"{name:<28}" + "".join(f"{c:>22}" for c in cells))
 
 
 if __name__ == "__main__":
