@@ -1,6 +1,7 @@
 """The key layout on a real Redis: every key of a conversation carries its hash tag (so a later
 Redis Cluster step moves no conversation data), and lookups by session id find the session
-through the ``idx:conv`` index until the purge removes it."""
+through the ``idx:conv`` index until the purge removes it; sessions stored the old way are
+moved by the migration."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.models import Message, SessionCreate
 from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.migrate import legacy_session_keys, migrate_sessions
 from wa_sessions.statemachine.redis.store import to_ms
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
@@ -79,3 +81,31 @@ def test_lookups_by_id_go_through_the_conversation_index(
     assert service.store.conv_of(session.session_id) is None
     assert service.get_session_by_id(session.session_id) is None
     assert redis_client.hlen(KEYS.session_conv) == 0
+
+
+def test_sessions_stored_the_old_way_are_moved_under_their_conversation(
+    redis_client: redis.Redis, clock: Any
+) -> None:
+    """A session written by an earlier version (``wa:s:<sid>``, ``wa:s:<sid>:m``) is moved by
+    the migration with its TTL, and the conversation then continues it."""
+    service = SessionService(redis_client, clock=clock)
+    session = service.add_message("+14155550004", "before the upgrade")
+    conv = Conversation("+14155550004", service.business_number).key
+    old_hash, old_list = legacy_session_keys(KEYS, session.session_id)
+    redis_client.rename(KEYS.session(conv, session.session_id), old_hash)
+    redis_client.rename(KEYS.session_messages(conv, session.session_id), old_list)
+    redis_client.pexpire(old_list, 86_400_000)
+    redis_client.delete(KEYS.session_conv)
+    assert service.get_session_by_id(session.session_id) is None
+
+    assert migrate_sessions(redis_client, KEYS, batch=1) == 1
+    assert migrate_sessions(redis_client, KEYS) == 0
+
+    assert not redis_client.exists(old_hash, old_list)
+    assert redis_client.pttl(KEYS.session_messages(conv, session.session_id)) > 0
+    after = service.add_message("+14155550004", "after it")
+    assert after.session_id == session.session_id
+    assert [m.content for m in service.get_conversation_history("+14155550004")] == [
+        "before the upgrade",
+        "after it",
+    ]

@@ -55,6 +55,7 @@ NAMES = (
     "extend_lease",
     "delivery_status",
     "redrive",
+    "migrate_sessions",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.
