@@ -96,15 +96,22 @@ def test_only_trailing_optional_arguments_may_be_none() -> None:
         scripts.call("extend_lease", {"lease": "k"}, token=None, lease_ms=5)
 
 
-def test_prelude_gives_lua_the_python_names() -> None:
-    """Field names, entry kinds and key shapes come from the Python definitions."""
-    prelude = scripts.prelude(Keys("p:"))
-    assert f"status = '{SessionField.STATUS.value}'" in prelude
-    assert f"last_inbound = '{SessionField.LAST_INBOUND.value}'" in prelude
-    assert f"message = '{EntryKind.MESSAGE.value}'" in prelude
+def test_lua_gets_the_python_names() -> None:
+    """Field names, entry kinds and key shapes come from the Python definitions: fields and
+    kinds are written in as literals, keys are functions built from ``Keys``' methods."""
+    source = scripts.source("drain_step", Keys("p:"))
+    assert not re.search(r"\b(?:S|O|ENTRY)\.\w+", source)
+    assert f"HGET', skey, '{SessionField.STATUS.value}')" in source
+    assert f"kind == '{EntryKind.MESSAGE.value}'" in source
     assert "local function k_sess(conv, sid) return 'p:c:{' .. conv .. '}:s:' .. sid end" in (
-        prelude
+        scripts.prelude(Keys("p:"))
     )
+
+
+def test_a_misspelt_field_fails_when_the_script_is_assembled() -> None:
+    """``S.stauts`` would read nil at run time; the loader refuses it instead."""
+    with pytest.raises(ValueError, match=r"unknown name S\.stauts"):
+        scripts._substitute("x", "redis.call('HGET', k, S.stauts)")
 
 
 def test_scripts_without_libraries_carry_no_prelude() -> None:

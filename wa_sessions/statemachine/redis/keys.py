@@ -1,5 +1,6 @@
 """Every Redis key and every hash field the service uses, named in this one module; the Lua
-scripts get the same names from ``lua_prelude`` (no name is spelled twice).
+scripts get the same names from ``lua_prelude`` and ``lua_constants`` (no name is spelled
+twice).
 
 Layout (``P`` is the configurable prefix, ``wa:`` by default; ``conv`` is
 ``<customer>|<business>``; times are epoch milliseconds):
@@ -191,8 +192,8 @@ class Keys:
         return f"{self.prefix}out:{message_sid}"
 
     def lua_prelude(self) -> str:
-        """The same names for Lua, generated from the methods above: functions for keys derived
-        from data, constants for the global keys, the hash fields as tables (``S.status``)."""
+        """The same key names for Lua, generated from the methods above: functions for keys
+        derived from data, constants for the global keys (hash fields: ``lua_constants``)."""
         return "\n".join(
             [
                 _lua_function("k_sess", self.session, "conv", "sid"),
@@ -212,21 +213,26 @@ class Keys:
                 f"local K_PENDING = {_lua_string(self.pending)}",
                 f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
                 f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
-                "-- Session hash fields, then field families (S.context .. name).",
-                f"local S = {lua_table(SessionField, SessionFieldPrefix)}",
-                "-- Outbound reply hash fields, then families (O.seen .. status).",
-                f"local O = {lua_table(OutboundField, OutboundFieldPrefix)}",
                 "",
             ]
         )
 
 
-def lua_table(*enums: type[StrEnum]) -> str:
-    """A Lua table constructor mapping each member's lower-case name to its value."""
-    items = ", ".join(
-        f"{member.name.lower()} = {_lua_string(member.value)}" for enum in enums for member in enum
-    )
-    return "{" + items + "}"
+def lua_constants() -> dict[str, str]:
+    """The hash fields as the Lua scripts write them, ``S.<name>`` for the session hash and
+    ``O.<name>`` for an outbound reply's (names lower-cased: ``S.last_inbound``), each with its
+    Lua string literal. The loader writes the literal in place of the name when it assembles a
+    script, so no table is built per call and a misspelt field fails at load."""
+    tables = {
+        "S": (SessionField, SessionFieldPrefix),
+        "O": (OutboundField, OutboundFieldPrefix),
+    }
+    return {
+        f"{table}.{member.name.lower()}": _lua_string(member.value)
+        for table, enums in tables.items()
+        for enum in enums
+        for member in enum
+    }
 
 
 def _lua_function(name: str, build: Callable[..., str], *params: str) -> str:

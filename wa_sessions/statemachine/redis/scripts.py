@@ -9,10 +9,12 @@ Each script file opens with a header naming what it takes (see ``lua/ingest.lua`
     -- ARGV:
     --   accepted_ms     int   ...     one argument per line: name, type, description
 
-and the loader assembles the script as: the prelude (key and field names from ``keys``, the
-lifecycle table from ``lifecycle``, delivery ranks, entry kinds) when it uses any library, the
-libraries it names, a decoder generated from the header, then its body. The body reads its
-arguments by name (``KEY.inbox``, ``ARG.token``), never by position.
+and the loader assembles the script as: the prelude (key names from ``keys``, the lifecycle
+table from ``lifecycle``, delivery ranks) when it uses any library, the libraries it names, a
+decoder generated from the header, then its body. The body reads its arguments by name
+(``KEY.inbox``, ``ARG.token``), never by position. Hash fields and entry kinds are written by
+name too (``S.status``, ``O.rank``, ``ENTRY.message``): the loader puts the literal from
+``keys``/``entries`` in their place, and refuses a name it does not know.
 
 Arguments travel positionally in the header's order (no names on the wire); an argument's type
 says how it is encoded here and decoded there: ``str`` as is, ``int`` through ``tonumber``,
@@ -35,7 +37,7 @@ from typing import Any
 from wa_sessions.statemachine.lifecycle import transition_table
 from wa_sessions.statemachine.models import DELIVERY_RANK
 from wa_sessions.statemachine.redis.entries import EntryKind
-from wa_sessions.statemachine.redis.keys import Keys, lua_table
+from wa_sessions.statemachine.redis.keys import Keys, lua_constants
 
 _LUA = files("wa_sessions.statemachine.redis") / "lua"
 
@@ -203,7 +205,7 @@ def _library(name: str) -> str:
 
 
 def prelude(keys: Keys) -> str:
-    """Key and field names, the lifecycle table (T), delivery ranks (R) and entry kinds."""
+    """Key names, the lifecycle table (T) and delivery ranks (R)."""
     transitions = ", ".join(
         f"['{state}|{trigger}'] = '{dest}'" for (state, trigger), dest in transition_table().items()
     )
@@ -214,9 +216,31 @@ def prelude(keys: Keys) -> str:
         + f"local T = {{{transitions}}}\n"
         + "-- Delivery statuses' ranks: a status only replaces one of lower rank.\n"
         + f"local R = {{{ranks}}}\n"
-        + "-- Inbox entry kinds, as stored.\n"
-        + f"local ENTRY = {lua_table(EntryKind)}\n"
     )
+
+
+def constants() -> dict[str, str]:
+    """What the loader writes in place of a name: hash fields (``S.status``, ``O.rank``) and
+    inbox entry kinds (``ENTRY.message``), as Lua string literals."""
+    kinds = {f"ENTRY.{kind.name.lower()}": f"'{kind.value}'" for kind in EntryKind}
+    return {**lua_constants(), **kinds}
+
+
+_CONSTANT = re.compile(r"\b(?:S|O|ENTRY)\.\w+")
+
+
+def _substitute(name: str, text: str) -> str:
+    """Writes each ``S.*``/``O.*``/``ENTRY.*`` as its literal. Measured: tables of them built
+    on every call cost a drain step 3-6% (``bench/scripts_ab.py``)."""
+    table = constants()
+
+    def literal(match: re.Match[str]) -> str:
+        try:
+            return table[match[0]]
+        except KeyError:
+            raise ValueError(f"{name}.lua: unknown name {match[0]}") from None
+
+    return _CONSTANT.sub(literal, text)
 
 
 def source(name: str, keys: Keys) -> str:
@@ -227,7 +251,7 @@ def source(name: str, keys: Keys) -> str:
         parts.append(prelude(keys))
         parts += [_library(lib) for lib in script.uses if lib != _PRELUDE]
     parts += [script.decoder(), script.body]
-    return "\n".join(parts)
+    return _substitute(name, "\n".join(parts))
 
 
 def build(keys: Keys) -> dict[str, str]:

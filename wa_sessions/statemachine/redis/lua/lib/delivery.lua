@@ -1,5 +1,5 @@
--- Library: delivery statuses of outbound replies. Needs the prelude: key names, fields (S, O)
--- and the delivery ranks (R).
+-- Library: delivery statuses of outbound replies. Needs the prelude (key names, the delivery
+-- ranks R); hash fields are written S.<field> and O.<field>, the loader puts in the names.
 
 -- Writes a delivery status into an outbound message's metadata, found by its absolute position
 -- (checked by id). Returns false when the message has been trimmed from the history or purged.

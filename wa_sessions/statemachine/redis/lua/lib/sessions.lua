@@ -1,6 +1,7 @@
 -- Library: sessions. End one, find a conversation's live one (expiring it when idle), open
--- one, append a message to one. Needs the prelude: key names, fields (S) and the lifecycle
--- table (T). A session's keys carry its conversation's hash tag: every function takes both.
+-- one, append a message to one. Needs the prelude (key names, the lifecycle table T); hash
+-- fields are written S.<field>, the loader puts in the names. A session's keys carry its
+-- conversation's hash tag: every function takes both the conversation and the session id.
 
 -- The conversation of a session known by id only (false when it is unknown or purged).
 local function conv_of(sid)
