@@ -48,8 +48,12 @@ def test_ingest_header_names_its_keys_and_arguments_in_order() -> None:
         ("wake_id", "str", True),
         ("wake_message", "str", True),
     ]
-    assert "local ARG = {entry = ARGV[1], " in spec.decoder()
-    assert "accepted_ms = tonumber(ARGV[4])" in spec.decoder()
+    assert "local ARG_entry = ARGV[1]\n" in spec.decoder()
+    assert "local ARG_accepted_ms = tonumber(ARGV[4])\n" in spec.decoder()
+    assert "local KEY_queue_messages = KEYS[6]\n" in spec.decoder()
+    source = scripts.source("ingest", Keys())
+    assert "redis.call('RPUSH', KEY_inbox, ARG_entry)" in source
+    assert "ARG." not in source
 
 
 def test_call_encodes_by_header_order_and_types() -> None:
@@ -112,6 +116,14 @@ def test_a_misspelt_field_fails_when_the_script_is_assembled() -> None:
     """``S.stauts`` would read nil at run time; the loader refuses it instead."""
     with pytest.raises(ValueError, match=r"unknown name S\.stauts"):
         scripts._substitute("x", "redis.call('HGET', k, S.stauts)")
+
+
+def test_an_argument_missing_from_the_header_fails_when_the_script_is_assembled() -> None:
+    """``ARG.tokn`` would be an undefined global at run time; the loader refuses it."""
+    spec = scripts.spec("extend_lease")
+    broken = scripts.ScriptSpec(spec.name, spec.uses, spec.keys, spec.args, "return ARG.tokn")
+    with pytest.raises(ValueError, match=r"ARG\.tokn is not in its header"):
+        scripts._localize(broken)
 
 
 def test_scripts_without_libraries_carry_no_prelude() -> None:

@@ -11,17 +11,22 @@ Each script file opens with a header naming what it takes (see ``lua/ingest.lua`
 
 and the loader assembles the script as: the prelude (key names from ``keys``, the lifecycle
 table from ``lifecycle``, delivery ranks) when it uses any library, the libraries it names, a
-decoder generated from the header, then its body. The body reads its arguments by name
-(``KEY.inbox``, ``ARG.token``), never by position. Hash fields and entry kinds are written by
-name too (``S.status``, ``O.rank``, ``ENTRY.message``): the loader puts the literal from
-``keys``/``entries`` in their place, and refuses a name it does not know.
+decoder generated from the header, then its body.
+
+The body reads its arguments by name (``KEY.inbox``, ``ARG.token``), never by position; hash
+fields and entry kinds by name too (``S.status``, ``O.rank``, ``ENTRY.message``). The loader
+checks every such name (against the header, ``keys``, ``entries``) and fails on one it does
+not know; it writes field names and kinds in as literals and reads arguments from one local
+each (``ARG_token``), as tables of them built on every call cost the hot scripts 2-6%.
 
 Arguments travel positionally in the header's order (no names on the wire); an argument's type
 says how it is encoded here and decoded there: ``str`` as is, ``int`` through ``tonumber``,
 ``flag`` as ``'1'``/``'0'`` to a boolean, ``json`` (lists, records, commit groups) through
-``cjson.decode``. Measured with ``python -m bench.scripts_cost`` (see its docstring); the
-decoder is one table constructor per call. Times are epoch milliseconds passed in by the
-caller, never Redis' clock, so tests drive time with an injected clock.
+``cjson.decode``. Times are epoch milliseconds passed in by the caller, never Redis' clock, so
+tests drive time with an injected clock.
+
+Cost against the Python-string scripts with positional ARGV (``bench/scripts_ab.py``, time
+inside Redis, both orders; ``bench/scripts_cost.py`` for the client): COSTS
 """
 
 from __future__ import annotations
@@ -111,10 +116,11 @@ class ScriptSpec:
         object.__setattr__(self, "_codecs", codecs)
 
     def decoder(self) -> str:
-        """Lua that names the script's KEYS and ARGV (``KEY.inbox``, ``ARG.token``)."""
-        keys = ", ".join(f"{p.name} = KEYS[{i}]" for i, p in enumerate(self.keys, 1))
-        args = ", ".join(f"{p.name} = {_decode(p, i)}" for i, p in enumerate(self.args, 1))
-        return f"local KEY = {{{keys}}}\nlocal ARG = {{{args}}}\n"
+        """Lua that decodes the script's KEYS and ARGV into one local each, named as the body
+        reads them (``KEY.inbox`` is the local ``KEY_inbox``, see ``_localize``)."""
+        lines = [f"local KEY_{p.name} = KEYS[{i}]" for i, p in enumerate(self.keys, 1)]
+        lines += [f"local ARG_{p.name} = {_decode(p, i)}" for i, p in enumerate(self.args, 1)]
+        return "\n".join(lines) + "\n"
 
     def encode(
         self, keys: Mapping[str, str | None], args: Mapping[str, Any]
@@ -243,6 +249,23 @@ def _substitute(name: str, text: str) -> str:
     return _CONSTANT.sub(literal, text)
 
 
+_ARGUMENT = re.compile(r"\b(ARG|KEY)\.(\w+)")
+
+
+def _localize(script: ScriptSpec) -> str:
+    """The body with ``ARG.token`` and ``KEY.inbox`` as the decoder's locals (``ARG_token``).
+    Measured: a table of the arguments built on every call cost the webhook's ingest 2-4%
+    (``bench/scripts_ab.py``). A name the header does not declare fails here, at load."""
+    declared = {("ARG", p.name) for p in script.args} | {("KEY", p.name) for p in script.keys}
+
+    def local(match: re.Match[str]) -> str:
+        if (match[1], match[2]) not in declared:
+            raise ValueError(f"{script.name}.lua: {match[0]} is not in its header")
+        return f"{match[1]}_{match[2]}"
+
+    return _ARGUMENT.sub(local, script.body)
+
+
 def source(name: str, keys: Keys) -> str:
     """Script ``name`` as sent to Redis: prelude, libraries, argument decoder, body."""
     script = spec(name)
@@ -250,7 +273,7 @@ def source(name: str, keys: Keys) -> str:
     if script.uses:
         parts.append(prelude(keys))
         parts += [_library(lib) for lib in script.uses if lib != _PRELUDE]
-    parts += [script.decoder(), script.body]
+    parts += [script.decoder(), _localize(script)]
     return _substitute(name, "\n".join(parts))
 
 
