@@ -25,8 +25,14 @@ says how it is encoded here and decoded there: ``str`` as is, ``int`` through ``
 ``cjson.decode``. Times are epoch milliseconds passed in by the caller, never Redis' clock, so
 tests drive time with an injected clock.
 
-Cost against the Python-string scripts with positional ARGV (``bench/scripts_ab.py``, time
-inside Redis, both orders; ``bench/scripts_cost.py`` for the client): COSTS
+What this costs, against the Python-string scripts with positional ARGV it replaced (time
+inside Redis from ``bench/scripts_ab.py``, 8,000 calls, four runs alternating the order; the
+session layout with its ``idx:conv`` write included): ingest +1%, a one-message drain step
+that opens a session +5%, a drain step that applies with effects on -12%, one that commits a
+batch's effects +12% (its commit is one JSON argument: the records and messages it carries
+are escaped JSON text for cjson to decode). Encoding here: ``ingest_call`` 1.3-1.8 -> 5 us,
+``drain_step_call`` 1.1-1.3 -> 6 us per call (the webhook spends about 340 us of CPU per
+request, a worker about 900 us per message: about 1%).
 """
 
 from __future__ import annotations
