@@ -57,7 +57,7 @@ def at(ms):
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 for i in range(n):
     conv = f"whatsapp:+1555{i:07d}|whatsapp:+14155238886"
-    base = uuid.UUID(int=i).hex[:-4]
+    base = uuid.UUID(int=(i + 1) << 16).hex[:-4]
     base = f"{base[:8]}-{base[8:12]}-{base[12:16]}-{base[16:20]}-{base[20:]}0000"
     sid = base[:-4] + "0001"
     for step, text in ((0, "hello"), (1, "I need 5 units of Product A")):

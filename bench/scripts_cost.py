@@ -109,7 +109,8 @@ def run_round(client: redis.Redis, n: int) -> dict[str, Figures]:
     store = RedisSessionStore(client, Keys())
     messages = [message(i) for i in range(n)]
     entries = [message_entry(messages[i], T0_MS + i) for i in range(n)]
-    base = str(uuid.uuid4())[:-4] + "0000"
+    # One id base per conversation, as each drain has its own: sessions must not share ids.
+    bases = [str(uuid.uuid4())[:-4] + "0000" for _ in range(n)]
     out: dict[str, Figures] = {}
 
     def ingest(i: int) -> None:
@@ -125,7 +126,7 @@ def run_round(client: redis.Redis, n: int) -> dict[str, Figures]:
 
     def drain(i: int) -> None:
         step = store.drain_step(
-            conv_of(i), "tok", POLICY, acquire=True, now_ms=T0_MS + n + i, id_base=base
+            conv_of(i), "tok", POLICY, acquire=True, now_ms=T0_MS + n + i, id_base=bases[i]
         )
         expect(step.status == "ok" and step.released and len(step.results) == 1, step)
 
@@ -143,7 +144,7 @@ def run_round(client: redis.Redis, n: int) -> dict[str, Figures]:
 
     def apply_with_effects(i: int) -> None:
         step = store.drain_step(
-            conv_of(i), "tok", effects, acquire=True, now_ms=T0_MS + n + i, id_base=base
+            conv_of(i), "tok", effects, acquire=True, now_ms=T0_MS + n + i, id_base=bases[i]
         )
         expect(step.status == "ok" and len(step.effects) == 1, step)
         steps[i] = step
@@ -165,7 +166,7 @@ def run_round(client: redis.Redis, n: int) -> dict[str, Figures]:
             effects,
             acquire=False,
             now_ms=T0_MS + n + i,
-            id_base=base,
+            id_base=bases[i],
             commit=EffectsCommit(
                 records=step.effects,
                 sessions=[
