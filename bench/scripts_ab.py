@@ -101,8 +101,11 @@ def dump(checkout: Path, prefix: str, n: int) -> dict[str, Any]:
     return result
 
 
-def run(url: str, sides: dict[str, dict[str, Any]], chunk: int = 100) -> dict[str, list[int]]:
-    """Per ``"<side> <step>"``, each call's time inside Redis in microseconds."""
+def run(
+    url: str, sides: dict[str, dict[str, Any]], chunk: int = 100
+) -> tuple[dict[str, list[int]], int]:
+    """Per ``"<side> <step>"``, each call's time inside Redis in microseconds; and how many
+    steps got different replies from the two sides (key prefixes aside)."""
     client = redis.Redis.from_url(url, decode_responses=True)
     client.flushall()
     shas = {
@@ -116,15 +119,19 @@ def run(url: str, sides: dict[str, dict[str, Any]], chunk: int = 100) -> dict[st
     client.slowlog_reset()
     issued: list[str] = []  # the label of every EVALSHA sent since the last collection
     total = len(next(iter(sides.values()))["calls"])
+    differing = 0
     for j in range(total):
+        replies: dict[str, str] = {}
         # Which side goes first alternates: the second of a pair runs on warmer caches.
         order = list(sides.items()) if j % 2 == 0 else list(sides.items())[::-1]
         for side, data in order:
             name, keys, args = data["calls"][j]
             reply = client.evalsha(shas[side][name], len(keys), *keys, *args)
+            replies[side] = json.dumps(reply)
             if name == "drain_step" and reply[0] != "ok":
                 raise RuntimeError(f"{side}: drain step refused: {reply}")
             issued.append(f"{side} {STEPS[j % len(STEPS)]}")
+        differing += len(set(replies.values())) > 1
         if len(issued) >= chunk or j == total - 1:
             raw = client.slowlog_get(-1)
             entries = [e for e in raw if e["command"].startswith(b"EVALSHA")]
@@ -137,7 +144,7 @@ def run(url: str, sides: dict[str, dict[str, Any]], chunk: int = 100) -> dict[st
             issued = []
     client.config_set("slowlog-log-slower-than", 10_000)
     client.close()
-    return durations
+    return durations, differing
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,8 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sides = {"A": dump(args.a, "a:", args.n), "B": dump(args.b, "b:", args.n)}
     with embedded_redis() as server:
-        durations = run(server.url, sides)
+        durations, differing = run(server.url, sides)
     print(f"us inside Redis per call (slow log), {args.n} calls each, A={args.a} B={args.b}")
+    print(f"steps whose replies differ between A and B: {differing}")
     print("trimmed mean: the middle 80% of calls (preemptions on a shared machine left out)")
     print(
         f"{'step':<28}{'A trimmed':>10}{'B trimmed':>10}{'B/A':>7}{'A median':>10}{'B median':>10}"

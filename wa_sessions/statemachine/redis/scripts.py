@@ -27,12 +27,14 @@ tests drive time with an injected clock.
 
 What this costs, against the Python-string scripts with positional ARGV it replaced (time
 inside Redis from ``bench/scripts_ab.py``, 8,000 calls, four runs alternating the order; the
-session layout with its ``idx:conv`` write included): ingest +1%, a one-message drain step
-that opens a session +5%, a drain step that applies with effects on -12%, one that commits a
-batch's effects +12% (its commit is one JSON argument: the records and messages it carries
-are escaped JSON text for cjson to decode). Encoding here: ``ingest_call`` 1.3-1.8 -> 5 us,
-``drain_step_call`` 1.1-1.3 -> 6 us per call (the webhook spends about 340 us of CPU per
-request, a worker about 900 us per message: about 1%).
+session layout of ``keys`` included): ingest +2%; a drain step applying one message to a new
+session +8.5%, half of it the ``idx:conv`` write that lookups by session id need (about 4%:
+measured without it); a drain step applying with effects on +6%; a step committing a batch's
+effects +18% (its commit is one JSON argument, and the records and message JSON it carries are
+escaped text for cjson to decode; once per batch, beside that batch's OpenAI and Twilio calls).
+Replies are identical call for call (``scripts_ab`` compares them). Encoding here:
+``ingest_call`` 1.3-1.8 -> 5 us and ``drain_step_call`` 1.1-1.3 -> 6 us per call, about 1% of
+the webhook's CPU per request (~340 us) and of a worker's per message (~900 us).
 """
 
 from __future__ import annotations
