@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, cast
@@ -673,19 +673,21 @@ def _entry_result(item: Sequence[Any]) -> EntryResult:
     """One applied entry from the drain step's flat reply: status, kind, a, b, accepted_ms,
     session id, created, detail (``a``/``b`` named by kind here, once)."""
     status, kind, a, b, accepted_ms, sid, created, detail = item
-    result = EntryResult(
+    entry_kind = EntryKind(_s(kind))
+    message = entry_kind is EntryKind.MESSAGE
+    operation = not message and entry_kind is not EntryKind.MALFORMED
+    return EntryResult(
         status=_s(status),
-        kind=EntryKind(_s(kind)),
+        kind=entry_kind,
         session_id=_s(sid),
         created=bool(created),
         detail=_s(detail),
+        direction=_s(a) if message else "",
+        message_type=_s(b) if message else "",
+        target_session_id=_s(a) if operation else "",
+        operation_id=_s(b) if operation else "",
         accepted_ms=int(accepted_ms),
     )
-    if result.kind is EntryKind.MESSAGE:
-        return replace(result, direction=_s(a), message_type=_s(b))
-    if result.kind is EntryKind.MALFORMED:
-        return result
-    return replace(result, target_session_id=_s(a), operation_id=_s(b))
 
 
 def _decoding(client: redis.Redis) -> redis.Redis:
