@@ -29,7 +29,7 @@ import psutil
 import redis
 
 from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.workers.broker import NAMESPACE, QUEUE
+from wa_sessions.workers.queues import NAMESPACE, QUEUE
 
 from . import lagprobe
 from .load import LoadResult, percentile, run_paced

@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from wa_sessions.demo import TwilioSimulator, new_message_sid
+from tools.demo import TwilioSimulator, new_message_sid
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis import scripts
 from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy

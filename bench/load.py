@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from wa_sessions.demo import TwilioSimulator
+from tools.demo import TwilioSimulator
 
 #: A realistic WhatsApp text: 252 characters.
 BODY = "I need 5 units of Product A and 2 boxes of apples, delivered to 221B Baker Street. " * 3

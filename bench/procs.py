@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from wa_sessions.demo import TwilioSimulator
+from tools.demo import TwilioSimulator
 from wa_sessions.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

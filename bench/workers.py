@@ -18,13 +18,15 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from wa_sessions.bootstrap import build_worker
 from wa_sessions.config import Settings
 from wa_sessions.statemachine.models import MessageDirection
 from wa_sessions.statemachine.redis.keys import SessionFieldPrefix
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.workers.broker import NAMESPACE, QUEUE, setup_broker
 from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.workers.queues import NAMESPACE, QUEUE
 
+from . import noop
 from .inproc import fast_messages, ingest_pipelined
 from .load import BODY
 from .procs import ADMIN_TOKEN, AUTH_TOKEN, Processes, RedisSnapshot, procfile
@@ -37,17 +39,19 @@ class Broker:
     broker: RedisBroker
     drain: dramatiq.Actor[[str], None]
     noop: dramatiq.Actor[[int], None]
+    deps: WorkerDeps
 
     @classmethod
     def setup(cls, url: str) -> Broker:
-        """Once per process: actors bind to the broker set up first."""
+        """Once per process: the composition root's broker, actors and worker dependencies."""
         if url not in _BROKERS:
-            broker = setup_broker(bench_settings(url))
-            from wa_sessions.workers import actors  # after setup_broker, as the service does
-
-            from . import noop
-
-            _BROKERS[url] = cls(broker, actors.drain_conversation, noop.noop)
+            worker = build_worker(bench_settings(url))
+            _BROKERS[url] = cls(
+                worker.broker,
+                worker.actors.drain_conversation,
+                noop.declare_noop(worker.broker),
+                worker.deps,
+            )
         return _BROKERS[url]
 
 
@@ -61,10 +65,7 @@ def bench_settings(url: str) -> Settings:
 
 def worker_deps(url: str) -> WorkerDeps:
     """What a worker process builds for itself: order extraction and replies included."""
-    Broker.setup(url)
-    from wa_sessions.bootstrap import build_worker_deps
-
-    return build_worker_deps(bench_settings(url))
+    return Broker.setup(url).deps
 
 
 def stage_many(
@@ -119,7 +120,10 @@ class WorkerGroup:
     def __enter__(self) -> WorkerGroup:
         command = procfile("worker")
         if self.name == "noop":
-            command = command.replace("wa_sessions.workers.actors", "bench.noop")
+            command = command.replace(
+                "wa_sessions.bootstrap:setup_worker wa_sessions.workers.actors",
+                "bench.noop:setup bench.noop",
+            )
         self.procs.start(self.name, command, WORKER_PROCESSES=str(self.processes))
         return self
 

@@ -1,40 +1,59 @@
-"""The composition root: the only place that reads settings and builds clients, store and app.
+"""The composition root: the only place that builds clients, stores, the broker and the app.
 
-Entry points (uvicorn's ``--factory``, the Dramatiq CLI's ``setup_broker``, the scheduler, the
-enqueue script) call in here; nothing creates a Redis client or a broker at import time.
+Every process starts here: the web process through uvicorn's ``--factory create_app``, worker
+processes through the Dramatiq CLI's hook (``dramatiq wa_sessions.bootstrap:setup_worker
+wa_sessions.workers.actors``), the scheduler and the operators' script through ``build_worker``.
+Nothing here, or anywhere in the package, builds a client or a broker at import time.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import dramatiq
 import redis
 import redis.asyncio
+from dramatiq.brokers.redis import RedisBroker
+from fastapi import FastAPI
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from wa_sessions.config import Settings
+from wa_sessions.config import DEV_ENV_FILE, Settings
+from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
+from wa_sessions.ratelimit import RateGate, RedisSharedLimit
+from wa_sessions.redaction import install_log_redaction
 from wa_sessions.replies.sender import LogSender, OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.service import SessionService
-
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.webhook import WebDeps
+from wa_sessions.webhook import create_app as create_web_app
+from wa_sessions.workers import broker as dramatiq_broker
+from wa_sessions.workers.actors import DRAIN_CONVERSATION, Actors, declare_actors, drain_sender
+from wa_sessions.workers.broker import DrainWakeMessages, StopDrainLoop, queued_age_ms
+from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.workers.queues import QueueKeys
 
 log = logging.getLogger(__name__)
 
 
 def load_settings() -> Settings:
-    return Settings()
+    """The service's settings, from the environment only."""
+    return Settings.load()
+
+
+def load_operator_settings() -> Settings:
+    """The settings of a command run by a person next to ``./run serve``: the environment,
+    completed in development by the values ``serve`` saved (``.run/dev.env``: its Redis, its
+    secrets), so a script reaches the service's Redis rather than another one on localhost."""
+    return Settings.load(dev_env_file=DEV_ENV_FILE)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -50,14 +69,25 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
-def async_redis_client(settings: Settings) -> redis.asyncio.Redis:
-    """The web process' event-loop client for the webhook's hot path (same timeouts)."""
+def async_redis_client(
+    settings: Settings, *, decode_responses: bool = False
+) -> redis.asyncio.Redis:
+    """An event-loop client (the webhook's, the drain loop's), with the same timeouts."""
     return redis.asyncio.Redis.from_url(
         settings.redis_url,
+        decode_responses=decode_responses,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=30,
         retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+    )
+
+
+def inbox_policy(settings: Settings) -> InboxPolicy:
+    return InboxPolicy(
+        dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
+        max_depth=settings.max_inbox_depth,
+        lease_seconds=settings.lease_seconds,
     )
 
 
@@ -75,21 +105,32 @@ def build_service(settings: Settings, client: redis.Redis | None = None) -> Sess
 
 
 def build_inbox(settings: Settings, service: SessionService) -> Inbox:
-    return Inbox(
-        service.store,
-        InboxPolicy(
-            dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
-            max_depth=settings.max_inbox_depth,
-            lease_seconds=settings.lease_seconds,
-        ),
-    )
+    return Inbox(service.store, inbox_policy(settings))
 
 
-def build_extractor(settings: Settings) -> OrderExtractor:
-    """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor."""
+def build_extractor(
+    settings: Settings, shared_limit_client: redis.asyncio.Redis | None = None
+) -> OrderExtractor:
+    """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor. OpenAI
+    calls pass a ``RateGate``: ``OPENAI_MAX_CONCURRENCY`` per process, and, with
+    ``shared_limit_client``, ``OPENAI_REQUESTS_PER_MINUTE`` and 429 pauses across the
+    deployment."""
     if not settings.openai_api_key:
         return RuleBasedOrderExtractor()
+    # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
     from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
+
+    keys = Keys(settings.redis_key_prefix)
+    shared = (
+        RedisSharedLimit(
+            shared_limit_client,
+            keys.rate_bucket("openai"),
+            keys.rate_pause("openai"),
+            settings.openai_requests_per_minute,
+        )
+        if shared_limit_client is not None
+        else None
+    )
 
     media_auth = None
     if settings.twilio_account_sid and settings.twilio_auth_token:
@@ -109,6 +150,7 @@ def build_extractor(settings: Settings) -> OrderExtractor:
         ),
         history_limit=settings.openai_history_messages,
         media_auth=media_auth,
+        gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
     )
 
 
@@ -116,6 +158,7 @@ def build_sender(settings: Settings) -> OutboundSender:
     """Twilio when the account SID and auth token are both set, else replies are only logged."""
     if not settings.sends_through_twilio:
         return LogSender()
+    # Imported here: the Twilio REST client is loaded only by processes configured to send.
     from wa_sessions.replies.twilio import TwilioSender
 
     if settings.status_callback_url is None:
@@ -141,50 +184,91 @@ def build_reply_templates(settings: Settings) -> ReplyTemplates:
     )
 
 
-def build_worker_deps(settings: Settings) -> WorkerDeps:
-    from wa_sessions.workers import actors
-    from wa_sessions.workers.broker import queued_age_ms, require_broker
-    from wa_sessions.workers.handlers import WorkerDeps
-
-    broker = require_broker()
-
-    service = build_service(settings)
-    return WorkerDeps(
-        service=service,
-        inbox=build_inbox(settings, service),
-        wake=actors.wake,
-        lease_seconds=settings.lease_seconds,
-        batch_size=settings.drain_batch_size,
-        extractor=build_extractor(settings),
-        sender=build_sender(settings),
-        reply_templates=build_reply_templates(settings),
-        queued_wake_age_ms=lambda: queued_age_ms(broker),
+def build_broker(settings: Settings) -> RedisBroker:
+    """The Dramatiq broker of a process that sends or runs actors. Every such process builds
+    one first, so this is also where it masks phone numbers in all of its log records:
+    Dramatiq logs a failed message with its arguments, a conversation key."""
+    install_log_redaction()
+    return dramatiq_broker.build_broker(
+        settings.redis_url, one_message_per_thread=not settings.dramatiq_queue_prefetch
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The web process: uvicorn ``--factory wa_sessions.bootstrap:create_app``."""
-    from wa_sessions.metrics import register_collectors
-    from wa_sessions.webhook import WebDeps
-    from wa_sessions.webhook import create_app as create_web_app
-    from wa_sessions.workers.broker import DrainWakeMessages, setup_broker
-
-    settings = (settings or load_settings()).check_secure()
-    broker = setup_broker(settings)
-    from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
-
+def build_worker_deps(settings: Settings, broker: RedisBroker) -> WorkerDeps:
+    """What the handlers run over in a worker or the scheduler; wake-ups go to ``broker``."""
     service = build_service(settings)
-    register_collectors(service.store)
-    async_client = async_redis_client(settings)
+    drain_redis = async_redis_client(settings, decode_responses=True)
+    queue = QueueKeys()
+    return WorkerDeps(
+        service=service,
+        inbox=build_inbox(settings, service),
+        wake=drain_sender(broker),
+        lease_seconds=settings.lease_seconds,
+        batch_size=settings.drain_batch_size,
+        # Built now, connected on the drain loop on first use (redis.asyncio connects lazily).
+        async_redis=lambda: drain_redis,
+        max_in_flight=settings.worker_max_in_flight,
+        extractor=build_extractor(settings, drain_redis),
+        sender=build_sender(settings),
+        reply_templates=build_reply_templates(settings),
+        queued_wake_age_ms=lambda: queued_age_ms(broker.client, queue),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerProcess:
+    """A process that runs or sends the actors: its broker, the handlers' dependencies and the
+    actors declared on that broker over them."""
+
+    settings: Settings
+    broker: RedisBroker
+    deps: WorkerDeps
+    actors: Actors
+
+    def close(self) -> None:
+        """Stops the drain loop and closes the broker's and the service's Redis connections."""
+        self.deps.close()
+        self.broker.close()
+        self.deps.service.store.client.close()
+
+
+def build_worker(settings: Settings) -> WorkerProcess:
+    """Broker, dependencies and actors for a worker, the scheduler or the operators' script."""
+    broker = build_broker(settings)
+    deps = build_worker_deps(settings, broker)
+    broker.add_middleware(StopDrainLoop(deps.close))
+    return WorkerProcess(settings, broker, deps, declare_actors(broker, deps))
+
+
+def setup_worker() -> WorkerProcess:
+    """The Dramatiq CLI's broker hook, run in every worker process before it imports the
+    modules named after it: ``dramatiq wa_sessions.bootstrap:setup_worker
+    wa_sessions.workers.actors``. The CLI ignores what a hook returns and takes Dramatiq's
+    global broker, so this sets it; the actors are already declared on it, and importing
+    ``wa_sessions.workers.actors`` afterwards builds nothing. What it built is returned for
+    callers that close it (tests)."""
+    worker = build_worker(load_settings().check_secure())
+    dramatiq.set_broker(worker.broker)
+    return worker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The web process: uvicorn ``--factory wa_sessions.bootstrap:create_app``. It needs no
+    Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself."""
+    settings = (settings or load_settings()).check_secure()
+    install_log_redaction()
+    service = build_service(settings)
+    queue = QueueKeys()
     return create_web_app(
         WebDeps(
             settings=settings,
             service=service,
             inbox=AsyncInbox(
-                async_client,
+                async_redis_client(settings),
                 service.store.keys,
-                build_inbox(settings, service).policy,
-                wake_message=DrainWakeMessages(broker, actors.drain_conversation),
+                inbox_policy(settings),
+                wake_message=DrainWakeMessages(queue, DRAIN_CONVERSATION),
             ),
+            scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
         )
     )

@@ -1,9 +1,10 @@
 """``wa-sessions serve`` runs the Procfile (web, worker, scheduler) with honcho, starting an
-embedded Redis when ``REDIS_URL`` is not set; ``wa-sessions demo`` plays a conversation against it
-the way Twilio would.
+embedded Redis when ``REDIS_URL`` is not set (``./run demo`` then plays a conversation against it
+the way Twilio would: ``tools/demo.py``).
 
 Development runs keep their state in ``.run/``: the embedded Redis' append-only file and
 ``dev.env`` with generated secrets (signature checks and admin auth stay on in development).
+Settings decide; the environment is read here only to pass it on to the child processes.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from wa_sessions.config import InsecureSettings, Settings
-
-RUN_DIR = Path(".run")
-DEV_ENV = RUN_DIR / "dev.env"
+from wa_sessions.config import DEV_ENV_FILE, RUN_DIR, Environment, InsecureSettings, Settings
+from wa_sessions.embedded_redis import EmbeddedRedis
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -36,7 +35,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 def _development_env(env: dict[str, str], port: int) -> dict[str, str]:
     """Generated secrets for a development run, kept across runs in .run/dev.env."""
-    saved = read_env_file(DEV_ENV)
+    saved = read_env_file(DEV_ENV_FILE)
     dev = {
         "ENVIRONMENT": "development",
         "TWILIO_AUTH_TOKEN": env.get("TWILIO_AUTH_TOKEN")
@@ -47,35 +46,37 @@ def _development_env(env: dict[str, str], port: int) -> dict[str, str]:
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
     }
     RUN_DIR.mkdir(exist_ok=True)
-    DEV_ENV.write_text("".join(f"{k}={v}\n" for k, v in dev.items()))
-    DEV_ENV.chmod(0o600)
+    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in dev.items()))
+    DEV_ENV_FILE.chmod(0o600)
     return dev
 
 
 def serve(args: argparse.Namespace) -> int:
-    from wa_sessions.embedded_redis import EmbeddedRedis
-
+    settings = Settings.load()
     env = dict(os.environ)
     port = int(env.get("PORT", args.port))
-    explicit_production = env.get("ENVIRONMENT", "").lower() == "production"
+    explicit_production = (
+        "environment" in settings.model_fields_set
+        and settings.environment is Environment.PRODUCTION
+    )
     development = not explicit_production and not (
-        env.get("TWILIO_AUTH_TOKEN") and env.get("ADMIN_TOKEN")
+        settings.twilio_auth_token and settings.admin_token
     )
     if explicit_production:
         try:
-            Settings().check_secure()
+            settings.check_secure()
         except InsecureSettings as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return 2
     if development:
         env.update(_development_env(env, port))
-        print(f"development mode: secrets in {DEV_ENV} (signature checks and auth stay on)")
+        print(f"development mode: secrets in {DEV_ENV_FILE} (signature checks and auth stay on)")
     env.setdefault("PORT", str(port))
     env.setdefault("HOST", "127.0.0.1")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
 
     redis_server = None
-    if not env.get("REDIS_URL"):
+    if "redis_url" not in settings.model_fields_set or not settings.redis_url:
         data = RUN_DIR / "redis"
         data.mkdir(parents=True, exist_ok=True)
         redis_server = EmbeddedRedis(appendonly=True, directory=data.resolve()).start()
@@ -88,7 +89,7 @@ def serve(args: argparse.Namespace) -> int:
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     if development:
-        with DEV_ENV.open("a") as dev_env:
+        with DEV_ENV_FILE.open("a") as dev_env:
             dev_env.write(f"REDIS_URL={env['REDIS_URL']}\n")
     print(f"webhook: POST {env['PUBLIC_BASE_URL']}/twilio-webhook-opt")
 
@@ -119,15 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run web, worker and scheduler (the Procfile)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--procfile", default="Procfile")
-    p_demo = sub.add_parser("demo", help="play a signed conversation against a running service")
-    p_demo.add_argument("--url", help="service base URL (default: from .run/dev.env)")
-    p_demo.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    from wa_sessions.demo import run_demo
-
-    return run_demo(args)
+    return serve(args)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ it closed (Twilio's auth token for signatures, the admin token for the session A
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,9 +20,16 @@ from wa_sessions.replies.templates import (
     ORDER_TEMPLATE,
     check_template,
 )
+from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS
+from wa_sessions.statemachine.service import DEFAULT_BUSINESS_NUMBER
 
 #: Where Twilio posts delivery status callbacks (``webhook/status.py`` serves it).
 STATUS_CALLBACK_PATH = "/twilio-status"
+
+#: Where ``wa-sessions serve`` keeps a development run's state (relative to where it runs).
+RUN_DIR = Path(".run")
+#: A development run's generated settings (secrets, the embedded Redis' URL), ``NAME=value``.
+DEV_ENV_FILE = RUN_DIR / "dev.env"
 
 
 class Environment(StrEnum):
@@ -48,7 +57,7 @@ class Settings(BaseSettings):
     twilio_account_sid: str = ""
     public_base_url: str = ""
     trust_proxy_headers: bool = False
-    business_number: str = "+14155238886"
+    business_number: str = DEFAULT_BUSINESS_NUMBER
     default_region: str | None = None
 
     # Session API
@@ -64,10 +73,19 @@ class Settings(BaseSettings):
     dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_inbox_depth: int = Field(default=10_000, ge=1)
-    lease_seconds: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
     drain_batch_size: int = Field(default=100, ge=1)
     redrive_interval_seconds: float = Field(default=1.0, gt=0)
     expiry_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+    #: Dramatiq's own variable (Dramatiq reads it too): messages a worker process prefetches.
+    #: Unset (0), each process takes one wake-up per thread (``broker.OneMessagePerThread``).
+    dramatiq_queue_prefetch: int = Field(default=0, ge=0)
+
+    # Metrics
+    #: How often the scheduler turns session ends into metrics.
+    metrics_events_interval_seconds: float = Field(default=5.0, gt=0)
+    #: prometheus_client's multiprocess directory (the library reads the variable itself too).
+    prometheus_multiproc_dir: str = ""
 
     # Order extraction (OpenAI when a key is set, else the offline rule-based extractor)
     openai_api_key: str = ""
@@ -77,6 +95,14 @@ class Settings(BaseSettings):
     openai_max_retries: int = Field(default=2, ge=0, le=10)
     openai_retry_budget_seconds: float = Field(default=25.0, gt=0)
     openai_history_messages: int = Field(default=20, ge=0, le=200)
+    #: OpenAI calls one worker process keeps in flight at once.
+    openai_max_concurrency: int = Field(default=256, ge=1)
+    #: Requests per minute the whole deployment may start (a token bucket in Redis); 0: no cap.
+    openai_requests_per_minute: int = Field(default=0, ge=0)
+
+    # Worker processes
+    #: Drains one worker process keeps in flight at once (each may wait for OpenAI or Twilio).
+    worker_max_in_flight: int = Field(default=256, ge=1)
 
     # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
     twilio_api_base_url: str = "https://api.twilio.com"
@@ -86,6 +112,18 @@ class Settings(BaseSettings):
     reply_order_template: str = ORDER_TEMPLATE
     reply_empty_order_template: str = EMPTY_ORDER_TEMPLATE
     reply_nothing_template: str = NOTHING_TEMPLATE
+
+    @classmethod
+    def load(cls, *, dev_env_file: Path | None = None) -> Self:
+        """The settings from the environment. With ``dev_env_file`` (a development run's saved
+        values, written by ``wa-sessions serve``), its values fill in what the environment
+        leaves unset, but only when that makes a development configuration: an environment
+        that says ``ENVIRONMENT=production`` never picks up a development Redis."""
+        if dev_env_file is not None and dev_env_file.is_file():
+            settings = cls(_env_file=dev_env_file)  # type: ignore[call-arg]
+            if settings.environment is Environment.DEVELOPMENT:
+                return settings
+        return cls()
 
     @field_validator("carry_over_context_keys", mode="before")
     @classmethod
@@ -143,9 +181,11 @@ class Settings(BaseSettings):
         return self.public_base_url.rstrip("/") + STATUS_CALLBACK_PATH
 
     @property
-    def session_timeout_seconds(self) -> float:
-        return self.session_timeout_hours * 3600.0
-
-    @property
-    def retention_seconds(self) -> float:
-        return self.retention_days * 86400.0
+    def redis_location(self) -> str:
+        """``REDIS_URL`` without its password, for messages to people."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        netloc = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return urlunsplit(parts._replace(netloc=user + netloc))

@@ -1,7 +1,6 @@
 """One error hierarchy for the whole service, so callers and the HTTP layer map errors in one place.
 
-``code`` is the stable machine-readable name that HTTP error bodies carry; ``transient`` tells the
-workers whether Dramatiq should retry (Redis down) or give up at once (bad payload).
+``code`` is the stable machine-readable name that HTTP error bodies carry.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ class WaSessionsError(Exception):
     """Root of every error this package raises on purpose."""
 
     code = "error"
-    transient = False
 
 
 class InvalidPhoneNumber(WaSessionsError):
@@ -64,10 +62,3 @@ class InboxFull(WaSessionsError):
     """A conversation's inbox holds the configured maximum of unapplied messages."""
 
     code = "inbox_full"
-    transient = True
-
-
-class LeaseLost(WaSessionsError):
-    """A drain's per-conversation lease expired or was taken over: stop without applying more."""
-
-    code = "lease_lost"

@@ -4,16 +4,29 @@ A per-phone drain waits for these calls while the phone's next messages queue be
 call's whole cost, waits included, is capped: an attempt only starts when its full timeout still
 fits in the budget, and a ``Retry-After`` longer than what is left ends the call at once. The
 SDKs' own retries are turned off so this is the only retry loop.
+
+Calls are coroutines: a worker process keeps hundreds of them in flight on one event loop, so
+the time OpenAI and Twilio take to answer costs no thread. Before each attempt the call passes
+its ``Gate`` (``ratelimit.RateGate``: a per-process concurrency cap, a deployment-wide request
+rate, and the pause a 429 asked for); a 429 pauses the gate for every call of the process and
+the deployment, and is retried after the pause without using up one of ``max_retries``, as long
+as the budget allows.
+
+Written by hand rather than with tenacity or stamina: the stop rule needs the next attempt's
+full timeout, the server's ``Retry-After`` and the gate's admission wait inside one deadline,
+and rate-limit retries apart from the retry count; both libraries would need all three as
+custom callbacks around the same forty lines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -66,6 +79,9 @@ class Classified:
     detail: str
     retry_after_seconds: float | None = None
     code: str | None = None
+    #: The gated API itself asked us to slow down (its 429): pause the gate for every call,
+    #: and do not count the attempt as a retry.
+    pauses_gate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,37 +102,75 @@ class CallSuccess(Generic[T]):
     elapsed_seconds: float
 
 
-def call_with_retries(
-    call: Callable[[], T],
+class Gate(Protocol):
+    """Admission of attempts at one external API (``ratelimit.RateGate``)."""
+
+    async def acquire(self, deadline: float) -> bool:
+        """Waits until an attempt may start; False when that would be after ``deadline``
+        (``time.monotonic`` seconds). A True must be paired with ``release``."""
+        ...
+
+    def release(self) -> None: ...
+
+    def pause(self, seconds: float) -> None:
+        """The API asked (429) that no attempt start for ``seconds``."""
+        ...
+
+
+async def call_with_retries(
+    call: Callable[[], Awaitable[T]],
     classify: Callable[[Exception], Classified],
     policy: RetryPolicy,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    gate: Gate | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> CallSuccess[T] | CallFailure:
     """Runs ``call`` until it returns, fails permanently, runs out of retries or would overrun
-    the budget. Never raises what ``call`` raises: every exception is classified."""
+    the budget. Never raises what ``call`` raises: every exception is classified. Rate limits
+    (429) do not count as retries: the gate is paused for ``Retry-After`` (or the backoff) and the
+    attempt is made again when it reopens, while the budget lasts."""
     started = monotonic()
-    retry = 0
+    retry = attempts = 0
+    last: Classified | None = None
     while True:
+        if gate is not None:
+            latest_start = started + policy.budget_seconds - policy.timeout_seconds
+            if not await gate.acquire(latest_start):
+                judged = last or Classified(
+                    FailureReason.RATE_LIMITED, True, "rate limit: no request slot in time"
+                )
+                return _failure(judged, attempts, monotonic() - started, budget_spent=True)
+        attempts += 1
         try:
-            value = call()
+            value = await call()
         except Exception as exc:
-            judged = classify(exc)
-            elapsed = monotonic() - started
-            if not judged.retryable or retry >= policy.max_retries:
-                return _failure(judged, retry + 1, elapsed)
-            wait = (
-                judged.retry_after_seconds
-                if judged.retry_after_seconds is not None
-                else policy.backoff(retry)
-            )
-            if elapsed + wait + policy.timeout_seconds > policy.budget_seconds:
-                return _failure(judged, retry + 1, elapsed, budget_spent=True)
-            sleep(wait)
+            error: Exception | None = exc
+        else:
+            error = None
+        finally:
+            if gate is not None:
+                gate.release()
+        if error is None:
+            return CallSuccess(value, attempts, monotonic() - started)
+        judged = last = classify(error)
+        elapsed = monotonic() - started
+        rate_limited = judged.pauses_gate
+        if not judged.retryable or (retry >= policy.max_retries and not rate_limited):
+            return _failure(judged, attempts, elapsed)
+        wait = (
+            judged.retry_after_seconds
+            if judged.retry_after_seconds is not None
+            else policy.backoff(retry)
+        )
+        if elapsed + wait + policy.timeout_seconds > policy.budget_seconds:
+            return _failure(judged, attempts, elapsed, budget_spent=True)
+        if rate_limited and gate is not None:
+            gate.pause(wait)  # the next acquire waits it out, with every other call
+        else:
+            await sleep(wait)
+        if not rate_limited:
             retry += 1
-            continue
-        return CallSuccess(value, retry + 1, monotonic() - started)
 
 
 def _failure(

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import redis
 
-from wa_sessions.demo import TwilioSimulator
+from tools.demo import TwilioSimulator
 from wa_sessions.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,12 +254,18 @@ def _which_prometheus() -> PrometheusTools | None:
 
 def find_or_install_prometheus() -> PrometheusTools:
     """``promtool`` and ``prometheus`` from PATH, else Debian's ``prometheus`` package installed
-    with apt-get when running as root (as CI does). Skips only when neither is possible."""
+    with apt-get when running as root (as CI does). Otherwise the tests fail, naming the command
+    that installs them: a dashboard whose queries were never run is not a passing test."""
     found = _which_prometheus()
     if found is not None:
         return found
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("promtool/prometheus not on PATH; install Debian's `prometheus` package")
+        pytest.fail(
+            "promtool and prometheus are not on PATH; install them with "
+            "`sudo apt-get install prometheus` (Debian/Ubuntu) or put the binaries from "
+            "https://prometheus.io/download/ on PATH",
+            pytrace=False,
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"]
     if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:

@@ -1,5 +1,6 @@
 """The README's run command (``wa-sessions serve``: honcho, the Procfile and an embedded Redis)
-and the demo that plays a conversation against it."""
+and the demo that plays a conversation against it (``python -m tools.demo``, outside the
+installed package, run from the repository)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_path: Path) -> None:
-    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `wa-sessions demo` shows
+    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `./run demo` shows
     sessions, extracted orders and the replies recorded for them."""
     port = free_port()
     env = {
@@ -55,9 +56,9 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
             time.sleep(0.2)
         assert healthy, (tmp_path / "serve.log").read_text()
         demo = subprocess.run(
-            [*cli, "demo", "--timeout", "30"],
+            [sys.executable, "-m", "tools.demo", "--timeout", "30"],
             cwd=tmp_path,
-            env=env,
+            env={**env, "PYTHONPATH": str(ROOT)},
             capture_output=True,
             text=True,
             timeout=120,
@@ -79,3 +80,41 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def test_run_without_a_command_prints_its_commands_and_nothing_else() -> None:
+    """``./run`` alone lists the commands (its header comment), not the script's first line of
+    code; an unknown command says so and exits 2."""
+    shown = subprocess.run(
+        [str(ROOT / "run")], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith("The project's commands.")
+    assert [line.split()[1] for line in lines[1:]] == ["serve", "test", "demo", "lint", "bench"]
+    assert "set -euo pipefail" not in shown.stdout
+
+    unknown = subprocess.run(
+        [str(ROOT / "run"), "nonsense"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("unknown command: nonsense\n")
+
+
+def test_demo_without_a_service_says_how_to_start_one(tmp_path: Path) -> None:
+    """Against a port nobody listens on, the demo exits 1 with a hint naming ``./run serve``,
+    not a ``URLError`` traceback."""
+    url = f"http://127.0.0.1:{free_port()}"
+    demo = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--url", url],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 1
+    assert "Traceback" not in demo.stderr
+    assert f"the service is not running at {url}" in demo.stderr
+    assert "./run serve" in demo.stderr

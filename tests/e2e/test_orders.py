@@ -17,7 +17,7 @@ from tests.fake_apis import (
     fake_openai,
     fake_twilio,
 )
-from wa_sessions.demo import inbound, new_message_sid, replies
+from tools.demo import inbound, new_message_sid, replies
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 
 pytestmark = pytest.mark.e2e

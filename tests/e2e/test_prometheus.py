@@ -2,23 +2,26 @@
 dashboard's queries and the alert rules run by it, and promtool's checks.
 
 Prometheus comes from Debian's ``prometheus`` package (installed by the ``prometheus_tools``
-fixture when missing); each test runs its own server on a loopback port.
+fixture when missing and running as root, else the tests fail with the install command); each
+test runs its own server on a loopback port.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import time
 from collections.abc import Callable
 from html import escape
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import ROOT, PrometheusServer, PrometheusTools, Service
-from wa_sessions.demo import TwilioSimulator
-from wa_sessions.metrics import dashboard, preview
+from tools import dashboard, preview
+from tools.demo import TwilioSimulator
 
 pytestmark = pytest.mark.e2e
 
@@ -135,7 +138,14 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
     assert not empty, "queries without data:\n" + "\n".join(empty)
     assert not not_finite, "queries without a finite value:\n" + "\n".join(not_finite)
 
-    assert scalar(prom, "sum(wa_sessions_messages_total)") == 3 + 2 + 3 * 2
+    inbound = 'sum(wa_sessions_messages_total{direction="inbound"})'
+    assert scalar(prom, inbound) == 3 + 2 + 3 * 2
+    # Every reply the workers recorded is counted as an outbound message too (no system notes
+    # here: nothing failed and every reply was inside the customer-service window).
+    outbound = 'sum(wa_sessions_messages_total{direction="outbound"})'
+    recorded = 'sum(wa_sessions_replies_total{outcome=~"sent|logged"})'
+    assert (scalar(prom, outbound) or 0) > 0
+    assert scalar(prom, outbound) == scalar(prom, recorded)
     assert scalar(prom, "sum(wa_sessions_sessions_started_total)") == 5
     # The completed session: 3 customer messages and the replies recorded for them (one per
     # batch the worker drained them in).
@@ -209,3 +219,15 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(
             check=False,
         )
         assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def test_missing_prometheus_fails_with_the_install_command_instead_of_skipping(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without promtool on PATH and no root to install it, the tests fail and say how."""
+    from tests.e2e.conftest import find_or_install_prometheus
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install prometheus"):
+        find_or_install_prometheus()

@@ -59,7 +59,9 @@ class Ended:
 
 def hammer(redis_url: str, worker: int, seed: int, start: object, results: object) -> None:
     """One process's share of the load; runs in a spawned child, reports through ``results``."""
-    service = SessionService(redis_url=redis_url, business_number=BUSINESS)
+    service = SessionService(
+        redis.Redis.from_url(redis_url, decode_responses=True), business_number=BUSINESS
+    )
     counter = redis.Redis.from_url(redis_url, decode_responses=True)
     rng = random.Random(seed)
     sent: list[Sent] = []

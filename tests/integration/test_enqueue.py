@@ -4,16 +4,15 @@ worker: exit codes, messages on stderr, and the task applied through the convers
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import cast
 
 import dramatiq
@@ -22,13 +21,16 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from tests.support import poll, running_worker
+from wa_sessions.bootstrap import build_broker
 from wa_sessions.config import Environment, Settings
+from wa_sessions.embedded_redis import free_port
 from wa_sessions.statemachine.models import SessionCreate, SessionStatus
 from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers import enqueue
-from wa_sessions.workers.broker import NAMESPACE, QUEUE, setup_broker
+from wa_sessions.workers.actors import declare_actors, drain_sender
 from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.workers.queues import QUEUE, QueueKeys
 
 PHONE = "+14155550001"
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,28 +47,29 @@ class Stack:
 
     def queued(self) -> list[dramatiq.Message[None]]:
         """The Dramatiq messages waiting in the actors' queue."""
-        raw = cast(list[str], self.client.hvals(f"{NAMESPACE}:{QUEUE}.msgs"))
+        raw = cast(list[str], self.client.hvals(QueueKeys().messages))
         return [dramatiq.Message.decode(value.encode()) for value in raw]
 
 
 @pytest.fixture
-def stack(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The script's environment on the test Redis; the broker set up and the actors loaded
-    (after it, as they require) with their dependencies injected."""
+def stack(redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Stack]:
+    """The script's environment on the test Redis (run from an empty directory: no
+    ``.run/dev.env``); the test's own broker with the actors declared on it, for a worker."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("ENVIRONMENT", "development")
     for name in ("BUSINESS_NUMBER", "REDIS_KEY_PREFIX", "SESSION_TIMEOUT_HOURS"):
         monkeypatch.delenv(name, raising=False)
-    broker = setup_broker(Settings(environment=Environment.DEVELOPMENT, redis_url=redis_url))
-    actors: ModuleType = importlib.import_module("wa_sessions.workers.actors")
+    broker = build_broker(Settings(environment=Environment.DEVELOPMENT, redis_url=redis_url))
     broker.flush_all()
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     service = SessionService(client)
-    actors.configure(WorkerDeps(service=service, inbox=Inbox(service.store), wake=actors.wake))
+    deps = WorkerDeps(service=service, inbox=Inbox(service.store), wake=drain_sender(broker))
+    declare_actors(broker, deps)
     try:
         yield Stack(broker, service, client)
     finally:
-        actors.configure(None)
+        deps.close()
         broker.flush_all()
         broker.client.close()
         client.close()
@@ -82,14 +85,15 @@ def worker(stack: Stack) -> Iterator[dramatiq.Worker]:
 
 
 def test_unknown_session_exits_1_with_one_line_on_stderr(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: Stack, capsys: pytest.CaptureFixture[str], redis_url: str
 ) -> None:
-    """An unknown id is refused before anything is enqueued, with one line naming it."""
+    """An unknown id is refused before anything is enqueued, with one line naming it and the
+    Redis the script looked in."""
     code = enqueue.main(["complete", "no-such-session"])
 
     out, err = capsys.readouterr()
     assert code == 1
-    assert err.splitlines() == ["error: unknown session no-such-session"]
+    assert err.splitlines() == [f"error: unknown session no-such-session in Redis at {redis_url}"]
     assert out == ""
     assert stack.queued() == []
 
@@ -111,13 +115,15 @@ def test_already_completed_session_exits_1(
 
 
 def test_phone_without_an_active_session_exits_1(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: Stack, capsys: pytest.CaptureFixture[str], redis_url: str
 ) -> None:
     """``--phone`` for a customer with no active session is refused with one line."""
     code = enqueue.main(["expire", "--phone", PHONE])
 
     assert code == 1
-    assert capsys.readouterr().err.splitlines() == ["error: that phone has no active session"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: that phone has no active session in Redis at {redis_url}"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -146,6 +152,43 @@ def test_unknown_action_exits_2_through_argparse(capsys: pytest.CaptureFixture[s
 
     assert exited.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+# ---- which Redis ------------------------------------------------------------------------------
+
+
+def test_in_development_the_script_reads_the_redis_serve_saved(
+    stack: Stack, tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With nothing in the environment, next to ``./run serve``'s ``.run/dev.env`` the script
+    finds the session in the development run's Redis, not in one on localhost:6379."""
+    session_id = stack.open_session()
+    monkeypatch.delenv("REDIS_URL")
+    monkeypatch.delenv("ENVIRONMENT")
+    (tmp_path / ".run").mkdir()
+    (tmp_path / ".run" / "dev.env").write_text(
+        f"ENVIRONMENT=development\nADMIN_TOKEN=a\nREDIS_URL={redis_url}\n"
+    )
+
+    assert enqueue.main(["complete", session_id]) == 0
+
+    [message] = stack.queued()
+    assert message.args == (session_id, "operator")
+
+
+def test_an_unreachable_redis_is_named_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without a development file and with REDIS_URL on a closed port, exit 1 naming it."""
+    monkeypatch.chdir(tmp_path)
+    url = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    monkeypatch.setenv("REDIS_URL", url)
+
+    assert enqueue.main(["complete", "some-id"]) == 1
+
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: cannot reach Redis at {url.replace('secret', '***')}"
+    ]
 
 
 # ---- applied through the workers ---------------------------------------------------------------
@@ -219,6 +262,33 @@ def test_wait_without_a_worker_exits_3_after_the_timeout(
     ]
     assert len(stack.queued()) == 1
     assert stack.service.store.status_of(session_id) == SessionStatus.ACTIVE
+
+
+def test_wait_exits_4_when_the_session_ended_otherwise_first(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``complete --wait`` exits 4 when, while its task waits, the session is expired another
+    way; the worker then refuses the complete and the session stays expired."""
+    session_id = stack.open_session()
+    codes: list[int] = []
+    waiting = threading.Thread(
+        target=lambda: codes.append(
+            enqueue.main(["complete", session_id, "--wait", "--timeout", "20"])
+        )
+    )
+    waiting.start()
+    poll(lambda: len(stack.queued()) == 1)  # the task is queued and the script is waiting
+    stack.service.expire_session(session_id, reason="idle")
+    waiting.join(timeout=30)
+
+    assert codes == [4]
+    assert capsys.readouterr().out.splitlines() == [f"session {session_id} is expired"]
+    with running_worker(stack.broker):
+        poll(lambda: stack.queued() == [])
+        stack.broker.join(QUEUE, timeout=5_000)
+    session = stack.service.store.load(session_id, include_messages=False)
+    assert session is not None
+    assert (session.status, session.end_reason) == (SessionStatus.EXPIRED, "idle")
 
 
 # ---- as a process ------------------------------------------------------------------------------

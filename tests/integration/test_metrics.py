@@ -25,7 +25,7 @@ from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.workers.broker import NAMESPACE, QUEUE
+from wa_sessions.workers.queues import NAMESPACE, QUEUE, QueueKeys
 
 BUSINESS = "+14155238886"
 
@@ -53,8 +53,7 @@ def service(redis_client: redis.Redis, clock: FakeClock) -> SessionService:
 def collector(service: SessionService, clock: FakeClock) -> RedisStateCollector:
     return RedisStateCollector(
         service.store,
-        dramatiq_namespace=NAMESPACE,
-        queues=[QUEUE],
+        queues=[QueueKeys()],
         clock=lambda: clock().timestamp(),
     )
 
@@ -141,31 +140,17 @@ def test_collector_reads_dramatiq_queue_depth(
     assert depth == {"ready": 3, "delayed": 1, "dead": 0}
 
 
-def test_scrape_with_redis_down_is_quick_and_clean(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scrape_with_redis_down_is_quick_and_clean() -> None:
     """A Redis nobody listens on: /metrics still renders, saying ``wa_sessions_redis_up 0``."""
     client = redis.Redis(
         port=free_port(), socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
     )
     service = SessionService(client, business_number=BUSINESS)
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.setattr(metrics, "_scrape_collectors", [])
-    metrics.register_collectors(service.store)
+    collector = RedisStateCollector(service.store, queues=[QueueKeys()])
     started = time.monotonic()
-    body = metrics.render_metrics()[0].decode()
+    body = metrics.render_metrics([collector])[0].decode()
     assert time.monotonic() - started < 2
     families: dict[str, Any] = {f.name: f for f in text_string_to_metric_families(body)}
     assert families["wa_sessions_redis_up"].samples[0].value == 0
     assert "wa_sessions_sessions_active" not in families
     assert "wa_sessions_messages" in families
-
-
-def test_registered_collectors_are_replaced_not_added(
-    service: SessionService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Registering again (a second app in one process) keeps one set of Redis-backed series."""
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    monkeypatch.setattr(metrics, "_scrape_collectors", [])
-    metrics.register_collectors(service.store)
-    metrics.register_collectors(service.store)
-    body = metrics.render_metrics()[0].decode()
-    assert body.count("\nwa_sessions_sessions_active ") == 1

@@ -3,10 +3,11 @@ API: structured output, image input, timeouts, rate limits, server errors and ba
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -40,6 +41,29 @@ FIVE_OF_A = ExtractionResult(
 )
 
 
+def extract(
+    extractor: OpenAIOrderExtractor, request: ExtractionRequest
+) -> ExtractionResult | ExtractionFailure:
+    """One extraction on a fresh event loop; the extractor's HTTP clients are closed after."""
+
+    async def run() -> ExtractionResult | ExtractionFailure:
+        try:
+            return await extractor.extract(request)
+        finally:
+            await extractor.close()
+
+    return asyncio.run(run())
+
+
+def recorder(into: list[float]) -> Callable[[float], Awaitable[None]]:
+    """A ``sleep`` that records how long it was asked to wait, and returns at once."""
+
+    async def sleep(seconds: float) -> None:
+        into.append(seconds)
+
+    return sleep
+
+
 @pytest.fixture
 def api() -> Iterator[FakeOpenAI]:
     with fake_openai(FIVE_OF_A) as server:
@@ -56,7 +80,7 @@ def extractor(
         base_url=api.api_url,
         policy=policy or RetryPolicy(timeout_seconds=2, max_retries=2, budget_seconds=6),
         media_auth=TwilioMediaAuth(TWILIO_SID, TWILIO_TOKEN, host="127.0.0.1"),
-        sleep=recorded.append,
+        sleep=recorder(recorded),
     )
 
 
@@ -86,8 +110,8 @@ def test_structured_output_is_parsed_into_the_result(api: FakeOpenAI) -> None:
         message("✅ Order received: 3 boxes of apples", direction=MessageDirection.OUTBOUND),
     ]
 
-    result = extractor(api).extract(
-        ExtractionRequest(message("I need 5 units of Product A"), history, order)
+    result = extract(
+        extractor(api), ExtractionRequest(message("I need 5 units of Product A"), history, order)
     )
 
     assert result == FIVE_OF_A
@@ -107,8 +131,9 @@ def test_structured_output_is_parsed_into_the_result(api: FakeOpenAI) -> None:
 
 def test_an_image_message_sends_the_image_inline_fetched_with_twilio_auth(api: FakeOpenAI) -> None:
     """The media URL is fetched with the account's basic auth and passed as a data URL."""
-    result = extractor(api).extract(
-        ExtractionRequest(message("this one please", media_url=api.media_url("ME1")))
+    result = extract(
+        extractor(api),
+        ExtractionRequest(message("this one please", media_url=api.media_url("ME1"))),
     )
 
     assert result == FIVE_OF_A
@@ -128,7 +153,7 @@ def test_an_image_the_media_host_refuses_is_a_failure_not_a_crash(api: FakeOpenA
         policy=RetryPolicy(timeout_seconds=2, budget_seconds=6),
     )
 
-    result = plain.extract(ExtractionRequest(message("x", media_url=api.media_url("ME1"))))
+    result = extract(plain, ExtractionRequest(message("x", media_url=api.media_url("ME1"))))
 
     assert isinstance(result, ExtractionFailure)
     assert result.reason is FailureReason.OTHER
@@ -141,7 +166,7 @@ def test_a_hung_api_times_out_within_the_budget(api: FakeOpenAI) -> None:
     policy = RetryPolicy(timeout_seconds=0.3, max_retries=2, budget_seconds=1.5)
     started = time.monotonic()
 
-    result = extractor(api, policy=policy).extract(ExtractionRequest(message("5 of A")))
+    result = extract(extractor(api, policy=policy), ExtractionRequest(message("5 of A")))
 
     assert isinstance(result, ExtractionFailure)
     assert result.reason is FailureReason.TIMEOUT
@@ -154,7 +179,7 @@ def test_a_429_with_retry_after_is_waited_out_then_succeeds(api: FakeOpenAI) -> 
     api.reply(Reply(429, {"error": {"message": "slow down"}}, {"retry-after": "0.2"}))
     sleeps: list[float] = []
 
-    result = extractor(api, sleeps=sleeps).extract(ExtractionRequest(message("5 of A")))
+    result = extract(extractor(api, sleeps=sleeps), ExtractionRequest(message("5 of A")))
 
     assert result == FIVE_OF_A
     assert sleeps == [0.2]
@@ -166,7 +191,7 @@ def test_a_429_asking_for_longer_than_the_budget_gives_up_at_once(api: FakeOpenA
     api.reply(Reply(429, {"error": {"message": "slow down"}}, {"retry-after": "60"}))
     sleeps: list[float] = []
 
-    result = extractor(api, sleeps=sleeps).extract(ExtractionRequest(message("5 of A")))
+    result = extract(extractor(api, sleeps=sleeps), ExtractionRequest(message("5 of A")))
 
     assert isinstance(result, ExtractionFailure)
     assert (result.reason, result.attempts) == (FailureReason.RATE_LIMITED, 1)
@@ -177,7 +202,7 @@ def test_server_errors_are_retried_then_given_up(api: FakeOpenAI) -> None:
     """500 on every attempt: three attempts (max_retries=2), then server_error."""
     api.reply(*[Reply(500, {"error": {"message": "boom"}}) for _ in range(3)])
 
-    result = extractor(api).extract(ExtractionRequest(message("5 of A")))
+    result = extract(extractor(api), ExtractionRequest(message("5 of A")))
 
     assert isinstance(result, ExtractionFailure)
     assert (result.reason, result.attempts) == (FailureReason.SERVER_ERROR, 3)
@@ -188,7 +213,7 @@ def test_a_500_then_success_recovers(api: FakeOpenAI) -> None:
     """One transient 500 costs one retry."""
     api.reply(Reply(500, {"error": {"message": "boom"}}), extraction_reply(FIVE_OF_A))
 
-    assert extractor(api).extract(ExtractionRequest(message("5 of A"))) == FIVE_OF_A
+    assert extract(extractor(api), ExtractionRequest(message("5 of A"))) == FIVE_OF_A
 
 
 @pytest.mark.parametrize(
@@ -206,7 +231,7 @@ def test_output_that_does_not_fit_the_schema_is_invalid_output(
     """Schema mismatches, non-JSON, impossible values and refusals: invalid_output, no retry."""
     api.reply(Reply(200, answer))
 
-    result = extractor(api).extract(ExtractionRequest(message("5 of A")))
+    result = extract(extractor(api), ExtractionRequest(message("5 of A")))
 
     assert isinstance(result, ExtractionFailure)
     assert (result.reason, result.attempts) == (FailureReason.INVALID_OUTPUT, 1)
@@ -218,7 +243,7 @@ def test_a_rejected_key_is_a_permanent_failure(api: FakeOpenAI) -> None:
         api_key="sk-wrong", model="gpt-test", base_url=api.api_url, policy=RetryPolicy()
     )
 
-    result = wrong.extract(ExtractionRequest(message("5 of A")))
+    result = extract(wrong, ExtractionRequest(message("5 of A")))
 
     assert isinstance(result, ExtractionFailure)
     assert (result.reason, result.attempts) == (FailureReason.OTHER, 1)
@@ -234,10 +259,10 @@ def test_an_unreachable_api_is_a_connection_failure() -> None:
         model="gpt-test",
         base_url=url,
         policy=RetryPolicy(timeout_seconds=1, max_retries=2, budget_seconds=5),
-        sleep=sleeps.append,
+        sleep=recorder(sleeps),
     )
 
-    result = unreachable.extract(ExtractionRequest(message("5 of A")))
+    result = extract(unreachable, ExtractionRequest(message("5 of A")))
 
     assert isinstance(result, ExtractionFailure)
     assert (result.reason, result.attempts) == (FailureReason.CONNECTION, 3)

@@ -8,7 +8,7 @@ callbacks are signed with the twilio SDK's own ``RequestValidator``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -28,12 +28,15 @@ from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
 from wa_sessions.replies.sender import SendFailure, SendResult
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.redis.delivery import UNMAPPED_TTL_SECONDS
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.store import to_ms
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import WebDeps, create_app
 from wa_sessions.workers import handlers
+from wa_sessions.workers.broker import DrainWakeMessages
 from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.workers.queues import QueueKeys
 
 TOKEN = "status-test-token"
 BASE = "https://wa.example.test"
@@ -66,9 +69,13 @@ class NextSid:
     name: str = "twilio"
     budget_seconds: float = 0.0
     sids: list[str] = field(default_factory=list)
+    #: Called with the MessageSid once Twilio "accepted" the reply, before the drain commits it.
+    on_accepted: Callable[[str], None] | None = None
 
-    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
         sid = self.sids.pop(0) if self.sids else new_sid()
+        if self.on_accepted is not None:
+            self.on_accepted(sid)
         return SendResult(sid=sid, status="queued", sent=True)
 
 
@@ -157,9 +164,6 @@ def web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Iterator
         sender=sender,
     )
 
-    async def wake(conv: str) -> None:
-        return None
-
     app = create_app(
         WebDeps(
             settings=_ExplicitSettings(
@@ -171,8 +175,11 @@ def web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Iterator
                 business_number=BUSINESS,
             ),
             service=service,
-            inbox=AsyncInbox(async_client, service.store.keys),
-            wake=wake,
+            inbox=AsyncInbox(
+                async_client,
+                service.store.keys,
+                wake_message=DrainWakeMessages(QueueKeys(namespace="test-status"), "drain"),
+            ),
         )
     )
     with TestClient(app) as client:
@@ -297,6 +304,36 @@ def test_a_callback_that_beats_the_commit_of_its_reply_is_applied_at_commit(web:
 
     assert early.status_code == 200
     assert web.status_of(sid)["delivery_status"] == "sent"
+
+
+def test_callbacks_between_twilio_accepting_a_reply_and_its_commit_are_applied_at_commit(
+    web: Web, redis_client: redis.Redis
+) -> None:
+    """The real race: Twilio calls back (``delivered``, then a late ``sent``) while the drain
+    that sent the reply has not committed it. Both are answered 200 and kept, for a day at
+    most; the commit stores the reply with the furthest status, and a later ``read`` applies
+    to the stored reply."""
+    unknown, stale = outcome_count("unknown_sid"), outcome_count("stale")
+    early: list[tuple[int, int, int]] = []
+
+    def twilio_calls_back(sid: str) -> None:
+        for status in ("delivered", "sent"):
+            response = web.callback(sid, status)
+            ttl_ms = redis_client.pttl(web.service.store.keys.outbound(sid))
+            early.append((response.status_code, len(web.outbound()), ttl_ms))
+
+    web.sender.on_accepted = twilio_calls_back
+    sid = web.reply()
+
+    assert [(code, stored) for code, stored, _ in early] == [(200, 0), (200, 0)]
+    assert all(0 < ttl_ms <= UNMAPPED_TTL_SECONDS * 1000 for _, _, ttl_ms in early)
+    # ``delivered`` is kept for the commit; the late ``sent`` is already behind it.
+    assert (outcome_count("unknown_sid"), outcome_count("stale")) == (unknown + 1, stale + 1)
+    metadata = web.status_of(sid)
+    assert metadata["delivery_status"] == "delivered"
+    assert "delivery_updated_at" in metadata
+    assert web.callback(sid, "read").status_code == 200
+    assert web.status_of(sid)["delivery_status"] == "read"
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ the request Twilio receives, error codes that are final, and retries that are no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -22,6 +23,27 @@ from wa_sessions.retries import FailureReason, RetryPolicy
 CALLBACK = "https://wa.example.test/twilio-status"
 CUSTOMER = "+14155550100"
 BUSINESS = "+14155238886"
+
+
+def send(sender: TwilioSender, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+    """One send on a fresh event loop; the sender's HTTP client is closed after."""
+
+    async def run() -> SendResult | SendFailure:
+        try:
+            return await sender.send(to=to, from_=from_, body=body)
+        finally:
+            await sender.close()
+
+    return asyncio.run(run())
+
+
+def recorder(into: list[float]) -> Callable[[float], Awaitable[None]]:
+    """A ``sleep`` that records how long it was asked to wait, and returns at once."""
+
+    async def sleep(seconds: float) -> None:
+        into.append(seconds)
+
+    return sleep
 
 
 @pytest.fixture
@@ -44,7 +66,7 @@ def sender(
         policy=policy or RetryPolicy(timeout_seconds=1, max_retries=2, budget_seconds=4),
         status_callback_url=CALLBACK,
         api_base_url=api.base_url,
-        sleep=recorded.append,
+        sleep=recorder(recorded),
     )
 
 
@@ -53,7 +75,7 @@ def test_a_reply_is_created_from_the_business_number_with_a_status_callback(
 ) -> None:
     """POST /2010-04-01/Accounts/{sid}/Messages.json with basic auth and WhatsApp addresses;
     Twilio's MessageSid and initial status come back."""
-    result = sender(api).send(to=CUSTOMER, from_=BUSINESS, body="✅ Order received: 5 x A")
+    result = send(sender(api), to=CUSTOMER, from_=BUSINESS, body="✅ Order received: 5 x A")
 
     assert isinstance(result, SendResult)
     assert result.sent
@@ -81,7 +103,7 @@ def test_a_4xx_with_an_error_code_is_final(api: FakeTwilio, code: int, message: 
     """Twilio's 400s (63016 outside the window, 21211 invalid number) are not retried."""
     api.reply(twilio_error(400, code, message))
 
-    result = sender(api).send(to=CUSTOMER, from_=BUSINESS, body="hi")
+    result = send(sender(api), to=CUSTOMER, from_=BUSINESS, body="hi")
 
     assert isinstance(result, SendFailure)
     assert (result.reason, result.code, result.attempts) == (
@@ -97,7 +119,7 @@ def test_a_5xx_is_retried_and_the_retry_succeeds(api: FakeTwilio) -> None:
     api.reply(twilio_error(500, 20500, "Internal Server Error"))
     sleeps: list[float] = []
 
-    result = sender(api, sleeps=sleeps).send(to=CUSTOMER, from_=BUSINESS, body="hi")
+    result = send(sender(api, sleeps=sleeps), to=CUSTOMER, from_=BUSINESS, body="hi")
 
     assert isinstance(result, SendResult)
     assert result.sent
@@ -109,7 +131,7 @@ def test_5xx_on_every_attempt_gives_up_after_the_retries(api: FakeTwilio) -> Non
     """Three 503s: server_error after three attempts."""
     api.reply(*[twilio_error(503, 20503, "Service Unavailable") for _ in range(3)])
 
-    result = sender(api).send(to=CUSTOMER, from_=BUSINESS, body="hi")
+    result = send(sender(api), to=CUSTOMER, from_=BUSINESS, body="hi")
 
     assert isinstance(result, SendFailure)
     assert (result.reason, result.attempts) == (FailureReason.SERVER_ERROR, 3)
@@ -122,7 +144,7 @@ def test_a_429_retry_after_is_honoured(api: FakeTwilio) -> None:
     api.reply(limited)
     sleeps: list[float] = []
 
-    result = sender(api, sleeps=sleeps).send(to=CUSTOMER, from_=BUSINESS, body="hi")
+    result = send(sender(api, sleeps=sleeps), to=CUSTOMER, from_=BUSINESS, body="hi")
 
     assert isinstance(result, SendResult)
     assert sleeps == [0.3]
@@ -133,7 +155,7 @@ def test_a_hung_api_times_out(api: FakeTwilio) -> None:
     api.reply(*[Reply(201, {}, delay=3.0) for _ in range(3)])
     policy = RetryPolicy(timeout_seconds=0.3, max_retries=2, budget_seconds=1.2)
 
-    result = sender(api, policy=policy).send(to=CUSTOMER, from_=BUSINESS, body="hi")
+    result = send(sender(api, policy=policy), to=CUSTOMER, from_=BUSINESS, body="hi")
 
     assert isinstance(result, SendFailure)
     assert result.reason is FailureReason.TIMEOUT
@@ -142,7 +164,7 @@ def test_a_hung_api_times_out(api: FakeTwilio) -> None:
 
 def test_wrong_credentials_are_a_final_refusal(api: FakeTwilio) -> None:
     """401 (error 20003): rejected, not retried."""
-    result = sender(api, token="wrong").send(to=CUSTOMER, from_=BUSINESS, body="hi")
+    result = send(sender(api, token="wrong"), to=CUSTOMER, from_=BUSINESS, body="hi")
 
     assert isinstance(result, SendFailure)
     assert (result.reason, result.code, result.attempts) == (FailureReason.REJECTED, "20003", 1)

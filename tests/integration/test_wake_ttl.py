@@ -12,14 +12,16 @@ import dramatiq
 import pytest
 import redis
 
+from wa_sessions.bootstrap import build_broker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers import handlers
-from wa_sessions.workers.broker import NAMESPACE, QUEUE, queued_age_ms, setup_broker
+from wa_sessions.workers.broker import queued_age_ms
 from wa_sessions.workers.handlers import MAX_WAKE_TTL_MS, WorkerDeps, wake_ttl_ms
+from wa_sessions.workers.queues import QueueKeys
 
 CONV = "+14155550001|+14155238886"
 LEASE_MS = 5_000
@@ -86,27 +88,28 @@ def test_the_adapted_ttl_lapses_when_no_re_drive_pass_renews_it(
 
 @pytest.fixture
 def broker(redis_url: str) -> Iterator[dramatiq.Broker]:
-    broker = setup_broker(Settings(environment=Environment.DEVELOPMENT, redis_url=redis_url))
+    broker = build_broker(Settings(environment=Environment.DEVELOPMENT, redis_url=redis_url))
     yield broker
     broker.flush_all()
+    broker.close()
 
 
 def test_queued_age_reads_the_oldest_message_of_dramatiqs_queue(
     broker: dramatiq.brokers.redis.RedisBroker,
 ) -> None:
-    assert queued_age_ms(broker) is None
-    queue = f"{NAMESPACE}:{QUEUE}"
+    queue = QueueKeys()
+    assert queued_age_ms(broker.client, queue) is None
     for age_ms, name in ((30_000, "old"), (1_000, "new")):
         message = dramatiq.Message(
-            queue_name=QUEUE,
+            queue_name=queue.queue,
             actor_name="drain_conversation",
             args=(CONV,),
             kwargs={},
             options={"redis_message_id": name},
             message_timestamp=int(datetime.now(UTC).timestamp() * 1000) - age_ms,
         )
-        broker.client.hset(f"{queue}.msgs", name, message.encode())
-        broker.client.rpush(queue, name)
-    age = queued_age_ms(broker)
+        broker.client.hset(queue.messages, name, message.encode())
+        broker.client.rpush(queue.ready, name)
+    age = queued_age_ms(broker.client, queue)
     assert age is not None
     assert 30_000 <= age < 35_000

@@ -1,18 +1,21 @@
 """The HTTP layer through the ASGI test client, on a real SessionService and Inbox over Redis.
 
-Webhooks are signed with the twilio SDK's own ``RequestValidator``; ``wake`` records its calls.
+Webhooks are signed with the twilio SDK's own ``RequestValidator``; drain wake-ups are read back
+from the Dramatiq queue the ingest script writes them to (under a namespace of the tests' own).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+import dramatiq
 import httpx
 import pytest
 import redis
@@ -32,6 +35,9 @@ from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, InboxPolicy
 from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.webhook import WebDeps, create_app
+from wa_sessions.workers.actors import DRAIN_CONVERSATION
+from wa_sessions.workers.broker import DrainWakeMessages
+from wa_sessions.workers.queues import QueueKeys
 
 TOKEN = "test-token"
 ADMIN = {"Authorization": "Bearer admin"}
@@ -43,6 +49,12 @@ OTHER = "+14155550101"
 BUSINESS = "+14155238886"
 CONV = f"{PHONE}|{BUSINESS}"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+#: Where the webhook's ingest script enqueues drain wake-ups in these tests.
+WAKES = QueueKeys(namespace="test-webhook")
+
+
+def wake_messages() -> DrainWakeMessages:
+    return DrainWakeMessages(WAKES, DRAIN_CONVERSATION)
 
 
 class _ExplicitSettings(Settings):
@@ -78,7 +90,18 @@ class Web:
     client: TestClient
     service: SessionService
     inbox: AsyncInbox
-    wakes: list[str] = field(default_factory=list)
+    #: The test's own client on the test Redis (the service's may point at a dead one).
+    queue_client: redis.Redis
+
+    @property
+    def wakes(self) -> list[str]:
+        """The conversations whose drain wake-up waits in the queue, in enqueue order."""
+        client = self.queue_client
+        ids = client.lrange(WAKES.ready, 0, -1)
+        return [
+            dramatiq.Message.decode(str(client.hget(WAKES.messages, i)).encode()).args[0]
+            for i in ids
+        ]
 
     def inbox_entries(self, conv: str = CONV) -> list[str]:
         store = self.service.store
@@ -115,7 +138,6 @@ def make_web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Ite
         client: redis.Redis | None = None,
         async_url: str | None = None,
         inbox_policy: InboxPolicy | None = None,
-        wake: Wake | None = None,
         inbox: AsyncInbox | None = None,
         **settings: Any,
     ) -> Web:
@@ -123,24 +145,17 @@ def make_web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Ite
         async_client = redis.asyncio.Redis.from_url(
             async_url or redis_url, socket_connect_timeout=0.5, retry=AsyncRetry(NoBackoff(), 0)
         )
-        inbox = inbox or AsyncInbox(async_client, service.store.keys, inbox_policy or InboxPolicy())
-        wakes: list[str] = []
-
-        async def record(conv: str) -> None:
-            wakes.append(conv)
-
-        app = create_app(
-            WebDeps(
-                settings=make_settings(**settings),
-                service=service,
-                inbox=inbox,
-                wake=wake or record,
-            )
+        inbox = inbox or AsyncInbox(
+            async_client,
+            service.store.keys,
+            inbox_policy or InboxPolicy(),
+            wake_message=wake_messages(),
         )
+        app = create_app(WebDeps(settings=make_settings(**settings), service=service, inbox=inbox))
         test_client = TestClient(app)
         test_client.__enter__()
         clients.append(test_client)
-        return Web(test_client, service, inbox, wakes)
+        return Web(test_client, service, inbox, redis_client)
 
     yield make
     for test_client in clients:
@@ -426,22 +441,6 @@ def test_redis_down_is_a_503_so_twilio_retries(make_web: MakeWeb) -> None:
     assert listing.status_code == 503
 
 
-def test_failed_wake_still_answers_200_since_the_message_is_stored(
-    make_web: MakeWeb, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The entry is in the inbox and the conversation pending: the re-drive pass wakes it.
-    The failure is logged without the conversation's phone number."""
-
-    async def broken_wake(conv: str) -> None:
-        raise ConnectionError(f"broker down while waking {conv}")
-
-    web = make_web(wake=broken_wake)
-    assert web.post(inbound()).status_code == 200
-    assert len(web.inbox_entries()) == 1
-    assert "drain wake-up failed: ConnectionError" in caplog.text
-    assert PHONE not in caplog.text
-
-
 def test_unexpected_error_is_a_500_without_details(
     make_web: MakeWeb, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -453,7 +452,9 @@ def test_unexpected_error_is_a_500_without_details(
             raise RuntimeError(f"secret detail {conv}")
 
     service = SessionService(redis_client, business_number=BUSINESS)
-    web = make_web(inbox=BrokenInbox(redis.asyncio.Redis(), service.store.keys))
+    web = make_web(
+        inbox=BrokenInbox(redis.asyncio.Redis(), service.store.keys, wake_message=wake_messages())
+    )
     before = outcome_count("error")
     response = web.post(inbound())
     assert response.status_code == 500
@@ -699,9 +700,25 @@ def test_unknown_route_and_wrong_method_are_json_errors(web: Web) -> None:
 def test_web_deps_refuse_a_webhook_that_could_not_wake_a_drain(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
-    """Without ``wake`` the inbox must enqueue wake-ups itself, or accepted messages would wait
-    for the re-drive pass."""
+    """The inbox must enqueue wake-ups itself (its ``wake_message``), or accepted messages
+    would wait for the re-drive pass."""
     service = SessionService(redis_client, business_number=BUSINESS)
     inbox = AsyncInbox(redis.asyncio.Redis.from_url(redis_url), service.store.keys)
-    with pytest.raises(ValueError, match="wake"):
+    with pytest.raises(ValueError, match="wake-ups"):
         WebDeps(settings=make_settings(), service=service, inbox=inbox)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_pages_load_only_assets_served_by_the_app(web: Web, page: str) -> None:
+    """Swagger UI and ReDoc reference no CDN (nor Google Fonts): every script, stylesheet and
+    icon they name is a path on this app, and each is served."""
+    html = web.client.get(page)
+    assert html.status_code == 200
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    urls += re.findall(r"""url: *["']([^"']+)["']""", html.text)
+    assert urls
+    assert [u for u in urls if "//" in u] == []
+    for url in urls:
+        asset = web.client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 0

@@ -20,6 +20,8 @@ from wa_sessions.embedded_redis import EmbeddedRedis
 from wa_sessions.statemachine import SessionService
 from wa_sessions.statemachine.redis.inbox import AsyncInbox
 from wa_sessions.webhook import WebDeps, create_app
+from wa_sessions.workers.broker import DrainWakeMessages
+from wa_sessions.workers.queues import QueueKeys
 
 BUSINESS = "+14155238886"
 #: Small, so fuzzed bodies reach the limit (413) as often as they stay under it.
@@ -40,12 +42,14 @@ def e2e_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
 
 @pytest.fixture
 def web(redis_client: redis.Redis, redis_url: str) -> Iterator[Web]:
-    """The app on the run's shared Redis (flushed per test), wake-ups discarded."""
+    """The app on the run's shared Redis (flushed per test); wake-ups go to a queue of the
+    tests' own that no worker reads."""
     sessions = SessionService(redis_client, business_number=BUSINESS)
-    inbox = AsyncInbox(redis.asyncio.Redis.from_url(redis_url), sessions.store.keys)
-
-    async def wake(conv: str) -> None:
-        return None
+    inbox = AsyncInbox(
+        redis.asyncio.Redis.from_url(redis_url),
+        sessions.store.keys,
+        wake_message=DrainWakeMessages(QueueKeys(namespace="test-fuzz"), "drain"),
+    )
 
     settings = make_settings(
         twilio_auth_token=FUZZ_TWILIO_TOKEN,
@@ -53,6 +57,6 @@ def web(redis_client: redis.Redis, redis_url: str) -> Iterator[Web]:
         public_base_url=FUZZ_BASE_URL,
         max_body_bytes=FUZZ_MAX_BODY_BYTES,
     )
-    app = create_app(WebDeps(settings=settings, service=sessions, inbox=inbox, wake=wake))
+    app = create_app(WebDeps(settings=settings, service=sessions, inbox=inbox))
     with TestClient(app) as client:
         yield Web(app, client, redis_client, sessions)

@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
 from tests.e2e.conftest import AUTH_TOKEN, Service
-from wa_sessions.demo import new_message_sid
+from tools.demo import new_message_sid
 from wa_sessions.statemachine import SessionService
 from wa_sessions.statemachine.models import MessageDirection
 from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix

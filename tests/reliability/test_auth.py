@@ -158,7 +158,7 @@ def test_tokens_are_compared_with_hmac_compare_digest(
 
 
 def test_log_redaction_masks_numbers_and_user_ids_but_keeps_ordinary_text() -> None:
-    """What ``setup_broker`` installs in every process, on the line Dramatiq writes."""
+    """What the composition root installs in every process, on the line Dramatiq writes."""
     line = (
         "Failed to process message drain_conversation('+14155550123|+14155238886') "
         "with unhandled exception. user US.13491208655302741918 at 2026-11-26 00:41:37,664 "
@@ -229,15 +229,16 @@ def test_logs_and_metrics_never_reveal_numbers_texts_or_tokens(
             assert sim.send(customer, body).status == 200
     wait_applied(e2e_client, sent, 60)
 
-    # A drain that raises: the conversation's effects key holds the wrong type, so Dramatiq
-    # logs "Failed to process message drain_conversation(<conversation key>)" and retries.
+    # A drain that raises: the conversation's effects key holds the wrong type, so the drain
+    # loop logs "drain of <conversation key> failed" with the traceback, and the re-drive pass
+    # wakes the conversation again.
     broken = customers[1]
     effects_key = KEYS.conv_effects(conv_key(broken))
     e2e_client.set(effects_key, "not a list")
     secret = f"Qx{uuid.uuid4().hex[:10]}"
     secrets_written.append(secret)
     assert sim.send(broken, f"also {secret}").status == 200
-    deadline_poll(lambda: "Failed to process message" in service.log("worker"), 30)
+    deadline_poll(lambda: "failed; the re-drive pass" in service.log("worker"), 30)
     e2e_client.delete(effects_key)
     wait_applied(e2e_client, {broken: [*sent[broken], f"also {secret}"]}, 30)
 
@@ -281,8 +282,8 @@ def test_logs_and_metrics_never_reveal_numbers_texts_or_tokens(
         log_bytes={name: len(text) for name, text in texts.items()},
         secrets_checked=len(secrets),
         found=found,
-        dramatiq_failures_logged=worker_log.count("Failed to process message"),
+        drain_failures_logged=worker_log.count("failed; the re-drive pass"),
     )
     assert found == []
     # The failing drain was logged, with its conversation key masked.
-    assert "Failed to process message drain_conversation('+14***" in worker_log
+    assert "drain of +14***" in worker_log

@@ -22,7 +22,7 @@ from tests.reliability.harness import (
     verify,
     wait_applied,
 )
-from wa_sessions.demo import new_message_sid
+from tools.demo import new_message_sid
 
 pytestmark = pytest.mark.e2e
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from tests.fake_apis import (
     twilio_message,
 )
 from tests.reliability.harness import deadline_poll, metric_value, phone, record, scrape
-from wa_sessions.demo import TwilioSimulator, answered, inbound, replies
+from tools.demo import TwilioSimulator, answered, inbound, replies
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -134,7 +135,7 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
     # A phone with nothing wrong is answered as usual while the others wait on dead APIs.
     healthy_sent = time.monotonic()
     assert sim.send(healthy, "I need 3 units of Product A").status == 200
-    sim.wait_for_replies(healthy, 1, 30)
+    healthy_reply = replies(sim.wait_for_replies(healthy, 1, 60)["conversation_history"])[0]
     healthy_latency = time.monotonic() - healthy_sent
 
     # An extraction fails per message: one note each. A reply is one per batch the worker
@@ -158,10 +159,10 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
             reply_notes += len(notes)
         assert {n["metadata"]["event"] for n in notes} == {event}, fault
         assert {n["metadata"]["reason"] for n in notes} == {reason}, fault
-        assert all(n["metadata"]["attempts"] <= 1 + MAX_RETRIES for n in notes), fault
+        assert all(n["metadata"]["attempts"] <= max_attempts(fault) for n in notes), fault
         assert replies(history) == [], fault
 
-    # Bounded retries: never more than 1 + MAX_RETRIES calls per message.
+    # Bounded retries: never more than 1 + MAX_RETRIES calls per message (429s: the budget).
     for fault, (customer, _, _) in cases.items():
         for body in posted[customer]:
             token = body.rsplit(" ", 1)[-1]
@@ -171,7 +172,7 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
                 else None
             )
             if calls is not None:
-                assert 1 <= calls <= 1 + MAX_RETRIES, (fault, calls)
+                assert 1 <= calls <= max_attempts(fault), (fault, calls)
         if fault.startswith("twilio"):
             sends = [r for r in twilio_api.requests if r.form().get("To") == f"whatsapp:{customer}"]
             noted = len(_notes_of(sim, customer))
@@ -212,10 +213,28 @@ def test_external_outages_are_bounded_recorded_counted_and_do_not_block(
         extraction_failures=failures,
         reply_failures=reply_failures,
     )
-    # Two messages in a row, each at most one budget (plus the drain's own work).
-    assert max(failed_after.values()) < 2 * BUDGET_SECONDS + 10
-    # One wake-up per worker thread: a slow phone never holds up another phone's wake-up.
-    assert healthy_latency < BUDGET_SECONDS / 2
+    # One wake-up per worker thread: a slow phone never holds up another phone's wake-up. The
+    # healthy phone, posted after them, is answered before any hung call gives up (the first
+    # note of a hung phone comes after at least one attempt timeout), whatever the machine's
+    # speed; how fast is the benchmark's business.
+    hung_notes = [
+        note for fault in ("openai-hang", "twilio-hang") for note in _notes_of(sim, cases[fault][0])
+    ]
+    assert hung_notes
+    assert _at(healthy_reply) < min(_at(note) for note in hung_notes)
+
+
+def _at(message: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(message["timestamp"])
+
+
+def max_attempts(fault: str) -> int:
+    """Calls one message may cost: 1 + MAX_RETRIES, except OpenAI's 429s, which pause the
+    gate and are retried after their Retry-After (0.2 s here) for as long as the budget lasts
+    instead of failing the message at the second one."""
+    if fault == "openai-429":
+        return 1 + int(BUDGET_SECONDS / 0.2)
+    return 1 + MAX_RETRIES
 
 
 def _all_noted(sim: TwilioSimulator, customer: str, count: int) -> bool:

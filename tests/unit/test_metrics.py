@@ -21,13 +21,14 @@ from dramatiq.brokers.stub import StubBroker
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from tools import dashboard
 from wa_sessions import metrics
-from wa_sessions.metrics import dashboard
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.metrics.middleware import ActorMetrics
 from wa_sessions.statemachine.redis.store import EndedEvent
 from wa_sessions.workers import scheduler
+from wa_sessions.workers.queues import QueueKeys
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_JSON = ROOT / "deploy" / "grafana" / "dashboards" / "wa-sessions.json"
@@ -197,9 +198,7 @@ def test_collector_reports_active_sessions_inboxes_and_queue_depth() -> None:
         oldest_ms=1_000_000,
         sizes={"ns:q": 4, "ns:q.DQ": 1, "ns:q.XQ": 3},
     )
-    collector = RedisStateCollector(
-        state, dramatiq_namespace="ns", queues=["q"], clock=lambda: 1_012.5
-    )
+    collector = RedisStateCollector(state, queues=[QueueKeys("ns", "q")], clock=lambda: 1_012.5)
     samples = collect(collector)
     assert samples == {
         ("wa_sessions_redis_up", ()): 1,
@@ -214,22 +213,20 @@ def test_collector_reports_active_sessions_inboxes_and_queue_depth() -> None:
 
 def test_collector_reports_zero_wait_when_no_inbox_waits() -> None:
     """No waiting entry reads as a zero age, not a missing or negative one."""
-    collector = RedisStateCollector(FakeState(), dramatiq_namespace="ns", queues=["q"])
+    collector = RedisStateCollector(FakeState(), queues=[QueueKeys("ns", "q")])
     assert collect(collector)[("wa_sessions_inbox_oldest_waiting_seconds", ())] == 0
 
 
 def test_collector_with_redis_down_gives_a_clean_scrape_saying_so() -> None:
     """Redis unreachable: ``wa_sessions_redis_up 0`` and no Redis-backed samples, no error."""
-    collector = RedisStateCollector(FakeState(down=True), dramatiq_namespace="ns", queues=["q"])
+    collector = RedisStateCollector(FakeState(down=True), queues=[QueueKeys("ns", "q")])
     assert collect(collector) == {("wa_sessions_redis_up", ()): 0}
 
 
-def test_render_metrics_adds_the_registered_collector(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_render_metrics_adds_the_collectors_it_is_given() -> None:
     """The exposition carries this process's metrics and the scrape-time Redis values."""
-    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    collector = RedisStateCollector(FakeState(active=3), dramatiq_namespace="ns", queues=["q"])
-    monkeypatch.setattr(metrics, "_scrape_collectors", [collector])
-    body, content_type = metrics.render_metrics()
+    collector = RedisStateCollector(FakeState(active=3), queues=[QueueKeys("ns", "q")])
+    body, content_type = metrics.render_metrics([collector])
     assert content_type.startswith("text/plain")
     parsed = families(body.decode())
     assert parsed["wa_sessions_sessions_active"].samples[0].value == 3
@@ -286,9 +283,7 @@ def record_worker_events(name: str) -> None:
         middleware.after_process_message(broker, message, exception=error)
 
 
-def test_two_worker_processes_add_up_in_the_web_process_exposition(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_worker_processes_add_up_in_the_web_process_exposition(tmp_path: Path) -> None:
     """Two processes write one multiprocess directory; ``render_metrics`` (as the web process
     runs it) reports the sums of both, histograms bucket by bucket."""
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
@@ -309,9 +304,7 @@ def test_two_worker_processes_add_up_in_the_web_process_exposition(
     assert [child.wait(timeout=30) for child in children] == [0, 0]
     assert len(list(tmp_path.glob("*.db"))) >= 2
 
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    monkeypatch.setattr(metrics, "_scrape_collectors", [])
-    body = metrics.render_metrics()[0].decode()
+    body = metrics.render_metrics(multiprocess_dir=str(tmp_path))[0].decode()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(body)
@@ -386,15 +379,6 @@ def test_actor_metrics_count_processed_and_failed_messages(stub_broker: StubBrok
 # ---- scheduler ------------------------------------------------------------------------------
 
 
-def test_metrics_events_interval_reads_the_environment_with_a_default() -> None:
-    """METRICS_EVENTS_INTERVAL_SECONDS: unset or blank means 5 s; zero or less is refused."""
-    assert scheduler.metrics_events_interval({}) == 5.0
-    assert scheduler.metrics_events_interval({"METRICS_EVENTS_INTERVAL_SECONDS": " "}) == 5.0
-    assert scheduler.metrics_events_interval({"METRICS_EVENTS_INTERVAL_SECONDS": "0.5"}) == 0.5
-    with pytest.raises(ValueError, match="positive"):
-        scheduler.metrics_events_interval({"METRICS_EVENTS_INTERVAL_SECONDS": "0"})
-
-
 def test_scheduler_runs_the_session_end_metrics_job_on_its_interval() -> None:
     """The job is scheduled beside the sweep and the re-drive, on the store of the deps."""
 
@@ -428,7 +412,7 @@ def test_scheduler_runs_the_session_end_metrics_job_on_its_interval() -> None:
 
 def exposed_families() -> set[str]:
     """Every metric family the service can expose (this process's and the Redis-backed ones)."""
-    collector = RedisStateCollector(FakeState(), dramatiq_namespace="ns", queues=["q"])
+    collector = RedisStateCollector(FakeState(), queues=[QueueKeys("ns", "q")])
     names = {family.name for family in REGISTRY.collect()}
     names |= {family.name for family in collector.collect()}
     return names
@@ -444,9 +428,7 @@ def queried_names(exprs: Sequence[str]) -> set[str]:
 
 def test_the_committed_dashboard_is_the_generated_one() -> None:
     """deploy/grafana/dashboards/wa-sessions.json is regenerated after every panel change."""
-    assert DASHBOARD_JSON.read_text() == dashboard.render(), (
-        "run: python -m wa_sessions.metrics.dashboard"
-    )
+    assert DASHBOARD_JSON.read_text() == dashboard.render(), "run: python -m tools.dashboard"
 
 
 def test_dashboard_has_a_datasource_variable_that_every_query_uses() -> None:
@@ -498,7 +480,7 @@ def test_no_metric_has_a_label_that_could_carry_personal_data() -> None:
         if family.name.startswith("wa_sessions_"):
             for sample in family.samples:
                 labels |= set(sample.labels) - {"le"}
-    collector = RedisStateCollector(FakeState(), dramatiq_namespace="ns", queues=["q"])
+    collector = RedisStateCollector(FakeState(), queues=[QueueKeys("ns", "q")])
     for family in collector.collect():
         for sample in family.samples:
             labels |= set(sample.labels)

@@ -3,6 +3,7 @@ status callback URL, and settings refused at start-up."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -68,7 +69,9 @@ def test_keys_switch_on_openai_and_twilio() -> None:
     assert extractor.policy.timeout_seconds == 3
     assert isinstance(sender, TwilioSender)
     assert sender.status_callback_url == "https://wa.example.test/twilio-status"
-    assert sender.client.api.base_url == "http://127.0.0.1:9"
+    assert sender.api_base_url == "http://127.0.0.1:9"
+    # The SDK logs every request's headers at INFO: quiet unless the deployment asks.
+    assert logging.getLogger("twilio.async_http_client").getEffectiveLevel() == logging.WARNING
 
 
 def test_the_status_callback_url_is_the_route_the_web_serves() -> None:

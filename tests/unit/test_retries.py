@@ -1,8 +1,10 @@
-"""The bounded retry loop shared by the OpenAI extractor and the Twilio sender, on a fake clock."""
+"""The bounded retry loop shared by the OpenAI extractor and the Twilio sender, on a fake clock,
+and the rate gate that turns an API's 429 into a pause for every call."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -27,7 +29,7 @@ class Clock:
     def monotonic(self) -> float:
         return self.now
 
-    def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
@@ -44,11 +46,13 @@ def classify(exc: Exception) -> Classified:
     return Classified(FailureReason.SERVER_ERROR, exc.retryable, "flaky", exc.retry_after)
 
 
-def script(clock: Clock, outcomes: list[Flaky | str], cost: float = 1.0) -> Callable[[], str]:
+def script(
+    clock: Clock, outcomes: list[Flaky | str], cost: float = 1.0
+) -> Callable[[], Awaitable[str]]:
     """A call that takes ``cost`` seconds and fails or answers per ``outcomes``."""
     calls = iter(outcomes)
 
-    def call() -> str:
+    async def call() -> str:
         clock.now += cost
         outcome = next(calls)
         if isinstance(outcome, Flaky):
@@ -61,12 +65,14 @@ def script(clock: Clock, outcomes: list[Flaky | str], cost: float = 1.0) -> Call
 def run(
     clock: Clock, outcomes: list[Flaky | str], policy: RetryPolicy, cost: float = 1.0
 ) -> object:
-    return call_with_retries(
-        script(clock, outcomes, cost),
-        classify,
-        policy,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
+    return asyncio.run(
+        call_with_retries(
+            script(clock, outcomes, cost),
+            classify,
+            policy,
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        )
     )
 
 
@@ -153,3 +159,81 @@ def test_retry_after_header_values() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
     assert parse_retry_after("86400") is None
+
+
+class FakeGate:
+    """A ``Gate`` that records pauses and admits on the fake clock once a pause has passed."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.paused_until = 0.0
+        self.pauses: list[float] = []
+        self.admitted = 0
+
+    async def acquire(self, deadline: float) -> bool:
+        if self.paused_until > deadline:
+            return False
+        if self.paused_until > self.clock.now:
+            await self.clock.sleep(self.paused_until - self.clock.now)
+        self.admitted += 1
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.paused_until = self.clock.now + seconds
+
+
+def classify_429(exc: Exception) -> Classified:
+    assert isinstance(exc, Flaky)
+    return Classified(
+        FailureReason.RATE_LIMITED, True, "429", exc.retry_after, "429", pauses_gate=True
+    )
+
+
+def test_a_rate_limit_pauses_the_gate_and_does_not_use_up_the_retries() -> None:
+    """Three 429s in a row with max_retries=2: each pauses the gate for its Retry-After, none
+    counts as a retry, and the fourth attempt answers."""
+    clock = Clock()
+    gate = FakeGate(clock)
+    outcomes: list[Flaky | str] = [Flaky(retry_after=1.0)] * 3 + ["ok"]
+
+    outcome = asyncio.run(
+        call_with_retries(
+            script(clock, outcomes, cost=0.1),
+            classify_429,
+            POLICY,
+            gate=gate,
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        )
+    )
+
+    assert isinstance(outcome, CallSuccess)
+    assert (outcome.value, outcome.attempts) == ("ok", 4)
+    assert gate.pauses == [1.0, 1.0, 1.0]
+    assert gate.admitted == 4
+
+
+def test_a_rate_limit_longer_than_the_budget_fails_the_call() -> None:
+    """Rate-limit waits still fit in the budget: a phone never waits past it."""
+    clock = Clock()
+    gate = FakeGate(clock)
+
+    outcome = asyncio.run(
+        call_with_retries(
+            script(clock, [Flaky(retry_after=4.0)] * 10, cost=0.1),
+            classify_429,
+            POLICY,
+            gate=gate,
+            sleep=clock.sleep,
+            monotonic=clock.monotonic,
+        )
+    )
+
+    assert isinstance(outcome, CallFailure)
+    assert outcome.reason is FailureReason.RATE_LIMITED
+    assert "budget" in outcome.detail
+    assert clock.now <= POLICY.budget_seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -129,7 +130,7 @@ def test_the_extractor_reads_the_request_and_needs_no_budget() -> None:
     extractor = RuleBasedOrderExtractor()
     request = ExtractionRequest(said("I need 5 units of Product A"))
 
-    result = extractor.extract(request)
+    result = asyncio.run(extractor.extract(request))
 
     assert isinstance(result, ExtractionResult)
     assert changes(result) == [("add", "Product A", 5, "units")]

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import dramatiq
 import pytest
-from dramatiq.brokers.redis import RedisBroker
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wa_sessions.workers.broker import NAMESPACE, QUEUE, DrainWakeMessages
-
-
-def drain(conv: str) -> None:
-    """Stands in for the drain actor."""
+from wa_sessions.workers.actors import DRAIN_CONVERSATION
+from wa_sessions.workers.broker import DrainWakeMessages
+from wa_sessions.workers.queues import NAMESPACE, QUEUE, QueueKeys
 
 
 @pytest.fixture(scope="module")
 def wake() -> DrainWakeMessages:
-    broker = RedisBroker(url="redis://127.0.0.1:1", namespace=NAMESPACE)  # never connects
-    actor = dramatiq.actor(drain, broker=broker, queue_name=QUEUE, actor_name="drain_conversation")
-    return DrainWakeMessages(broker, actor)
+    return DrainWakeMessages(QueueKeys(), DRAIN_CONVERSATION)
 
 
 def dramatiq_bytes(conv: str, message_id: str, timestamp: int) -> bytes:

@@ -4,14 +4,13 @@ Names are ``wa_sessions_*`` in base units. No label ever carries a phone number,
 session id. Web, worker and scheduler processes share totals through prometheus_client's
 multiprocess mode when ``PROMETHEUS_MULTIPROC_DIR`` is set (``./run serve`` and the Procfile
 deployment do so): the web process' ``/metrics`` adds them up, together with the values read
-from Redis at scrape time (``collectors``), which no single process could count right.
+from Redis at scrape time (``collectors``, handed to ``render_metrics`` by the composition
+root), which no single process could count right.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -35,9 +34,6 @@ from wa_sessions.metrics.orders import (
     REPLIES,
 )
 from wa_sessions.statemachine.models import MessageDirection, MessageType
-
-if TYPE_CHECKING:
-    from wa_sessions.statemachine.redis.store import RedisSessionStore
 
 __all__ = [
     "ACTOR_DURATION",
@@ -64,7 +60,6 @@ __all__ = [
     "SWEEP_EXPIRED",
     "WEBHOOK_LATENCY",
     "WEBHOOK_REQUESTS",
-    "register_collectors",
     "render_metrics",
 ]
 
@@ -117,7 +112,8 @@ API_ERRORS = Counter(
 )
 MESSAGES = Counter(
     "wa_sessions_messages_total",
-    "Messages applied to sessions, by direction and type.",
+    "Messages stored in sessions by the workers, by direction and type: inbound ones applied "
+    "from inboxes, outbound replies and system notes committed by the drain.",
     ["direction", "type"],
 )
 QUEUE_LAG = Histogram(
@@ -186,21 +182,6 @@ def _initialise_series() -> None:
 
 _initialise_series()
 
-#: Collectors that read shared state (Redis) at scrape time; set by ``register_collectors``.
-_scrape_collectors: list[Collector] = []
-
-
-def register_collectors(store: RedisSessionStore) -> None:
-    """Adds the Redis-backed collectors (active sessions, inboxes, Dramatiq queue depth) to what
-    ``render_metrics`` exposes. Called once by the process that serves ``/metrics``; calling it
-    again replaces the previous store."""
-    from wa_sessions.metrics.collectors import RedisStateCollector
-    from wa_sessions.workers.broker import NAMESPACE, QUEUE
-
-    _scrape_collectors[:] = [
-        RedisStateCollector(store, dramatiq_namespace=NAMESPACE, queues=(QUEUE,))
-    ]
-
 
 class _ProcessRegistry(Collector):
     """This process's default registry, for single-process mode."""
@@ -212,15 +193,18 @@ class _ProcessRegistry(Collector):
         return iter(())
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition for ``/metrics``: every process's totals in multiprocess mode (this
-    process's own otherwise), plus the values read from Redis at scrape time."""
+def render_metrics(
+    scrape_collectors: Iterable[Collector] = (), *, multiprocess_dir: str = ""
+) -> tuple[bytes, str]:
+    """The exposition for ``/metrics``: every process's totals when ``multiprocess_dir`` (the
+    ``PROMETHEUS_MULTIPROC_DIR`` all of them write) is given, this process's own otherwise,
+    plus the collectors that read shared state (Redis) at scrape time."""
     # auto_describe off: registering must not run a collector (and so reach Redis) early.
     registry = CollectorRegistry(auto_describe=False)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if multiprocess_dir:
+        multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
     else:
         registry.register(_ProcessRegistry())
-    for collector in _scrape_collectors:
+    for collector in scrape_collectors:
         registry.register(collector)
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -18,11 +18,12 @@ import redis
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from wa_sessions.workers.queues import QueueKeys
+
 log = logging.getLogger(__name__)
 
-#: States of a Dramatiq Redis queue, each one Redis key (see ``dramatiq/brokers/redis``):
-#: ready (list ``ns:q``), delayed (list ``ns:q.DQ``: retries waiting for their backoff) and
-#: dead-lettered (zset ``ns:q.XQ``: retries exhausted, kept a week by Dramatiq).
+#: States of a Dramatiq Redis queue, each one Redis key (``QueueKeys``): ready, delayed
+#: (retries waiting for their backoff) and dead-lettered (retries exhausted).
 QUEUE_STATES = ("ready", "delayed", "dead")
 
 
@@ -37,17 +38,15 @@ class SessionState(Protocol):
     def pending_summary(self) -> tuple[int, int | None]: ...
 
 
-def queue_depths(
-    client: redis.Redis, namespace: str, queues: Sequence[str]
-) -> dict[tuple[str, str], int]:
+def queue_depths(client: redis.Redis, queues: Sequence[QueueKeys]) -> dict[tuple[str, str], int]:
     """Messages per (queue, state) of Dramatiq's Redis broker, read in one round trip."""
     pipe = client.pipeline(transaction=False)
     for queue in queues:
-        pipe.llen(f"{namespace}:{queue}")
-        pipe.llen(f"{namespace}:{queue}.DQ")
-        pipe.zcard(f"{namespace}:{queue}.XQ")
+        pipe.llen(queue.ready)
+        pipe.llen(queue.delayed)
+        pipe.zcard(queue.dead)
     counts = iter(pipe.execute())
-    return {(queue, state): int(next(counts)) for queue in queues for state in QUEUE_STATES}
+    return {(queue.queue, state): int(next(counts)) for queue in queues for state in QUEUE_STATES}
 
 
 class RedisStateCollector(Collector):
@@ -58,12 +57,10 @@ class RedisStateCollector(Collector):
         self,
         store: SessionState,
         *,
-        dramatiq_namespace: str,
-        queues: Sequence[str],
+        queues: Sequence[QueueKeys],
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
-        self.dramatiq_namespace = dramatiq_namespace
         self.queues = tuple(queues)
         self.clock = clock
 
@@ -80,7 +77,7 @@ class RedisStateCollector(Collector):
         try:
             active = self.store.count_active()
             waiting, oldest_ms = self.store.pending_summary()
-            depths = queue_depths(self.store.client, self.dramatiq_namespace, self.queues)
+            depths = queue_depths(self.store.client, self.queues)
         except Exception:  # a scrape must succeed whatever Redis does; the gauge says it failed
             log.warning("metrics: Redis did not answer the scrape's reads", exc_info=True)
             up.add_metric([], 0)

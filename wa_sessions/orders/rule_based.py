@@ -118,7 +118,7 @@ class RuleBasedOrderExtractor:
     budget_seconds: float = 0.0
     history_limit: int = 10
 
-    def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
+    async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
         return extract_order(request.message.content, request.order, request.history)
 
 

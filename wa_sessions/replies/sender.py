@@ -48,7 +48,9 @@ class OutboundSender(Protocol):
         """Longest a send may take, retries included; the drain extends its lease by this."""
         ...
 
-    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure: ...
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+        """Runs on the worker's event loop: a remote sender awaits its API, never blocks."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class LogSender:
     name: str = "log"
     budget_seconds: float = 0.0
 
-    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
         # Neither the number nor the text goes to the log: a reply quotes the customer's order
         # (item names as they typed them). The session's history holds the reply.
         # DEBUG: at INFO this line cost a measurable share of worker CPU per message.

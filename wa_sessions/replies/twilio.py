@@ -6,17 +6,24 @@ invalid number, 63016 outside the 24-hour window, ...) is final. A retried creat
 reply twice if Twilio accepted the first attempt but its answer was lost: replies are at least
 once, never silently dropped. ``api_base_url`` points the SDK elsewhere (tests use a local
 server); Twilio's own is the default.
+
+Sends are coroutines on the SDK's aiohttp client (``create_async``): measured against a local
+stand-in with 64 in flight, 0.31 ms of client CPU per create, against 1.7 ms for the
+requests-based client (NOTES.md), and no thread held while Twilio answers. The SDK logs every
+request's headers at INFO; its loggers are set to WARNING unless the deployment set a level.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
-import requests
+import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
@@ -35,24 +42,69 @@ DEFAULT_API_BASE_URL = "https://api.twilio.com"
 _CHANNEL = "whatsapp:"
 
 
-class _HttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK is untyped here
-    """The SDK's client, remembering (per thread) the ``Retry-After`` of a 429, which
-    ``TwilioRestException`` does not carry."""
+#: The ``Retry-After`` of the last 429 the current task got (``TwilioRestException`` drops it).
+_retry_after: ContextVar[float | None] = ContextVar("twilio_retry_after", default=None)
+
+#: Connections to Twilio's API one process may open.
+MAX_CONNECTIONS = 1000
+
+_SDK_LOGGERS = ("twilio.http_client", "twilio.async_http_client")
+
+
+class _HttpClient(AsyncHttpClient):  # type: ignore[misc]  # the SDK is untyped here
+    """The SDK's pluggable async transport, on one aiohttp session with our timeout.
+
+    The SDK's own ``AsyncTwilioHttpClient`` passes credentials through aiohttp's ``auth``
+    parameter and ``BasicAuth``, both deprecated in aiohttp 3.14; this one sends the header.
+    It also remembers a 429's ``Retry-After`` for the retry loop (``TwilioRestException``
+    drops the headers). Built on the event loop that uses it."""
 
     def __init__(self, timeout_seconds: float) -> None:
-        super().__init__(timeout=timeout_seconds)
-        self.last_retry_after = threading.local()
+        super().__init__(logging.getLogger("twilio.async_http_client"), True, timeout_seconds)
+        # aiohttp's default pool holds 100 connections; a drain loop has up to
+        # WORKER_MAX_IN_FLIGHT sends in flight (as many as OpenAI's SDK allows: 1,000).
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+        )
 
-    def request(self, *args: Any, **kwargs: Any) -> Response:
-        self.last_retry_after.value = None
-        response: Response = super().request(*args, **kwargs)
-        if response.status_code == 429 and response.headers is not None:
-            self.last_retry_after.value = parse_retry_after(response.headers.get("Retry-After"))
-        return response
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        headers = dict(headers or {})
+        if auth is not None:
+            headers["Authorization"] = aiohttp.encode_basic_auth(auth[0], auth[1])
+        _retry_after.set(None)
+        async with self.session.request(
+            method.upper(),
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            allow_redirects=allow_redirects,
+        ) as answer:
+            text = await answer.text()
+        if answer.status == 429:
+            _retry_after.set(parse_retry_after(answer.headers.get("Retry-After")))
+        return Response(answer.status, text, answer.headers)
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
 class TwilioSender:
-    """``OutboundSender`` over the twilio SDK."""
+    """``OutboundSender`` over the twilio SDK's async client.
+
+    Its HTTP client belongs to the event loop that first uses it (the worker's drain loop); a
+    call from another loop builds a new one."""
 
     name = "twilio"
 
@@ -64,25 +116,47 @@ class TwilioSender:
         policy: RetryPolicy,
         status_callback_url: str | None = None,
         api_base_url: str = DEFAULT_API_BASE_URL,
-        sleep: Callable[[float], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.account_sid = account_sid
         self.policy = policy
         self.status_callback_url = status_callback_url or None
         self.budget_seconds = policy.budget_seconds
+        self._auth_token = auth_token
+        self.api_base_url = api_base_url.rstrip("/")
         self._sleep = sleep
-        self._http = _HttpClient(policy.timeout_seconds)
-        self.client = Client(account_sid, auth_token, http_client=self._http)
-        # Every REST call of the Api domain is built from this base URL.
-        self.client.api.base_url = api_base_url.rstrip("/")
-        self._messages = self.client.api.v2010.accounts(account_sid).messages
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._http: _HttpClient | None = None
+        self._messages: Any = None
+        for name in _SDK_LOGGERS:
+            sdk_log = logging.getLogger(name)
+            if sdk_log.level == logging.NOTSET:
+                sdk_log.setLevel(logging.WARNING)
 
-    def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
-        def attempt() -> SendResult:
+    def _client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._messages is None or self._loop is not loop:
+            self._loop = loop
+            self._http = _HttpClient(self.policy.timeout_seconds)
+            client = Client(self.account_sid, self._auth_token, http_client=self._http)
+            # Every REST call of the Api domain is built from this base URL.
+            client.api.base_url = self.api_base_url
+            self._messages = client.api.v2010.accounts(self.account_sid).messages
+        return self._messages
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        self._http = self._messages = None
+
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+        messages = self._client()
+
+        async def attempt() -> SendResult:
             options: dict[str, Any] = {}
             if self.status_callback_url:
                 options["status_callback"] = self.status_callback_url
-            message = self._messages.create(
+            message = await messages.create_async(
                 to=_whatsapp(to), from_=_whatsapp(from_), body=body, **options
             )
             return SendResult(
@@ -92,7 +166,7 @@ class TwilioSender:
             )
 
         kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        outcome = call_with_retries(attempt, self._classify, self.policy, **kwargs)
+        outcome = await call_with_retries(attempt, self._classify, self.policy, **kwargs)
         if isinstance(outcome, CallFailure):
             return SendFailure(outcome.reason, outcome.detail, outcome.code, outcome.attempts)
         return outcome.value
@@ -105,7 +179,7 @@ class TwilioSender:
                     FailureReason.RATE_LIMITED,
                     True,
                     "Twilio rate limit (429)",
-                    getattr(self._http.last_retry_after, "value", None),
+                    _retry_after.get(),
                     code,
                 )
             if status >= 500:
@@ -118,9 +192,9 @@ class TwilioSender:
                 f"Twilio refused the message ({status}, error {code or 'unknown'})",
                 code=code,
             )
-        if isinstance(exc, requests.Timeout):
+        if isinstance(exc, asyncio.TimeoutError):
             return Classified(FailureReason.TIMEOUT, True, "Twilio request timed out")
-        if isinstance(exc, requests.ConnectionError):
+        if isinstance(exc, aiohttp.ClientError):
             return Classified(FailureReason.CONNECTION, True, "could not connect to Twilio")
         return Classified(FailureReason.OTHER, False, f"unexpected {type(exc).__name__}")
 

@@ -7,7 +7,6 @@ is injectable so tests move time instead of sleeping.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,8 +35,9 @@ from wa_sessions.statemachine.redis.store import RedisSessionStore, counts_by, t
 
 Clock = Callable[[], datetime]
 
-DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Twilio's WhatsApp sandbox number: the business number when none is configured.
 DEFAULT_BUSINESS_NUMBER = "+14155238886"
+
 #: Ended sessions' keys outlive the retention purge by a day, as a safety net if no sweep runs.
 _KEY_TTL_MARGIN_MS = 86_400_000
 
@@ -53,15 +53,15 @@ def new_session_id() -> str:
 class SessionService:
     """Create, continue, end and read WhatsApp sessions.
 
-    ``SessionService()`` connects to ``REDIS_URL`` (default ``redis://localhost:6379/0``);
-    pass ``redis`` to share a client.
+    It works on the Redis client it is given (``bootstrap.build_service`` builds one from the
+    settings); where the design document writes ``SessionService()``, a process asks the
+    composition root for its service.
     """
 
     def __init__(
         self,
-        redis_client: redis.Redis | None = None,
+        redis_client: redis.Redis,
         *,
-        redis_url: str | None = None,
         business_number: str = DEFAULT_BUSINESS_NUMBER,
         session_timeout_hours: float = 24.0,
         carry_over_context_keys: tuple[str, ...] | list[str] = (),
@@ -71,9 +71,6 @@ class SessionService:
         key_prefix: str = "wa:",
         clock: Clock = utc_now,
     ) -> None:
-        if redis_client is None:
-            url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-            redis_client = redis.Redis.from_url(url, decode_responses=True)
         self.store = RedisSessionStore(redis_client, Keys(key_prefix))
         self.default_region = default_region
         self.business_number = normalize_address(business_number, default_region=default_region)

@@ -53,7 +53,6 @@ class ServiceUnavailableError(WaSessionsError):
     """Redis cannot be reached; the caller should retry (Twilio tries its fallback URL)."""
 
     code = "unavailable"
-    transient = True
 
 
 #: Redis errors that mean "nothing can be stored now, try again later": unreachable, too slow,

@@ -21,8 +21,8 @@ from wa_sessions.errors import BadRequest
 from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
 from wa_sessions.statemachine.models import DeliveryStatus
 from wa_sessions.statemachine.redis.delivery import AsyncDeliveryStatuses, DeliveryOutcome
-from wa_sessions.webhook.app import (
-    _ERROR,
+from wa_sessions.webhook.endpoint import (
+    ERROR,
     TWIML_EMPTY,
     TwilioEndpoint,
     TwilioRequest,
@@ -90,10 +90,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Recorded, already known, stale or for an unknown MessageSid: empty TwiML.",
         "content": {"text/xml": {"example": TWIML_EMPTY.decode()}},
     },
-    400: {**_ERROR, "description": "MessageSid or MessageStatus missing or malformed."},
-    403: {**_ERROR, "description": "Missing or invalid X-Twilio-Signature, or foreign account."},
-    413: {**_ERROR, "description": "Body over MAX_BODY_BYTES."},
-    503: {**_ERROR, "description": "Redis unavailable."},
+    400: {**ERROR, "description": "MessageSid or MessageStatus missing or malformed."},
+    403: {
+        **ERROR,
+        "description": "Missing or invalid X-Twilio-Signature, or foreign account.",
+    },
+    413: {**ERROR, "description": "Body over MAX_BODY_BYTES."},
+    503: {**ERROR, "description": "Redis unavailable."},
 }
 
 

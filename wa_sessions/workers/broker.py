@@ -1,45 +1,32 @@
-"""Dramatiq broker setup, called before the actors load.
+"""The Dramatiq broker of this service, and the wake-up messages written in its layout.
 
-``dramatiq wa_sessions.workers.broker:setup_broker wa_sessions.workers.actors`` runs it in every
-worker process; the web process and the scheduler call it to enqueue wake-ups.
+``bootstrap`` builds the broker for each process that sends or runs actors; nothing here keeps
+one, and nothing is built at import.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import sys
+from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import dramatiq
+import redis
 from dramatiq import Broker, Middleware, Worker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
-from wa_sessions.config import Settings
 from wa_sessions.metrics.middleware import ActorMetrics
-from wa_sessions.redaction import install_log_redaction
 from wa_sessions.statemachine.redis.store import QueuedWake
-
-#: Dramatiq queue of every actor here: wake-ups are tiny and uniform, one queue suffices.
-QUEUE = "wa_sessions"
-#: Dramatiq's own keys live under this prefix, beside (not inside) the session keys.
-NAMESPACE = "wa-dramatiq"
+from wa_sessions.workers.queues import NAMESPACE, QueueKeys
 
 #: Longest an idle worker waits between polls of the queue. Dramatiq backs off up to its worker
 #: timeout (1 s, not settable from its CLI) when the queue is empty, which would put up to a
 #: second of lag on the first message after a quiet spell; 50 ms costs ~20 cheap polls a second
 #: per worker process when idle.
 IDLE_POLL_MS = 50
-
-_settings: Settings | None = None
-_broker: RedisBroker | None = None
-
-
-#: Dramatiq's own setting; when the deployment sets it, it wins over ``OneMessagePerThread``.
-PREFETCH_ENV = "dramatiq_queue_prefetch"
 
 
 class OneMessagePerThread(Middleware):
@@ -53,8 +40,18 @@ class OneMessagePerThread(Middleware):
     """
 
     def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
-        if not os.environ.get(PREFETCH_ENV):
-            worker.queue_prefetch = worker.worker_threads
+        worker.queue_prefetch = worker.worker_threads
+
+
+class StopDrainLoop(Middleware):
+    """Gives the drains in flight on the process' drain loop a grace period to finish when the
+    worker shuts down (SIGTERM); what is cut off is redone by the phone's next drain."""
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.stop = stop
+
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        self.stop()
 
 
 class LowLatencyRedisBroker(RedisBroker):
@@ -64,61 +61,30 @@ class LowLatencyRedisBroker(RedisBroker):
         return super().consume(queue_name, prefetch, timeout=min(timeout, IDLE_POLL_MS))
 
 
-def setup_broker(settings: Settings | None = None) -> RedisBroker:
-    """Creates the Redis broker from settings and makes it Dramatiq's global broker.
-
-    Actors already imported are re-bound to it, so a process (or a test run) that sets the
-    broker up again sends to the new one. Every process of the service (web, worker, scheduler)
-    calls this first, so it also masks phone numbers in all of the process's log records:
-    Dramatiq logs a failed message with its arguments, a conversation key."""
-    global _settings, _broker
-    install_log_redaction()
-    from wa_sessions.bootstrap import load_settings
-
-    _settings = settings or load_settings()
-    broker = LowLatencyRedisBroker(url=_settings.redis_url, namespace=NAMESPACE)  # type: ignore[no-untyped-call]
+def build_broker(
+    redis_url: str, *, one_message_per_thread: bool = True, namespace: str = NAMESPACE
+) -> RedisBroker:
+    """The service's Redis broker with its middleware (actor metrics and, unless the
+    deployment chose its own prefetch, one message per thread). It is not made Dramatiq's
+    global broker here: the Dramatiq CLI hook does that."""
+    broker = LowLatencyRedisBroker(url=redis_url, namespace=namespace)  # type: ignore[no-untyped-call]
     broker.add_middleware(ActorMetrics())
-    broker.add_middleware(OneMessagePerThread())
-    dramatiq.set_broker(broker)
-    _broker = broker
-    actors = sys.modules.get("wa_sessions.workers.actors")
-    if actors is not None:
-        actors.bind(broker)
+    if one_message_per_thread:
+        broker.add_middleware(OneMessagePerThread())
     return broker
 
 
-def require_broker() -> RedisBroker:
-    """The broker set up by ``setup_broker``. Importing the actors before it is a bug: they would
-    bind to Dramatiq's default broker, a server on localhost that is not ours."""
-    if _broker is None:
-        raise RuntimeError("call wa_sessions.workers.broker.setup_broker() before importing actors")
-    return _broker
-
-
-def queued_age_ms(broker: RedisBroker, queue: str = QUEUE) -> int | None:
+def queued_age_ms(client: redis.Redis, queue: QueueKeys) -> int | None:
     """Age of the oldest message waiting in a Dramatiq queue (by its ``message_timestamp``),
-    None when the queue is empty. Reads Dramatiq's layout: ids in ``<ns>:<queue>``, bodies in
-    ``<ns>:<queue>.msgs``."""
-    client = broker.client
-    key = f"{broker.namespace}:{queue}"
-    head = client.lindex(key, 0)
+    None when the queue is empty."""
+    head = client.lindex(queue.ready, 0)
     if head is None:
         return None
-    data = client.hget(f"{key}.msgs", head)
+    data = client.hget(queue.messages, head)
     if data is None:
         return None
     raw = data.encode() if isinstance(data, str) else bytes(data)
     return max(0, current_millis() - dramatiq.Message.decode(raw).message_timestamp)
-
-
-def current_settings() -> Settings:
-    """The settings the broker was set up with (the worker's composition root reads them)."""
-    global _settings
-    if _settings is None:
-        from wa_sessions.bootstrap import load_settings
-
-        _settings = load_settings()
-    return _settings
 
 
 class DrainWakeMessages:
@@ -138,18 +104,17 @@ class DrainWakeMessages:
     each, and the JSON is Dramatiq's ``JSONEncoder`` output for ``Message.asdict()`` (the unit
     tests compare the bytes). With another global encoder it falls back to ``Message.encode``."""
 
-    def __init__(self, broker: RedisBroker, actor: dramatiq.Actor[[str], None]) -> None:
-        self.queue_key = f"{broker.namespace}:{actor.queue_name}"
-        self.messages_key = f"{self.queue_key}.msgs"
-        self.queue_name = actor.queue_name
-        self.actor_name = actor.actor_name
+    def __init__(self, queue: QueueKeys, actor_name: str) -> None:
+        self.queue_key = queue.ready
+        self.messages_key = queue.messages
+        self.queue_name = queue.queue
+        self.actor_name = actor_name
         self._prefix = uuid4().hex
         self._counter = itertools.count()
         self._templated = type(dramatiq.get_encoder()) is dramatiq.JSONEncoder
         dumps = json.dumps
         self._head = (
-            f'{{"queue_name":{dumps(actor.queue_name)},"actor_name":{dumps(actor.actor_name)},'
-            '"args":['
+            f'{{"queue_name":{dumps(queue.queue)},"actor_name":{dumps(actor_name)},"args":['
         )
 
     def __call__(self, conv: str) -> QueuedWake:

@@ -31,21 +31,27 @@ committed exactly once. Before a slow call (remote extractor, Twilio) the lease 
 that call's whole retry budget, so no other drain takes the conversation over mid-call, and a
 killed worker holds its phone no longer than one budget plus the lease; local calls (the
 rule-based extractor, the log sender: budget 0) need no extension and no round trip.
+
+**No reply to an ended session.** An operator may complete the session, or the sweep expire
+it, while its extraction runs: right before the send, under the lease, the session's status is
+read again, and a session that is no longer active gets no reply (its records are only popped
+by the commit, which appends nothing to an ended session).
+
+Everything here is a coroutine on the worker process' drain loop: a phone waiting for OpenAI or
+Twilio holds no thread, only its own lease.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import perf_counter
-from typing import Any
 
 import pydantic
 
-from wa_sessions.metrics import orders as metrics
+from wa_sessions.metrics import MESSAGES
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest, OrderExtractor
 from wa_sessions.orders.merge import merge_order
 from wa_sessions.orders.models import ExtractionResult, OrderDetails
@@ -55,10 +61,9 @@ from wa_sessions.retries import FailureReason
 from wa_sessions.statemachine.models import (
     CUSTOMER_SERVICE_WINDOW,
     Message,
-    MessageDirection,
-    MessageType,
     SessionStatus,
 )
+from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
 from wa_sessions.statemachine.redis.store import (
     DrainStep,
     EffectMessage,
@@ -68,21 +73,16 @@ from wa_sessions.statemachine.redis.store import (
     from_ms,
     parse_effect_record,
 )
-from wa_sessions.statemachine.service import SessionService
+from wa_sessions.workers.records import (
+    History,
+    SessionCounts,
+    covers,
+    labelled,
+    outbound_record,
+    system_note,
+)
 
 log = logging.getLogger(__name__)
-
-_children: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-
-def labelled(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, remembered: ``labels`` validates and locks on every call, and
-    the drain counts a handful of series for every batch."""
-    key = (id(metric), labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
 
 
 @dataclass(frozen=True)
@@ -95,60 +95,49 @@ class Effects:
 
 
 @dataclass
-class _Counts:
-    """One session's metrics, counted once its commit has succeeded (a re-run after a crash
-    must not count twice), each counter once per batch."""
-
-    extractions: Counter[str] = field(default_factory=Counter)
-    seconds: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    orders_changed: int = 0
-    replies: Counter[str] = field(default_factory=Counter)
-
-    def count(self, effects: Effects) -> None:
-        name = effects.extractor.name
-        for outcome, n in self.extractions.items():
-            labelled(metrics.EXTRACTIONS, name, outcome).inc(n)
-        if self.seconds:
-            latency = labelled(metrics.EXTRACTION_LATENCY, name)
-            for seconds in self.seconds:
-                latency.observe(seconds)
-        for reason, n in self.failures.items():
-            labelled(metrics.EXTRACTION_FAILURES, reason).inc(n)
-        if self.orders_changed:
-            metrics.ORDERS_EXTRACTED.inc(self.orders_changed)
-        for outcome, n in self.replies.items():
-            labelled(metrics.REPLIES, effects.sender.name, outcome).inc(n)
-
-
-@dataclass
 class EffectsBatch:
     """The outcome of a batch's effects: what the drain's next step commits, and the metrics to
     count for each session the commit found still active."""
 
     commit: EffectsCommit
-    counts: list[_Counts] = field(default_factory=list)
+    counts: list[SessionCounts] = field(default_factory=list)
 
     def count(self, effects: Effects, committed: list[str]) -> None:
-        for counts, outcome in zip(self.counts, committed, strict=False):
+        sessions = self.commit.sessions
+        for session, counts, outcome in zip(sessions, self.counts, committed, strict=False):
             if outcome == "ok":
-                counts.count(effects)
+                counts.count(effects.extractor.name, effects.sender.name)
+                for note in session.messages:
+                    message = note.message
+                    labelled(MESSAGES, message.direction.value, message.message_type.value).inc()
 
 
-def drop_effects(service: SessionService, step: DrainStep) -> EffectsBatch:
+@dataclass(frozen=True)
+class Lease:
+    """A drain's hold on one conversation: slow calls extend it, and it fences the commit."""
+
+    store: AsyncDrainStore
+    conv: str
+    token: str
+    lease_seconds: float
+
+    async def cover(self, budget_seconds: float) -> bool:
+        """Covers a slow call's whole budget; local calls (budget 0) need no round trip.
+        False when the lease is no longer ours."""
+        if budget_seconds <= 0:
+            return True
+        lease_ms = int((budget_seconds + self.lease_seconds) * 1000)
+        return await self.store.extend_lease(self.conv, self.token, lease_ms=lease_ms)
+
+
+def drop_effects(step: DrainStep, now: datetime) -> EffectsBatch:
     """A commit that only pops the records (a worker without an extractor or sender must not
     hold the conversation forever)."""
-    return EffectsBatch(EffectsCommit(step.effects, [], service.clock()))
+    return EffectsBatch(EffectsCommit(step.effects, [], now))
 
 
-def run_effects(
-    service: SessionService,
-    effects: Effects,
-    conv: str,
-    token: str,
-    step: DrainStep,
-    *,
-    lease_seconds: float,
+async def run_effects(
+    lease: Lease, effects: Effects, step: DrainStep, clock: Callable[[], datetime]
 ) -> EffectsBatch | None:
     """Runs the effects of the pending records ``step`` handed out, in order, grouped by
     session. None when the lease was lost before a slow call (nothing may be committed)."""
@@ -157,267 +146,190 @@ def run_effects(
         session_id, message = parse_effect_record(record)
         groups.setdefault(session_id, []).append((index, message))
     outcomes: list[SessionEffects] = []
-    counts: list[_Counts] = []
+    counts: list[SessionCounts] = []
     for session_id, messages in groups.items():
-        counts.append(_Counts())
-        outcome = _run_session(
-            service,
-            effects,
-            conv,
-            token,
-            session_id,
-            step.sessions.get(session_id),
-            messages,
-            counts[-1],
-            lease_seconds,
-        )
+        run = _SessionRun(lease, effects, clock, session_id, messages)
+        outcome = await run.run(step.sessions.get(session_id))
         if outcome is None:
             return None
+        counts.append(run.counts)
         outcomes.append(outcome)
-    return EffectsBatch(EffectsCommit(step.effects, outcomes, service.clock()), counts)
+    return EffectsBatch(EffectsCommit(step.effects, outcomes, clock()), counts)
 
 
-def _run_session(
-    service: SessionService,
-    effects: Effects,
-    conv: str,
-    token: str,
-    session_id: str,
-    session: EffectSession | None,
-    messages: list[tuple[int, Message]],
-    counts: _Counts,
-    lease_seconds: float,
-) -> SessionEffects | None:
+class _SessionRun:
     """One session's records: extract each message in order, carrying the order forward, then
-    one reply. None when the lease was lost."""
-    ids = [message.id for _, message in messages]
-    if session is None or session.status != SessionStatus.ACTIVE.value:
-        # Ended (by the API or the sweep) between the apply and now: nothing to add to.
-        return SessionEffects(session_id, None, [])
-    notes: list[EffectMessage] = []
-    try:
-        current = (
-            OrderDetails.model_validate_json(session.order_json)
-            if session.order_json
-            else OrderDetails()
-        )
-    except pydantic.ValidationError:
-        notes.append(
-            _system(
-                service.clock(),
-                "Order details not updated: the stored order_details are not in the expected "
-                "shape; no reply was sent.",
-                event="extraction_failed",
-                reason=FailureReason.OTHER.value,
-                **_covers(ids),
-            )
-        )
-        return SessionEffects(session_id, None, notes)
+    one reply."""
 
-    extractor = effects.extractor
-    history = _History(session.tail, messages, extractor.history_limit)
-    order = current
-    changed = understood = answered = False
-    for index, message in messages:
-        if not _extend(service, conv, token, extractor.budget_seconds, lease_seconds):
-            return None
-        started = perf_counter()
-        extracted = _extract(extractor, ExtractionRequest(message, history.before(index), order))
-        counts.seconds.append(perf_counter() - started)
-        if isinstance(extracted, ExtractionFailure):
-            counts.extractions["failed"] += 1
-            counts.failures[extracted.reason.value] += 1
-            notes.append(
-                _system(
-                    service.clock(),
-                    f"Order extraction failed ({extracted.reason.value}, {extracted.attempts} "
-                    f"attempt(s)): {extracted.detail}. The message is kept; the order was not "
-                    "updated from it.",
+    def __init__(
+        self,
+        lease: Lease,
+        effects: Effects,
+        clock: Callable[[], datetime],
+        session_id: str,
+        messages: list[tuple[int, Message]],
+    ) -> None:
+        self.lease = lease
+        self.effects = effects
+        self.clock = clock
+        self.session_id = session_id
+        self.messages = messages
+        self.ids = [message.id for _, message in messages]
+        self.counts = SessionCounts()
+        self.notes: list[EffectMessage] = []
+
+    async def run(self, session: EffectSession | None) -> SessionEffects | None:
+        """The session's outcome; None when the lease was lost."""
+        if session is None or session.status != SessionStatus.ACTIVE.value:
+            # Ended (by the API or the sweep) between the apply and now: nothing to add to.
+            return SessionEffects(self.session_id, None, [])
+        try:
+            current = (
+                OrderDetails.model_validate_json(session.order_json)
+                if session.order_json
+                else OrderDetails()
+            )
+        except pydantic.ValidationError:
+            self.notes.append(
+                system_note(
+                    self.clock(),
+                    "Order details not updated: the stored order_details are not in the "
+                    "expected shape; no reply was sent.",
                     event="extraction_failed",
-                    reason=extracted.reason.value,
-                    attempts=extracted.attempts,
-                    in_reply_to=message.id,
+                    reason=FailureReason.OTHER.value,
+                    **covers(self.ids),
                 )
             )
-            continue
-        understood = True
-        counts.extractions["found" if extracted.found else "nothing"] += 1
-        merged = merge_order(order, extracted)
-        if merged.changed:
-            order = merged.order
-            changed = True
-            counts.orders_changed += 1
-        # A message that only removed items still gets the order back (possibly "now empty").
-        if extracted.found and (merged.order.items or merged.touched):
-            answered = True
-    if understood:
-        templates = effects.templates
-        body = templates.for_order(order) if answered else templates.for_nothing()
-        if not _reply(
-            service, effects, conv, token, session, ids, body, notes, counts, lease_seconds
-        ):
+            return SessionEffects(self.session_id, None, self.notes)
+        extracted = await self._extract_all(session, current)
+        if extracted is None:
             return None
-    return SessionEffects(session_id, order.model_dump(mode="json") if changed else None, notes)
-
-
-class _History:
-    """Each record's history for the extractor: the session's messages before it, at most
-    ``limit``, from the tail the drain step returned (older messages as stored JSON, the batch's
-    own as record indexes), parsed only when asked for."""
-
-    def __init__(self, tail: list[str | int], messages: list[tuple[int, Message]], limit: int):
-        self.limit = limit
-        self.tail = tail if limit > 0 else []
-        self.own = dict(messages)
-        self.parsed: list[Message | None] = [None] * len(self.tail)
-
-    def _message(self, position: int) -> Message | None:
-        item = self.tail[position]
-        if isinstance(item, int):
-            return self.own.get(item)
-        found = self.parsed[position]
-        if found is None:
-            found = self.parsed[position] = Message.model_validate_json(item)
-        return found
-
-    def before(self, index: int) -> list[Message]:
-        if not self.tail:
-            return []
-        # Everything before the record's own message (or, if that has been trimmed away, every
-        # stored message and the records before it).
-        end = next((p for p, item in enumerate(self.tail) if item == index), len(self.tail))
-        positions = [
-            p for p in range(end) if not isinstance(self.tail[p], int) or int(self.tail[p]) < index
-        ][-self.limit :]
-        return [m for p in positions if (m := self._message(p)) is not None]
-
-
-def _covers(ids: list[str]) -> dict[str, Any]:
-    """Metadata naming the messages a reply (or a note about it) answers."""
-    if len(ids) == 1:
-        return {"in_reply_to": ids[0]}
-    return {"in_reply_to": ids[-1], "replies_to": ids}
-
-
-def _reply(
-    service: SessionService,
-    effects: Effects,
-    conv: str,
-    token: str,
-    session: EffectSession,
-    ids: list[str],
-    body: str,
-    notes: list[EffectMessage],
-    counts: _Counts,
-    lease_seconds: float,
-) -> bool:
-    """Sends (or, outside the window, declines to send) the session's reply and notes what
-    happened. False when the lease was lost before the send."""
-    now = service.clock()
-    last_inbound = from_ms(session.last_inbound_ms) if session.last_inbound_ms is not None else None
-    if last_inbound is None or now >= last_inbound + CUSTOMER_SERVICE_WINDOW:
-        closed = last_inbound + CUSTOMER_SERVICE_WINDOW if last_inbound else None
-        notes.append(
-            _system(
-                now,
-                "Reply not sent: WhatsApp's 24-hour customer-service window closed at "
-                f"{closed.isoformat() if closed else 'an unknown time'}; only approved "
-                "templates may be sent now.",
-                event="reply_skipped",
-                reason="outside_window",
-                **_covers(ids),
-            )
+        order, changed, understood, answered = extracted
+        if understood:
+            templates = self.effects.templates
+            body = templates.for_order(order) if answered else templates.for_nothing()
+            if not await self._reply(session, body):
+                return None
+        return SessionEffects(
+            self.session_id, order.model_dump(mode="json") if changed else None, self.notes
         )
-        counts.replies["outside_window"] += 1
-        return True
-    sender = effects.sender
-    if not _extend(service, conv, token, sender.budget_seconds, lease_seconds):
-        return False
-    sent = _send(sender, to=session.phone, from_=session.business, body=body)
-    at = service.clock()
-    if isinstance(sent, SendFailure):
-        code = f", error {sent.code}" if sent.code else ""
-        notes.append(
-            _system(
-                at,
-                f"Reply failed ({sent.reason.value}{code}, {sent.attempts} attempt(s)): "
-                f"{sent.detail}.",
-                event="reply_failed",
-                reason=sent.reason.value,
-                error_code=sent.code,
-                attempts=sent.attempts,
-                **_covers(ids),
-            )
+
+    async def _extract_all(
+        self, session: EffectSession, order: OrderDetails
+    ) -> tuple[OrderDetails, bool, bool, bool] | None:
+        """Extracts each message in order: (order, changed, understood, answered), None when
+        the lease was lost."""
+        extractor = self.effects.extractor
+        counts = self.counts
+        history = History(session.tail, self.messages, extractor.history_limit)
+        changed = understood = answered = False
+        for index, message in self.messages:
+            if not await self.lease.cover(extractor.budget_seconds):
+                return None
+            started = perf_counter()
+            request = ExtractionRequest(message, history.before(index), order)
+            extracted = await _extract(extractor, request)
+            counts.seconds.append(perf_counter() - started)
+            if isinstance(extracted, ExtractionFailure):
+                counts.extractions["failed"] += 1
+                counts.failures[extracted.reason.value] += 1
+                self.notes.append(
+                    system_note(
+                        self.clock(),
+                        f"Order extraction failed ({extracted.reason.value}, "
+                        f"{extracted.attempts} attempt(s)): {extracted.detail}. The message is "
+                        "kept; the order was not updated from it.",
+                        event="extraction_failed",
+                        reason=extracted.reason.value,
+                        attempts=extracted.attempts,
+                        in_reply_to=message.id,
+                    )
+                )
+                continue
+            understood = True
+            counts.extractions["found" if extracted.found else "nothing"] += 1
+            merged = merge_order(order, extracted)
+            if merged.changed:
+                order = merged.order
+                changed = True
+                counts.orders_changed += 1
+            # A message that only removed items still gets the order back (possibly "empty").
+            if extracted.found and (merged.order.items or merged.touched):
+                answered = True
+        return order, changed, understood, answered
+
+    async def _reply(self, session: EffectSession, body: str) -> bool:
+        """Sends (or, outside the window or for a session ended meanwhile, declines to send)
+        the session's reply and notes what happened. False when the lease was lost."""
+        now = self.clock()
+        ids = self.ids
+        counts = self.counts
+        last_inbound = (
+            from_ms(session.last_inbound_ms) if session.last_inbound_ms is not None else None
         )
-        counts.replies["failed"] += 1
+        if last_inbound is None or now >= last_inbound + CUSTOMER_SERVICE_WINDOW:
+            closed = last_inbound + CUSTOMER_SERVICE_WINDOW if last_inbound else None
+            self.notes.append(
+                system_note(
+                    now,
+                    "Reply not sent: WhatsApp's 24-hour customer-service window closed at "
+                    f"{closed.isoformat() if closed else 'an unknown time'}; only approved "
+                    "templates may be sent now.",
+                    event="reply_skipped",
+                    reason="outside_window",
+                    **covers(ids),
+                )
+            )
+            counts.replies["outside_window"] += 1
+            return True
+        sender = self.effects.sender
+        if not await self.lease.cover(sender.budget_seconds):
+            return False
+        status = await self.lease.store.status_of(self.lease.conv, self.session_id)
+        if status != SessionStatus.ACTIVE.value:
+            # Ended while the extraction ran: the commit appends nothing to it, and the
+            # customer must not be told their order was received.
+            counts.replies["session_ended"] += 1
+            return True
+        sent = await _send(sender, to=session.phone, from_=session.business, body=body)
+        at = self.clock()
+        if isinstance(sent, SendFailure):
+            code = f", error {sent.code}" if sent.code else ""
+            self.notes.append(
+                system_note(
+                    at,
+                    f"Reply failed ({sent.reason.value}{code}, {sent.attempts} attempt(s)): "
+                    f"{sent.detail}.",
+                    event="reply_failed",
+                    reason=sent.reason.value,
+                    error_code=sent.code,
+                    attempts=sent.attempts,
+                    **covers(ids),
+                )
+            )
+            counts.replies["failed"] += 1
+            return True
+        self.notes.append(outbound_record(at, body, sender.name, sent, ids))
+        counts.replies["sent" if sent.sent else "logged"] += 1
         return True
-    notes.append(_outbound(at, body, sender.name, sent, ids))
-    counts.replies["sent" if sent.sent else "logged"] += 1
-    return True
 
 
-def _extend(
-    service: SessionService, conv: str, token: str, budget_seconds: float, lease_seconds: float
-) -> bool:
-    """Covers a slow call's whole budget with the lease; local calls need no round trip."""
-    if budget_seconds <= 0:
-        return True
-    lease_ms = int((budget_seconds + lease_seconds) * 1000)
-    return service.store.extend_lease(conv, token, lease_ms=lease_ms)
-
-
-def _extract(
+async def _extract(
     extractor: OrderExtractor, request: ExtractionRequest
 ) -> ExtractionResult | ExtractionFailure:
     try:
-        return extractor.extract(request)
+        return await extractor.extract(request)
     except Exception as exc:
         # An extractor bug must not wedge the phone: the records would be retried forever.
         log.exception("order extractor %s raised", extractor.name)
         return ExtractionFailure(FailureReason.OTHER, f"extractor error: {type(exc).__name__}")
 
 
-def _send(sender: OutboundSender, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+async def _send(
+    sender: OutboundSender, *, to: str, from_: str, body: str
+) -> SendResult | SendFailure:
     try:
-        return sender.send(to=to, from_=from_, body=body)
+        return await sender.send(to=to, from_=from_, body=body)
     except Exception as exc:
         log.exception("reply sender %s raised", sender.name)
         return SendFailure(FailureReason.OTHER, f"sender error: {type(exc).__name__}")
-
-
-def _system(at: datetime, content: str, **metadata: Any) -> EffectMessage:
-    return EffectMessage(
-        Message(
-            id=f"sys-{uuid.uuid4().hex}",
-            content=content,
-            message_type=MessageType.SYSTEM,
-            direction=MessageDirection.OUTBOUND,
-            timestamp=at,
-            metadata={k: v for k, v in metadata.items() if v is not None},
-        )
-    )
-
-
-def _outbound(
-    at: datetime, body: str, sender: str, sent: SendResult, ids: list[str]
-) -> EffectMessage:
-    metadata: dict[str, Any] = {
-        "sender": sender,
-        "sent": sent.sent,
-        "delivery_status": sent.status,
-        **_covers(ids),
-    }
-    if sent.sid:
-        metadata["twilio_sid"] = sent.sid
-    return EffectMessage(
-        Message(
-            id=sent.sid or f"out-{uuid.uuid4().hex}",
-            content=body,
-            message_type=MessageType.TEXT,
-            direction=MessageDirection.OUTBOUND,
-            timestamp=at,
-            metadata=metadata,
-        ),
-        twilio_sid=sent.sid or "",
-        delivery_status=sent.status,
-    )

@@ -5,8 +5,12 @@
 
 The task goes through the conversation's inbox, so it applies after the messages the webhook
 accepted before it. Exit codes: 0 enqueued (or applied, with --wait); 1 unknown session, no
-active session, or already ended; 2 usage; 3 --wait timed out; 4 applied but the session
-ended otherwise (another operator or the expiry got there first).
+active session, already ended, or Redis unreachable; 2 usage; 3 --wait timed out; 4 applied but
+the session ended otherwise (another operator or the expiry got there first).
+
+Next to a development run (``./run serve``), the settings it saved in ``.run/dev.env`` fill in
+what the environment leaves unset, so the script reaches the service's Redis; a refusal names
+the Redis it looked in.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+import redis
+
+from wa_sessions import bootstrap
 from wa_sessions.errors import InvalidPhoneNumber
 from wa_sessions.statemachine.lifecycle import ENDED_STATES, Trigger
 from wa_sessions.statemachine.models import SessionStatus
@@ -45,11 +52,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: give either SESSION_ID or --phone", file=sys.stderr)
         return 2
 
-    from wa_sessions.bootstrap import build_service, load_settings
-    from wa_sessions.workers.broker import setup_broker
+    settings = bootstrap.load_operator_settings()
+    worker = bootstrap.build_worker(settings)
+    try:
+        return _enqueue(args, worker)
+    except redis.ConnectionError:
+        print(f"error: cannot reach Redis at {settings.redis_location}", file=sys.stderr)
+        return 1
+    finally:
+        worker.close()
 
-    settings = load_settings()
-    service = build_service(settings)
+
+def _enqueue(args: argparse.Namespace, worker: bootstrap.WorkerProcess) -> int:
+    service = worker.deps.service
+    where = f"in Redis at {worker.settings.redis_location}"
     if args.phone:
         try:
             session = service.get_session_by_phone(
@@ -59,20 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if session is None:
-            print("error: that phone has no active session", file=sys.stderr)
+            print(f"error: that phone has no active session {where}", file=sys.stderr)
             return 1
     else:
         session = service.get_session_by_id(args.session_id, include_messages=False)
         if session is None:
-            print(f"error: unknown session {args.session_id}", file=sys.stderr)
+            print(f"error: unknown session {args.session_id} {where}", file=sys.stderr)
             return 1
     if session.status in ENDED_STATES:
         print(f"error: session {session.session_id} is already {session.status}", file=sys.stderr)
         return 1
 
-    setup_broker(settings)
-    from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
-
+    actors = worker.actors
     actor = actors.complete_session if args.action == "complete" else actors.expire_session
     actor.send(session.session_id, args.reason)
     if not args.wait:

@@ -1,30 +1,17 @@
 """What the workers do, as plain functions over explicit dependencies (actors only call these).
 
-``drain_conversation`` is the per-phone actor's body: it takes the conversation's lease and
-applies its inbox in order, each batch fenced by the lease token and acknowledged in the same
-Lua step that commits it. Whatever runs it, however often and on whichever host, each entry is
-applied once and in acceptance order. A drain that dies leaves its lease to lapse; the re-drive
-pass (``redrive``) wakes the conversation again within a lease period.
-
-A drain is a chain of ``drain_step`` calls, one round trip each: the first takes the lease and
-applies the first batch of the inbox; each next one commits what the drain did since (the
-effects of the batch's messages), then applies the next batch or gives the lease up. One
-message for an idle phone therefore costs two round trips (one without effects).
-
-With effects configured (an order extractor and a reply sender), applying an inbound text or
-image message also queues its effects, and the drain runs those of the whole batch
-(``effects.run_effects``: one reply per session per batch) before the next step commits them
-and applies anything newer: a conversation's replies follow the messages they answer, and a
-drain that finds effects left by a dead one finishes those first.
+The drain itself (``drain``) is a coroutine run on the worker process' drain loop
+(``runner.DrainRunner``); ``drain_conversation`` runs one to completion from synchronous code
+(operator tasks, tests). The re-drive pass and the expiry sweep run in the scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import redis.asyncio
 
 from wa_sessions import metrics
 from wa_sessions.errors import SessionNotFound
@@ -32,19 +19,17 @@ from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.replies.sender import OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.lifecycle import Trigger
-from wa_sessions.statemachine.redis.inbox import Inbox
-from wa_sessions.statemachine.redis.store import DrainPolicy, DrainStep, EntryKind, EntryResult
-from wa_sessions.statemachine.service import SessionService, new_session_id
-from wa_sessions.workers.effects import (
-    Effects,
-    EffectsBatch,
-    drop_effects,
-    labelled,
-    run_effects,
-)
+from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
+from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS, Inbox
+from wa_sessions.statemachine.redis.store import DrainPolicy
+from wa_sessions.statemachine.service import SessionService
+from wa_sessions.workers.drain import DrainContext, DrainReport, drain
+from wa_sessions.workers.effects import Effects
+from wa_sessions.workers.runner import DrainRunner
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DrainReport", "WorkerDeps", "drain_conversation"]
 
 
 @dataclass
@@ -53,7 +38,7 @@ class WorkerDeps:
     inbox: Inbox
     #: Enqueues a drain wake-up for a conversation key (the actor's ``send``).
     wake: Callable[[str], None]
-    lease_seconds: float = 5.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     batch_size: int = 100
     #: With both set, inbound text and image messages get order extraction and a reply.
     extractor: OrderExtractor | None = None
@@ -62,6 +47,14 @@ class WorkerDeps:
     #: Age (ms) of the oldest wake-up waiting in Dramatiq's queue, None when it is empty; the
     #: re-drive pass keeps wake flags alive longer than that.
     queued_wake_age_ms: Callable[[], int | None] | None = None
+    #: Builds the drain loop's Redis client (called on that loop). Default: the service's
+    #: client's host, port, database and credentials.
+    async_redis: Callable[[], redis.asyncio.Redis] | None = None
+    #: Drains a worker process keeps in flight at once (each may be waiting for OpenAI).
+    max_in_flight: int = 256
+    _runner: DrainRunner[DrainContext, DrainReport] | None = field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def lease_ms(self) -> int:
@@ -86,128 +79,63 @@ class WorkerDeps:
             history=effects.extractor.history_limit if effects is not None else 0,
         )
 
+    async def drain_context(self) -> DrainContext:
+        """The drains' context, built on the drain loop."""
+        client = self.async_redis() if self.async_redis else _async_twin(self.service)
+        effects = self.effects
+        return DrainContext(
+            store=AsyncDrainStore(client, self.service.store.keys),
+            policy=self.policy(effects),
+            effects=effects,
+            lease_seconds=self.lease_seconds,
+            clock=self.service.clock,
+        )
 
-@dataclass
-class DrainReport:
-    applied: int = 0
-    outcome: str = "drained"
-    results: list[EntryResult] = field(default_factory=list)
-    #: Messages whose effects this drain committed (or dropped, with effects off).
-    effects: int = 0
+    def runner(self) -> DrainRunner[DrainContext, DrainReport]:
+        """This process' drain loop, started on first use."""
+        if self._runner is None:
+            self._runner = DrainRunner(
+                drain,
+                self.drain_context,
+                max_in_flight=self.max_in_flight,
+                close_context=_close_context,
+            )
+        self._runner.start()
+        return self._runner
+
+    def close(self, grace_seconds: float = 10.0) -> None:
+        if self._runner is not None:
+            self._runner.stop(grace_seconds)
+            self._runner = None
 
 
-_KIND_TRIGGER = {EntryKind.COMPLETE: Trigger.COMPLETE.value, EntryKind.EXPIRE: Trigger.EXPIRE.value}
+async def _close_context(ctx: DrainContext) -> None:
+    await ctx.store.close()
+    if ctx.effects is not None:
+        for part in (ctx.effects.extractor, ctx.effects.sender):
+            close = getattr(part, "close", None)
+            if close is not None:
+                await close()
+
+
+def _async_twin(service: SessionService) -> redis.asyncio.Redis:
+    """An asyncio client for the Redis the service's client talks to."""
+    kwargs = service.store.client.connection_pool.connection_kwargs
+    return redis.asyncio.Redis(
+        host=kwargs.get("host", "localhost"),
+        port=kwargs.get("port", 6379),
+        db=kwargs.get("db", 0),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        decode_responses=True,
+    )
 
 
 def drain_conversation(deps: WorkerDeps, conv: str) -> DrainReport:
-    """Applies every waiting entry of one conversation, in order, while holding its lease;
-    pending effects first, and each batch's effects before the next batch."""
-    service = deps.service
-    store = service.store
-    token = secrets.token_hex(16)
-    report = DrainReport()
-    effects = deps.effects
-    policy = deps.policy(effects)
-    ids = _SessionIds()
-    now_ms = service.now_ms()
-    step = store.drain_step(conv, token, policy, acquire=True, now_ms=now_ms, id_base=ids.base)
-    if step.status == "busy":
-        # Another drain holds the lease; it re-checks the inbox before letting go.
-        report.outcome = "busy"
-        labelled(metrics.DRAINS, "busy").inc()
-        return report
-    while step.status == "ok":
-        _observe(step, now_ms, report)
-        ids.count(step)
-        if step.released:
-            labelled(metrics.DRAINS, "drained").inc()
-            return report
-        batch: EffectsBatch | None = None
-        if step.effects:
-            if effects is None:
-                log.warning("dropped pending effects: this worker has no extractor or sender")
-                batch = drop_effects(service, step)
-            else:
-                batch = run_effects(
-                    service, effects, conv, token, step, lease_seconds=deps.lease_seconds
-                )
-                if batch is None:
-                    break
-        now_ms = service.now_ms()
-        step = store.drain_step(
-            conv,
-            token,
-            policy,
-            acquire=False,
-            now_ms=now_ms,
-            id_base=ids.base,
-            commit=batch.commit if batch is not None else None,
-        )
-        if batch is not None and step.status == "ok":
-            report.effects += len(batch.commit.records)
-            if effects is not None:
-                batch.count(effects, step.committed)
-    return _lease_lost(report)
-
-
-class _SessionIds:
-    """The ids a drain gives the sessions it opens: one random UUID, then counted up in its
-    last four hex digits by the drain step (a fresh one before the counter would wrap)."""
-
-    def __init__(self) -> None:
-        self._renew()
-
-    def _renew(self) -> None:
-        self._random = new_session_id()[:-4]
-        self._opened = 0
-
-    @property
-    def base(self) -> str:
-        return f"{self._random}{self._opened:04x}"
-
-    def count(self, step: DrainStep) -> None:
-        self._opened += sum(result.created for result in step.results)
-        if self._opened > 0xFF00:
-            self._renew()
-
-
-def _lease_lost(report: DrainReport) -> DrainReport:
-    report.outcome = "lease_lost"
-    labelled(metrics.DRAINS, "lease_lost").inc()
-    log.warning("drain lost its lease; another drain continues the inbox")
-    return report
-
-
-def _observe(step: DrainStep, now_ms: int, report: DrainReport) -> None:
-    """Counts one step's applied entries (each counter once per step)."""
-    if not step.results:
-        return
-    messages: Counter[tuple[str, str]] = Counter()
-    started = 0
-    for result in step.results:
-        report.results.append(result)
-        if result.status == "bad":
-            log.error("dropped a malformed inbox entry")
-            continue
-        report.applied += 1
-        started += result.created
-        if result.kind is EntryKind.MESSAGE:
-            messages[result.direction, result.message_type] += 1
-            metrics.QUEUE_LAG.observe(max(0, now_ms - result.accepted_ms) / 1000)
-            continue
-        # Session ends are counted from the store's ended-events list, whichever path ended them.
-        trigger = _KIND_TRIGGER.get(result.kind, "unknown")
-        outcome = result.detail
-        if outcome in ("completed", "expired"):
-            metrics.OPERATIONS.labels(trigger, "applied").inc()
-        else:
-            metrics.OPERATIONS.labels(
-                trigger, "invalid" if outcome.startswith("invalid") else outcome
-            ).inc()
-    if started:
-        metrics.SESSIONS_STARTED.inc(started)
-    for (direction, kind), n in messages.items():
-        labelled(metrics.MESSAGES, direction, kind).inc(n)
+    """Runs one drain of ``conv`` to completion on the worker's drain loop and waits for it."""
+    return deps.runner().run(conv)
 
 
 def request_transition(deps: WorkerDeps, trigger: str, session_id: str, reason: str) -> str:

@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from wa_sessions import bootstrap
 from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.workers import handlers
-from wa_sessions.workers.broker import current_settings, setup_broker
 
 log = logging.getLogger(__name__)
-
-#: How often session-end events become metrics; read here because it concerns only this process.
-METRICS_EVENTS_INTERVAL_ENV = "METRICS_EVENTS_INTERVAL_SECONDS"
-DEFAULT_METRICS_EVENTS_INTERVAL_SECONDS = 5.0
-
-
-def metrics_events_interval(environ: Mapping[str, str] | None = None) -> float:
-    """``METRICS_EVENTS_INTERVAL_SECONDS`` (positive), else the default."""
-    raw = (os.environ if environ is None else environ).get(METRICS_EVENTS_INTERVAL_ENV, "")
-    if not raw.strip():
-        return DEFAULT_METRICS_EVENTS_INTERVAL_SECONDS
-    value = float(raw)
-    if not value > 0:
-        raise ValueError(f"{METRICS_EVENTS_INTERVAL_ENV} must be positive, got {raw!r}")
-    return value
 
 
 def build_scheduler(
@@ -45,7 +28,7 @@ def build_scheduler(
     *,
     sweep_seconds: float,
     redrive_seconds: float,
-    metrics_seconds: float = DEFAULT_METRICS_EVENTS_INTERVAL_SECONDS,
+    metrics_seconds: float,
 ) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone="UTC")
     # Run each job at once on start, then on its interval.
@@ -85,17 +68,13 @@ def build_scheduler(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
-    setup_broker()
-    settings = current_settings()
-    from wa_sessions.workers import actors  # after setup_broker: actors bind to its broker
-
-    deps = actors.deps()
-    metrics_seconds = metrics_events_interval()
+    settings = bootstrap.load_settings().check_secure()
+    worker = bootstrap.build_worker(settings)
     scheduler = build_scheduler(
-        deps,
+        worker.deps,
         sweep_seconds=settings.expiry_sweep_interval_seconds,
         redrive_seconds=settings.redrive_interval_seconds,
-        metrics_seconds=metrics_seconds,
+        metrics_seconds=settings.metrics_events_interval_seconds,
     )
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -106,7 +85,7 @@ def main() -> None:
         "scheduler started: sweep every %ss, re-drive every %ss, session-end metrics every %ss",
         settings.expiry_sweep_interval_seconds,
         settings.redrive_interval_seconds,
-        metrics_seconds,
+        settings.metrics_events_interval_seconds,
     )
     with contextlib.suppress(KeyboardInterrupt, SystemExit):
         scheduler.start()

@@ -29,12 +29,15 @@ from wa_sessions.statemachine.redis.store import (
     ingest_call,
 )
 
+#: A drain's lease on a conversation; bounds how long a dead worker's phone waits.
+DEFAULT_LEASE_SECONDS = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class InboxPolicy:
     dedupe_ttl_seconds: int = 7 * 24 * 3600
     max_depth: int = 10_000
-    lease_seconds: float = 5.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     @property
     def wake_ttl_ms(self) -> int:

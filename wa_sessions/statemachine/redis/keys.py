@@ -44,6 +44,10 @@ key                              type    holds
 ``P wake:ttl``                   string  how long (ms) a wake-up flag lives while Dramatiq's queue
                                          is backed up: the re-drive pass sets it from the age of
                                          the oldest queued wake-up (lapses to the lease period)
+``P limit:<api>:bucket``         hash    the deployment's request token bucket for one API
+                                         (``tokens``, ``at``): ``ratelimit.RedisSharedLimit``
+``P limit:<api>:pause``          string  set for as long as the API asked (429 Retry-After)
+                                         that no request start
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
                                          <message_count> <reason>``, consumed by the metrics
                                          job (capped at 100,000 when nobody consumes it)
@@ -174,6 +178,12 @@ class Keys:
     @property
     def ended_events(self) -> str:
         return f"{self.prefix}events:ended"
+
+    def rate_bucket(self, api: str) -> str:
+        return f"{self.prefix}limit:{api}:bucket"
+
+    def rate_pause(self, api: str) -> str:
+        return f"{self.prefix}limit:{api}:pause"
 
     @property
     def wake_ttl(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import redis
 
+from wa_sessions.config import Settings
 from wa_sessions.statemachine.redis import scripts
 from wa_sessions.statemachine.redis.keys import Keys
 
@@ -46,8 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=500, help="sessions per script call")
     args = parser.parse_args(argv)
-
-    from wa_sessions.config import Settings
 
     settings = Settings()
     client = redis.Redis.from_url(settings.redis_url)

@@ -2,7 +2,7 @@
 drawn as SVG, in the dashboard's own layout.
 
 Grafana is not packaged in Debian's main archive, so the README's picture comes from here:
-``python -m wa_sessions.metrics.preview --prometheus http://127.0.0.1:9090 -o docs/dashboard.svg``.
+``python -m tools.preview --prometheus http://127.0.0.1:9090 -o docs/dashboard.svg``.
 Lines and numbers are what Grafana would plot from the same queries; the styling is not Grafana's.
 """
 
@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from wa_sessions.metrics import dashboard
+from tools import dashboard
 
 _COLORS = ("#73bf69", "#f2cc0c", "#5794f2", "#ff780a", "#f2495c", "#b877d9", "#8ab8ff", "#fade2a")
 _CELL_W = 50  # pixels per Grafana grid column (24 columns)
@@ -171,7 +171,7 @@ def render_svg(base_url: str, *, minutes: float, rate_interval: str) -> str:
     header = (
         f'<text x="8" y="{height - 14}" fill="{_MUTED}" font-size="11">'
         f"{escape(model['title'])}: last {minutes:g} min, queries from "
-        f"wa_sessions/metrics/dashboard.py run against Prometheus</text>"
+        f"tools/dashboard.py run against Prometheus</text>"
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -185,7 +185,7 @@ def render_svg(base_url: str, *, minutes: float, rate_interval: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wa_sessions.metrics.preview")
+    parser = argparse.ArgumentParser(prog="python -m tools.preview")
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus URL")
     parser.add_argument("--minutes", type=float, default=10.0, help="time range to draw")
     parser.add_argument("--rate-interval", default="1m", help="stands in for $__rate_interval")

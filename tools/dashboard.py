@@ -1,6 +1,6 @@
 """The Grafana dashboard, generated here so its queries live beside the metrics they read.
 
-``python -m wa_sessions.metrics.dashboard`` writes ``deploy/grafana/dashboards/wa-sessions.json``
+``python -m tools.dashboard`` writes ``deploy/grafana/dashboards/wa-sessions.json``
 (committed; a test checks it matches). The end-to-end test runs every query below against a real
 Prometheus scraping the service, so a renamed metric breaks a test, not the dashboard.
 
@@ -319,7 +319,7 @@ def render() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wa_sessions.metrics.dashboard")
+    parser = argparse.ArgumentParser(prog="python -m tools.dashboard")
     parser.add_argument("--output", "-o", type=Path, default=DEFAULT_OUTPUT, help="'-' for stdout")
     args = parser.parse_args(argv)
     text = render()

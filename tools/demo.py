@@ -1,7 +1,8 @@
 """A short conversation played against a running service the way Twilio would send it.
 
-``TwilioSimulator`` builds Twilio's inbound form, signs it with the twilio SDK's own
-``RequestValidator`` and posts it; the end-to-end tests and the benchmarks use it too.
+``./run demo`` runs ``python -m tools.demo`` against ``./run serve``. ``TwilioSimulator`` builds
+Twilio's inbound form, signs it with the twilio SDK's own ``RequestValidator`` and posts it; the
+end-to-end tests and the benchmarks use it too.
 """
 
 from __future__ import annotations
@@ -10,21 +11,25 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from twilio.request_validator import RequestValidator
 
-WEBHOOK_PATH = "/twilio-webhook-opt"
-STATUS_PATH = "/twilio-status"
-SANDBOX_NUMBER = "+14155238886"
+from wa_sessions.cli import read_env_file
+from wa_sessions.config import DEV_ENV_FILE, STATUS_CALLBACK_PATH
+from wa_sessions.statemachine.service import DEFAULT_BUSINESS_NUMBER
+from wa_sessions.webhook.app import WEBHOOK_PATH
+
+STATUS_PATH = STATUS_CALLBACK_PATH
+SANDBOX_NUMBER = DEFAULT_BUSINESS_NUMBER
 
 
 def new_message_sid() -> str:
@@ -247,9 +252,7 @@ def answered(history: list[dict[str, Any]]) -> set[str]:
 
 
 def _simulator_from_env(url: str | None) -> TwilioSimulator:
-    from wa_sessions.cli import DEV_ENV, read_env_file
-
-    saved = read_env_file(Path(DEV_ENV))
+    saved = read_env_file(DEV_ENV_FILE)
     env = {**saved, **{k: v for k, v in os.environ.items() if k in saved or k.endswith("TOKEN")}}
     port = env.get("PORT", "8000")
     base = url or f"http://127.0.0.1:{port}"
@@ -263,9 +266,21 @@ def _simulator_from_env(url: str | None) -> TwilioSimulator:
 
 def run_demo(args: argparse.Namespace) -> int:
     sim = _simulator_from_env(args.url)
-    health = sim.request("GET", "/healthz")
+    try:
+        health = sim.request("GET", "/healthz")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(
+            f"the service is not running at {sim.base_url} ({reason}).\n"
+            "Start it in another terminal with `./run serve`, then run `./run demo` again.",
+            file=sys.stderr,
+        )
+        return 1
     if health.status != 200:
-        print(f"service not healthy at {sim.base_url}: {health.status}; is `./run serve` up?")
+        print(
+            f"service not healthy at {sim.base_url}: {health.status}; is `./run serve` up?",
+            file=sys.stderr,
+        )
         return 1
     conversations: dict[str, list[dict[str, Any]]] = {
         "+14155550101": [
@@ -331,3 +346,16 @@ def _print_session(phone: str, data: dict[str, Any]) -> None:
         print(f"  {arrow} [{message['message_type']}] {message['content']}{note}")
     if session.get("order_details"):
         print(f"  order: {json.dumps(session['order_details'])}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./run demo", description="Play a signed conversation against a running service."
+    )
+    parser.add_argument("--url", help="service base URL (default: from .run/dev.env)")
+    parser.add_argument("--timeout", type=float, default=20.0)
+    return run_demo(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
