@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.workers.queues import NAMESPACE, QUEUE
 
 from . import lagprobe
@@ -112,7 +112,7 @@ def inbound_timestamps(client: redis.Redis, keys: Keys, conv: str) -> list[float
     (sessions by creation, messages in list order; replies and other outbound skipped)."""
     stamps: list[float] = []
     for sid in client.zrange(keys.conv_sessions(conv), 0, -1):
-        for raw in client.lrange(keys.session_messages(str(sid)), 0, -1):
+        for raw in client.lrange(keys.session_messages(conv, str(sid)), 0, -1):
             text = str(raw)
             found = _TIMESTAMP.search(text)
             if found and _OUTBOUND not in text:

@@ -15,11 +15,12 @@ from typing import Any
 import redis
 
 from tools.demo import TwilioSimulator, new_message_sid
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.keys import SessionField
+from wa_sessions.statemachine.redis.store import ingest_call, message_entry, to_ms
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import ingest_call, message_entry, to_ms
 from wa_sessions.webhook.twilio import decode_form, parse_inbound
 from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
 
@@ -264,25 +265,31 @@ def bench_memory(
     assert (accepted, applied) == (total, total), (accepted, applied, total)
     after = int(client.info("memory")["used_memory"])
     keys = service.store.keys
+    conv_of = {str(sid): str(conv) for sid, conv in client.hgetall(keys.session_conv).items()}
     sids = [str(sid) for sid in client.zrange(keys.all, 0, -1)]
     pipe = client.pipeline(transaction=False)
     for sid in sids:
-        pipe.hget(keys.session(sid), "count")
+        pipe.hget(keys.session(conv_of[sid], sid), SessionField.MESSAGE_COUNT)
     stored = sum(int(c or 0) for c in pipe.execute())
     sample = sids[:100]
-    convs = [str(client.hget(keys.session(sid), "conv")) for sid in sample]
+    convs = [conv_of[sid] for sid in sample]
     seen = list(client.scan_iter(f"{keys.seen_prefix}*", count=1000))
-    raw = client.lrange(keys.session_messages(sample[0]), 0, -1)
+    raw = client.lrange(keys.session_messages(convs[0], sample[0]), 0, -1)
     lengths = [len(str(m).encode()) for m in raw if '"direction":"outbound"' not in str(m)]
     per_session_keys = {
-        "session hash": _memory_usage(client, [keys.session(s) for s in sample]),
-        "message list": _memory_usage(client, [keys.session_messages(s) for s in sample]),
+        "session hash": _memory_usage(
+            client, [keys.session(c, s) for c, s in zip(convs, sample, strict=True)]
+        ),
+        "message list": _memory_usage(
+            client, [keys.session_messages(c, s) for c, s in zip(convs, sample, strict=True)]
+        ),
         "active pointer": _memory_usage(client, [keys.conv_active(c) for c in convs]),
         "sessions of the conversation": _memory_usage(
             client, [keys.conv_sessions(c) for c in convs]
         ),
         "global indexes (share)": sum(
-            int(client.memory_usage(k, samples=0) or 0) for k in (keys.active, keys.all)
+            int(client.memory_usage(k, samples=0) or 0)
+            for k in (keys.active, keys.all, keys.session_conv)
         )
         / sessions,
     }

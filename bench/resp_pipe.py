@@ -1,5 +1,5 @@
 """Client CPU per call of the webhook's RESP connection against ``redis.asyncio``: the figure
-that keeps ``wa_sessions/statemachine/resp.py`` hand-written.
+that keeps ``wa_sessions/statemachine/redis/resp.py`` hand-written.
 
 One EVALSHA of a 4-command script, ``--in-flight`` calls at a time from one asyncio process
 with uvloop, against a private redis-server; CPU is this process's only (``process_time``).
@@ -19,7 +19,7 @@ import redis.asyncio
 import uvloop
 
 from wa_sessions.embedded_redis import embedded_redis
-from wa_sessions.statemachine.resp import RespPipe
+from wa_sessions.statemachine.redis.resp import RespPipe
 
 SCRIPT = """
 redis.call('INCR', KEYS[1])

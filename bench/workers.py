@@ -20,6 +20,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from wa_sessions.bootstrap import build_worker
 from wa_sessions.config import Settings
+from wa_sessions.statemachine.models import MessageDirection
+from wa_sessions.statemachine.redis.keys import SessionFieldPrefix
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers.handlers import WorkerDeps
 from wa_sessions.workers.queues import NAMESPACE, QUEUE
@@ -198,8 +200,9 @@ def run_service(
 def applied_count(client: redis.Redis, service: SessionService) -> int:
     """Inbound messages applied to sessions (replies, which the worker may add, not counted)."""
     keys = service.store.keys
-    sids = client.zrange(keys.all, 0, -1)
+    sessions = client.hgetall(keys.session_conv)
+    inbound = SessionFieldPrefix.BY_DIRECTION + MessageDirection.INBOUND
     pipe = client.pipeline(transaction=False)
-    for sid in sids:
-        pipe.hget(keys.session(str(sid)), "n:inbound")
+    for sid, conv in sessions.items():
+        pipe.hget(keys.session(str(conv), str(sid)), inbound)
     return sum(int(c or 0) for c in pipe.execute())

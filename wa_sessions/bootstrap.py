@@ -30,8 +30,8 @@ from wa_sessions.redaction import install_log_redaction
 from wa_sessions.replies.sender import LogSender, OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
-from wa_sessions.statemachine.inbox import AsyncInbox, Inbox, InboxPolicy
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import WebDeps
 from wa_sessions.webhook import create_app as create_web_app

@@ -20,7 +20,7 @@ from wa_sessions.replies.templates import (
     ORDER_TEMPLATE,
     check_template,
 )
-from wa_sessions.statemachine.inbox import DEFAULT_LEASE_SECONDS
+from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS
 from wa_sessions.statemachine.service import DEFAULT_BUSINESS_NUMBER
 
 #: Where Twilio posts delivery status callbacks (``webhook/status.py`` serves it).

@@ -18,7 +18,7 @@ from tests.fake_apis import Reply, fake_twilio, twilio_message
 from tests.reliability.harness import metric_value
 from tests.support import poll
 from tools.demo import TwilioSimulator, inbound, new_message_sid
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys, SessionField
 
 pytestmark = pytest.mark.e2e
 
@@ -124,8 +124,8 @@ def _kill_worker_mid_load_and_resume(service: Service, e2e_client: redis.Redis) 
 
     def applied() -> int:
         return sum(
-            int(e2e_client.hget(keys.session(sid), "count") or 0)
-            for sid in e2e_client.zrange(keys.all, 0, -1)
+            int(e2e_client.hget(keys.session(conv, sid), SessionField.MESSAGE_COUNT) or 0)
+            for sid, conv in e2e_client.hgetall(keys.session_conv).items()
         )
 
     def waiting(p: str) -> int:

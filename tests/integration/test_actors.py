@@ -28,10 +28,10 @@ from tests.support import poll, running_worker
 from wa_sessions import bootstrap
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import AsyncInbox, Inbox
 from wa_sessions.statemachine.models import Message, MessageDirection, SessionStatus
+from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox
+from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import IngestOutcome
 from wa_sessions.workers.actors import (
     DRAIN_CONVERSATION,
     Actors,

@@ -11,10 +11,10 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from wa_sessions.statemachine.inbox import AsyncInbox, InboxPolicy
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import Message
-from wa_sessions.statemachine.store import IngestOutcome
+from wa_sessions.statemachine.redis.inbox import AsyncInbox, InboxPolicy
+from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.store import IngestOutcome
 
 CONV = "+14155550001|+14155238886"
 

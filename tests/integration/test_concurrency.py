@@ -21,7 +21,7 @@ import redis
 
 from wa_sessions.errors import InvalidTransition, SessionNotFound
 from wa_sessions.statemachine import MessageDirection, SessionService, SessionStatus
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 
 BUSINESS = "+14155238886"
 PHONES = ["+14155550701", "+14155550702", "+14155550703"]

@@ -8,9 +8,9 @@ import uuid
 import pytest
 import redis
 
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.store import DEDUPE_BUCKET_MS, IngestOutcome, RedisSessionStore
 from wa_sessions.statemachine.service import SessionService
-from wa_sessions.statemachine.store import DEDUPE_BUCKET_MS, IngestOutcome, RedisSessionStore
 
 DAY_MS = 24 * 3600 * 1000
 WEEK_MS = 7 * DAY_MS

@@ -21,15 +21,21 @@ from prometheus_client import REGISTRY
 
 from wa_sessions.errors import SessionNotFound
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.models import (
     Message,
     MessageDirection,
     MessageType,
     SessionStatus,
 )
+from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.store import (
+    DrainStep,
+    EntryKind,
+    IngestOutcome,
+    RedisSessionStore,
+    to_ms,
+)
 from wa_sessions.statemachine.service import SessionService, new_session_id
-from wa_sessions.statemachine.store import DrainStep, IngestOutcome, RedisSessionStore, to_ms
 from wa_sessions.workers import handlers
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
 
@@ -374,12 +380,15 @@ def test_operator_complete_applies_after_the_messages_queued_before_it(h: Harnes
     report = h.drain(conv)
 
     assert wake is False
+    message, complete = EntryKind.MESSAGE, EntryKind.COMPLETE
     assert [(r.kind, r.status) for r in report.results] == [
-        ("m", "ok"),
-        ("m", "ok"),
-        ("c", "ok"),
-        ("m", "ok"),
+        (message, "ok"),
+        (message, "ok"),
+        (complete, "ok"),
+        (message, "ok"),
     ]
+    assert report.results[2].target_session_id == session_id
+    assert report.results[0].direction == "inbound"
     completed = h.store.load(session_id)
     assert completed is not None
     assert completed.status is SessionStatus.COMPLETED
@@ -533,7 +542,7 @@ def test_operator_complete_of_a_session_idle_past_timeout_expires_it_instead(h: 
     h.inbox.request(conv, "complete", session_id, accepted_ms=h.service.now_ms(), reason="op")
     report = h.drain(conv)
 
-    assert [(r.kind, r.detail) for r in report.results] == [("c", "invalid:expired")]
+    assert [(r.kind, r.detail) for r in report.results] == [(EntryKind.COMPLETE, "invalid:expired")]
     ended = h.store.load(session_id, include_messages=False)
     assert ended is not None
     assert ended.status is SessionStatus.EXPIRED

@@ -24,8 +24,8 @@ from tests.support import poll, running_worker
 from wa_sessions.bootstrap import build_broker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.embedded_redis import free_port
-from wa_sessions.statemachine.inbox import Inbox
 from wa_sessions.statemachine.models import SessionCreate, SessionStatus
+from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers import enqueue
 from wa_sessions.workers.actors import declare_actors, drain_sender

@@ -22,8 +22,8 @@ from wa_sessions import metrics
 from wa_sessions.embedded_redis import free_port
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.events import observe_ended_sessions
-from wa_sessions.statemachine.inbox import Inbox
 from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.workers.queues import NAMESPACE, QUEUE, QueueKeys
 

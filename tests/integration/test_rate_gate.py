@@ -20,8 +20,8 @@ from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 from wa_sessions.orders.openai import OpenAIOrderExtractor
 from wa_sessions.ratelimit import RateGate, RedisSharedLimit
 from wa_sessions.retries import RetryPolicy
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.redis.keys import Keys
 
 FIVE_OF_A = ExtractionResult(
     found=True, changes=[ItemChange(action=ItemAction.ADD, name="Product A", quantity=5)]

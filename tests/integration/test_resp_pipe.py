@@ -34,7 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wa_sessions.embedded_redis import find_redis_server, free_port
-from wa_sessions.statemachine.resp import RespPipe, error_from_reply
+from wa_sessions.statemachine.redis.resp import RespPipe, error_from_reply
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from wa_sessions.statemachine import (
     SessionService,
     SessionStatus,
 )
-from wa_sessions.statemachine.inbox import Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
 from wa_sessions.workers import handlers
 from wa_sessions.workers.handlers import WorkerDeps
 

@@ -26,7 +26,7 @@ from wa_sessions.statemachine import (
     SessionStatus,
     SessionUpdate,
 )
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 
 PHONE = "+14155550123"
 OTHER = "+442079460958"
@@ -629,9 +629,13 @@ def test_ended_sessions_keys_get_a_ttl_and_active_ones_do_not(
     ended = service.add_message(OTHER, "done")
     service.complete_session(ended.session_id)
 
-    assert redis_client.ttl(KEYS.session(live.session_id)) == -1
-    assert redis_client.ttl(KEYS.session_messages(live.session_id)) == -1
-    for key in (KEYS.session(ended.session_id), KEYS.session_messages(ended.session_id)):
+    live_conv, ended_conv = conv(PHONE), conv(OTHER)
+    assert redis_client.ttl(KEYS.session(live_conv, live.session_id)) == -1
+    assert redis_client.ttl(KEYS.session_messages(live_conv, live.session_id)) == -1
+    for key in (
+        KEYS.session(ended_conv, ended.session_id),
+        KEYS.session_messages(ended_conv, ended.session_id),
+    ):
         ttl_ms = redis_client.pttl(key)
         assert 3 * 86_400_000 - 60_000 < ttl_ms <= 3 * 86_400_000
 
@@ -658,8 +662,11 @@ def test_retention_purge_removes_ended_sessions_from_every_index(
     clock.advance(days=1)
     assert service.purge_retained() == 1
 
-    for sid in (done.session_id, timed_out.session_id):
-        assert not redis_client.exists(KEYS.session(sid), KEYS.session_messages(sid))
+    for sid, sid_conv in ((done.session_id, conv(PHONE)), (timed_out.session_id, conv(OTHER))):
+        assert not redis_client.exists(
+            KEYS.session(sid_conv, sid), KEYS.session_messages(sid_conv, sid)
+        )
+        assert redis_client.hget(KEYS.session_conv, sid) is None
         assert redis_client.zscore(KEYS.all, sid) is None
         assert redis_client.zscore(KEYS.ended, sid) is None
         assert redis_client.zscore(KEYS.status_index("completed"), sid) is None

@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 
 from wa_sessions.errors import InvalidTransition, SessionNotFound
 from wa_sessions.statemachine import MessageDirection, SessionService, SessionStatus
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys, SessionField
 
 BUSINESS = "+14155238886"
 PHONES = ["+14155550001", "+14155550002", "+442079460003"]
@@ -246,7 +246,9 @@ class SessionLifecycleMachine(RuleBasedStateMachine):
             assert self.client.get(KEYS.conv_active(conv)) == self.active.get(phone)
             ids = self.service.store.conversation_session_ids(conv)
             assert sorted(ids) == sorted(s.sid for s in self.model.values() if s.phone == phone)
-            statuses = [self.client.hget(KEYS.session(sid), "status") for sid in ids]
+            statuses = [
+                self.client.hget(KEYS.session(conv, sid), SessionField.STATUS) for sid in ids
+            ]
             assert statuses.count("active") <= 1
         assert self.service.get_active_sessions_count() == len(expected)
 

@@ -31,9 +31,9 @@ from twilio.request_validator import RequestValidator
 from tests.conftest import FakeClock
 from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
-from wa_sessions.statemachine.inbox import AsyncInbox, InboxPolicy
 from wa_sessions.statemachine.models import Message
-from wa_sessions.statemachine.store import IngestOutcome
+from wa_sessions.statemachine.redis.inbox import AsyncInbox, InboxPolicy
+from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.webhook import WebDeps, create_app
 from wa_sessions.workers.actors import DRAIN_CONVERSATION
 from wa_sessions.workers.broker import DrainWakeMessages

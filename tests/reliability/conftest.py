@@ -18,7 +18,7 @@ from tests.integration.test_webhook import make_settings
 from tests.reliability.harness import FUZZ_ADMIN_TOKEN, FUZZ_BASE_URL, FUZZ_TWILIO_TOKEN, Web
 from wa_sessions.embedded_redis import EmbeddedRedis
 from wa_sessions.statemachine import SessionService
-from wa_sessions.statemachine.inbox import AsyncInbox
+from wa_sessions.statemachine.redis.inbox import AsyncInbox
 from wa_sessions.webhook import WebDeps, create_app
 from wa_sessions.workers.broker import DrainWakeMessages
 from wa_sessions.workers.queues import QueueKeys

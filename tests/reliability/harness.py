@@ -35,10 +35,12 @@ from twilio.request_validator import RequestValidator
 from tests.e2e.conftest import AUTH_TOKEN, Service
 from tools.demo import new_message_sid
 from wa_sessions.statemachine import SessionService
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.models import MessageDirection
+from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix
 
 BUSINESS = "+14155238886"
 KEYS = Keys()
+INBOUND_COUNT = SessionFieldPrefix.BY_DIRECTION + MessageDirection.INBOUND
 WEBHOOK_PATH = "/twilio-webhook-opt"
 
 
@@ -302,8 +304,9 @@ def applied_inbound(client: redis.Redis, customer: str) -> list[str]:
     conv = conv_key(customer)
     bodies: list[str] = []
     for sid in client.zrange(KEYS.conv_sessions(conv), 0, -1):
-        assert int(client.hget(KEYS.session(sid), "trimmed") or 0) == 0, "history was trimmed"
-        for raw in client.lrange(KEYS.session_messages(sid), 0, -1):
+        trimmed = client.hget(KEYS.session(conv, sid), SessionField.TRIMMED)
+        assert int(trimmed or 0) == 0, "history was trimmed"
+        for raw in client.lrange(KEYS.session_messages(conv, sid), 0, -1):
             message = json.loads(raw)
             if message.get("direction", "inbound") == "inbound":  # stored without defaults
                 bodies.append(message["content"])
@@ -318,9 +321,9 @@ def applied_counts(client: redis.Redis, customers: Iterable[str]) -> dict[str, i
         pipe.zrange(KEYS.conv_sessions(conv_key(customer)), 0, -1)
     session_ids = pipe.execute()
     pipe = client.pipeline(transaction=False)
-    for sids in session_ids:
+    for customer, sids in zip(customers, session_ids, strict=True):
         for sid in sids:
-            pipe.hget(KEYS.session(sid), "n:inbound")
+            pipe.hget(KEYS.session(conv_key(customer), sid), INBOUND_COUNT)
     counts = iter(pipe.execute())
     return {
         c: sum(int(next(counts) or 0) for _ in sids)

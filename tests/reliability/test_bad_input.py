@@ -29,7 +29,7 @@ from tests.reliability.harness import (
     assert_json_error,
 )
 from wa_sessions.statemachine.identity import normalize_address
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.webhook.twilio import FormParams
 
 TOKEN = FUZZ_TWILIO_TOKEN

@@ -17,7 +17,6 @@ import redis
 from wa_sessions.errors import InvalidTransition, SessionAlreadyActive, SessionNotFound
 from wa_sessions.statemachine import lifecycle
 from wa_sessions.statemachine.identity import Conversation, normalize_address
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.models import (
     Message,
@@ -31,13 +30,8 @@ from wa_sessions.statemachine.models import (
     SessionUpdate,
     WindowState,
 )
-from wa_sessions.statemachine.store import (
-    CONTEXT_FIELD_PREFIX,
-    ORDER_FIELD,
-    RedisSessionStore,
-    counts_by,
-    to_ms,
-)
+from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix
+from wa_sessions.statemachine.redis.store import RedisSessionStore, counts_by, to_ms
 
 Clock = Callable[[], datetime]
 
@@ -145,7 +139,7 @@ class SessionService:
         )
         if not created:
             raise SessionAlreadyActive(sid)
-        session = self.store.load(sid)
+        session = self.store.load(sid, conv=conv.key)
         assert session is not None
         return session
 
@@ -164,7 +158,7 @@ class SessionService:
         )
         if sid is None:
             return None
-        return self.store.load(sid, include_messages=include_messages)
+        return self.store.load(sid, conv=conv.key, include_messages=include_messages)
 
     def get_latest_session_by_phone(
         self,
@@ -182,7 +176,9 @@ class SessionService:
         sid = sid or self.store.latest_session_id(conv.key)
         if sid is None:
             return None
-        return self.store.load(sid, include_messages=include_messages, message_limit=message_limit)
+        return self.store.load(
+            sid, conv=conv.key, include_messages=include_messages, message_limit=message_limit
+        )
 
     def get_session_by_id(
         self, session_id: str, *, include_messages: bool = True
@@ -200,11 +196,11 @@ class SessionService:
         delete_fields: list[str] = []
         for name, value in (updates.context or {}).items():
             if value is None:
-                delete_fields.append(CONTEXT_FIELD_PREFIX + name)
+                delete_fields.append(SessionFieldPrefix.CONTEXT + name)
             else:
-                set_fields[CONTEXT_FIELD_PREFIX + name] = json.dumps(value)
+                set_fields[SessionFieldPrefix.CONTEXT + name] = json.dumps(value)
         if updates.order_details is not None:
-            set_fields[ORDER_FIELD] = json.dumps(updates.order_details)
+            set_fields[SessionField.ORDER] = json.dumps(updates.order_details)
         if (set_fields or delete_fields) and not self.store.update_fields(
             session_id, set_fields, delete_fields
         ):
@@ -233,7 +229,8 @@ class SessionService:
         self.store.expire_if_idle(
             session_id, now_ms=self.now_ms(), timeout_ms=self.timeout_ms, keep_ms=self.keep_ms
         )
-        state = self.store.status_of(session_id)
+        conv = self.store.conv_of(session_id)
+        state = self.store.status_of(session_id, conv=conv) if conv else None
         if state is None:
             raise SessionNotFound(f"no session {session_id}")
         lifecycle.fire(session_id, state, trigger)
@@ -245,7 +242,7 @@ class SessionService:
         if outcome == "invalid":
             # Another process ended it between our read and our write.
             raise InvalidTransition(session_id, after, trigger.value)
-        session = self.store.load(session_id, include_messages=False)
+        session = self.store.load(session_id, conv=conv, include_messages=False)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
         return session
@@ -289,7 +286,7 @@ class SessionService:
             keep_ms=self.keep_ms,
             carry=self.carry_over_context_keys,
         )
-        session = self.store.load(result.session_id, include_messages=False)
+        session = self.store.load(result.session_id, conv=conv.key, include_messages=False)
         assert session is not None
         return session
 
@@ -304,15 +301,16 @@ class SessionService:
         sid = sid or self.store.latest_session_id(conv.key)
         if sid is None:
             return []
-        return self.store.messages(sid, limit)
+        return self.store.messages(sid, limit, conv=conv.key)
 
     def get_session_summary(self, session_id: str) -> SessionSummary:
         session = self.get_session_by_id(session_id, include_messages=False)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
         now = self.clock()
-        first = self.store.messages_at(session_id, 0)
-        last = self.store.messages_at(session_id, -1)
+        conv = Conversation(session.phone_number, session.business_number).key
+        first = self.store.messages_at(session_id, 0, conv=conv)
+        last = self.store.messages_at(session_id, -1, conv=conv)
         end = session.ended_at or now
         return SessionSummary(
             session_id=session.session_id,
@@ -324,8 +322,8 @@ class SessionService:
             end_reason=session.end_reason,
             duration_seconds=max(0.0, (end - session.created_at).total_seconds()),
             message_count=session.message_count,
-            messages_by_direction=counts_by(session, "n:"),
-            messages_by_type=counts_by(session, "t:"),
+            messages_by_direction=counts_by(session, SessionFieldPrefix.BY_DIRECTION),
+            messages_by_type=counts_by(session, SessionFieldPrefix.BY_TYPE),
             first_message_at=first.timestamp if first else None,
             last_message_at=last.timestamp if last else None,
             last_activity=session.last_activity,

@@ -24,7 +24,7 @@ from wa_sessions.errors import (
 )
 from wa_sessions.metrics import render_metrics
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
-from wa_sessions.statemachine.store import IngestOutcome, to_ms
+from wa_sessions.statemachine.redis.store import IngestOutcome, to_ms
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import (

@@ -23,7 +23,7 @@ from wa_sessions.errors import (
     WaSessionsError,
 )
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
-from wa_sessions.statemachine.inbox import AsyncInbox
+from wa_sessions.statemachine.redis.inbox import AsyncInbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.errors import PayloadTooLargeError, ServiceUnavailableError

@@ -1,10 +1,10 @@
 """``POST /twilio-status``: Twilio's delivery status callbacks for the replies we sent.
 
 Signed and checked exactly like the inbound webhook. Twilio repeats callbacks and sends them out
-of order, so each one is one Lua step (``statemachine.delivery``) that dedupes on MessageSid plus
-status and only moves a reply's status forward. Every well-formed, correctly signed callback is
-answered 200 with empty TwiML, including ones for a MessageSid we do not know (counted), since
-Twilio would otherwise retry them for nothing.
+of order, so each one is one Lua step (``statemachine.redis.delivery``) that dedupes on
+MessageSid plus status and only moves a reply's status forward. Every well-formed, correctly
+signed callback is answered 200 with empty TwiML, including ones for a MessageSid we do not know
+(counted), since Twilio would otherwise retry them for nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from starlette.responses import Response
 from wa_sessions.config import STATUS_CALLBACK_PATH
 from wa_sessions.errors import BadRequest
 from wa_sessions.metrics.orders import DELIVERY_FAILURES, DELIVERY_STATUS
-from wa_sessions.statemachine.delivery import AsyncDeliveryStatuses, DeliveryOutcome
 from wa_sessions.statemachine.models import DeliveryStatus
+from wa_sessions.statemachine.redis.delivery import AsyncDeliveryStatuses, DeliveryOutcome
 from wa_sessions.webhook.endpoint import (
     ERROR,
     TWIML_EMPTY,

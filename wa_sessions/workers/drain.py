@@ -27,10 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from wa_sessions import metrics
-from wa_sessions.statemachine.async_store import AsyncDrainStore
 from wa_sessions.statemachine.lifecycle import Trigger
+from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
+from wa_sessions.statemachine.redis.store import (
+    DrainPolicy,
+    DrainStep,
+    EntryKind,
+    EntryResult,
+    to_ms,
+)
 from wa_sessions.statemachine.service import new_session_id
-from wa_sessions.statemachine.store import DrainPolicy, DrainStep, EntryResult, to_ms
 from wa_sessions.workers.effects import (
     Effects,
     EffectsBatch,
@@ -67,7 +73,7 @@ class DrainReport:
     effects: int = 0
 
 
-_KIND_TRIGGER = {"c": Trigger.COMPLETE.value, "x": Trigger.EXPIRE.value}
+_KIND_TRIGGER = {EntryKind.COMPLETE: Trigger.COMPLETE.value, EntryKind.EXPIRE: Trigger.EXPIRE.value}
 
 
 async def drain(ctx: DrainContext, conv: str) -> DrainReport:
@@ -160,8 +166,8 @@ def _observe(step: DrainStep, now_ms: int, report: DrainReport) -> None:
             continue
         report.applied += 1
         started += result.created
-        if result.kind == "m":
-            messages[result.a, result.b] += 1
+        if result.kind is EntryKind.MESSAGE:
+            messages[result.direction, result.message_type] += 1
             metrics.QUEUE_LAG.observe(max(0, now_ms - result.accepted_ms) / 1000)
             continue
         # Session ends are counted from the store's ended-events list, whichever path ended them.

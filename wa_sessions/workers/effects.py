@@ -58,13 +58,13 @@ from wa_sessions.orders.models import ExtractionResult, OrderDetails
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import FailureReason
-from wa_sessions.statemachine.async_store import AsyncDrainStore
 from wa_sessions.statemachine.models import (
     CUSTOMER_SERVICE_WINDOW,
     Message,
     SessionStatus,
 )
-from wa_sessions.statemachine.store import (
+from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
+from wa_sessions.statemachine.redis.store import (
     DrainStep,
     EffectMessage,
     EffectsCommit,
@@ -285,7 +285,7 @@ class _SessionRun:
         sender = self.effects.sender
         if not await self.lease.cover(sender.budget_seconds):
             return False
-        status = await self.lease.store.status_of(self.session_id)
+        status = await self.lease.store.status_of(self.lease.conv, self.session_id)
         if status != SessionStatus.ACTIVE.value:
             # Ended while the extraction ran: the commit appends nothing to it, and the
             # customer must not be told their order was received.

@@ -1,4 +1,6 @@
-"""Every Redis key the service uses, named in this one module (for Python and for the Lua scripts).
+"""Every Redis key and every hash field the service uses, named in this one module; the Lua
+scripts get the same names from ``lua_prelude`` and ``lua_constants`` (no name is spelled
+twice).
 
 Layout (``P`` is the configurable prefix, ``wa:`` by default; ``conv`` is
 ``<customer>|<business>``; times are epoch milliseconds):
@@ -6,10 +8,10 @@ Layout (``P`` is the configurable prefix, ``wa:`` by default; ``conv`` is
 ===============================  ======  =====================================================
 key                              type    holds
 ===============================  ======  =====================================================
-``P s:<sid>``                    hash    one session: status, addresses, times, counters,
-                                         ``ctx:<name>`` -> JSON value per context key,
-                                         ``order`` -> the order details JSON
-``P s:<sid>:m``                  list    the session's messages as JSON, oldest first
+``P c:{conv}:s:<sid>``           hash    one session (``SessionField``): status, addresses,
+                                         times, counters, ``ctx:<name>`` -> JSON value per
+                                         context key, ``order`` -> the order details JSON
+``P c:{conv}:s:<sid>:m``         list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
 ``P c:{conv}:inbox``             list    accepted, not yet applied entries (the mailbox)
@@ -19,6 +21,8 @@ key                              type    holds
                                          extraction, reply) are not committed yet, as
                                          ``<sid>\\t<message JSON>``, oldest first; a drain
                                          finishes them before it applies more of the inbox
+``P idx:conv``                   hash    session id -> its conversation, for lookups by id
+                                         (written when a session opens, removed by the purge)
 ``P idx:active``                 zset    active sessions by last activity (expiry sweep)
 ``P idx:all``                    zset    every session by created time (admin listing)
 ``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
@@ -30,7 +34,7 @@ key                              type    holds
                                          the MessageSid without its last 3 characters (the
                                          shard), one hash per time bucket (a day) and shard;
                                          expires a dedupe period after its bucket closes
-``P out:<MessageSid>``           hash    one outbound reply sent through Twilio: ``sess``,
+``P out:<MessageSid>``           hash    one outbound reply (``OutboundField``): ``sess``,
                                          ``mid`` and ``pos`` (its session, message id and
                                          absolute index in the history), the furthest
                                          ``status`` and its ``rank``, ``error_code``, and
@@ -49,8 +53,15 @@ key                              type    holds
                                          job (capped at 100,000 when nobody consumes it)
 ===============================  ======  =====================================================
 
-Per-conversation keys share the ``{conv}`` hash tag. The global indexes are updated in the same
-scripts as the session they index, so the store needs a single Redis (or Sentinel), not Cluster.
+Every key of one conversation, its sessions and their histories included, carries the
+conversation's ``{conv}`` hash tag, so a move to Redis Cluster moves no conversation data. The
+global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``) are updated in
+the same scripts as the conversation they index, so the store needs a single Redis (or
+Sentinel), not Cluster, until those scripts are split.
+
+A session's keys need its conversation, so a lookup by session id alone (the session API, the
+operators' script, a status callback's ``out:`` hash) first reads ``idx:conv``: one more HGET
+(a round trip from Python, a hash lookup inside a script) than when the id was the key.
 
 Ended sessions' keys get a TTL of the retention period plus a day; the retention purge removes
 them from the indexes (and deletes them) when the retention period has passed.
@@ -58,18 +69,71 @@ them from the indexes (and deletes them) when the retention period has passed.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SessionField(StrEnum):
+    """The fields of a session hash (``Keys.session``)."""
+
+    SESSION_ID = "sid"
+    PHONE = "phone"
+    BUSINESS = "biz"
+    CONV = "conv"
+    STATUS = "status"
+    CREATED = "created"
+    LAST_ACTIVITY = "last"
+    LAST_INBOUND = "last_in"
+    ENDED = "ended"
+    END_REASON = "end_reason"
+    MESSAGE_COUNT = "count"
+    TRIMMED = "trimmed"
+    ORDER = "order"
+
+
+class SessionFieldPrefix(StrEnum):
+    """Families of session hash fields: a prefix, then a name."""
+
+    #: Messages per direction: ``n:inbound``, ``n:outbound``.
+    BY_DIRECTION = "n:"
+    #: Messages per type: ``t:text``, ``t:image``, ...
+    BY_TYPE = "t:"
+    #: One context key's JSON value: ``ctx:<name>``.
+    CONTEXT = "ctx:"
+
+
+class OutboundField(StrEnum):
+    """The fields of an outbound reply's hash (``Keys.outbound``)."""
+
+    SESSION_ID = "sess"
+    MESSAGE_ID = "mid"
+    POSITION = "pos"
+    STATUS = "status"
+    RANK = "rank"
+    ERROR_CODE = "error_code"
+
+
+class OutboundFieldPrefix(StrEnum):
+    #: ``seen:<status>``: a status callback received (dedupe).
+    SEEN = "seen:"
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "wa:"
 
-    def session(self, session_id: str) -> str:
-        return f"{self.prefix}s:{session_id}"
+    def session(self, conv: str, session_id: str) -> str:
+        return self._conv(conv, f"s:{session_id}")
 
-    def session_messages(self, session_id: str) -> str:
-        return f"{self.prefix}s:{session_id}:m"
+    def session_messages(self, conv: str, session_id: str) -> str:
+        return self._conv(conv, f"s:{session_id}:m")
+
+    @property
+    def session_conv(self) -> str:
+        """The ``idx:conv`` hash: session id -> conversation."""
+        return f"{self.prefix}idx:conv"
 
     def _conv(self, conv: str, suffix: str) -> str:
         return f"{self.prefix}c:{{{conv}}}:{suffix}"
@@ -138,19 +202,57 @@ class Keys:
         return f"{self.prefix}out:{message_sid}"
 
     def lua_prelude(self) -> str:
-        """The same names as Lua functions, for scripts that reach keys derived from data."""
-        p = self.prefix.replace("\\", "\\\\").replace("'", "\\'")
-        return f"""
-local P = '{p}'
-local function k_sess(sid) return P .. 's:' .. sid end
-local function k_msgs(sid) return P .. 's:' .. sid .. ':m' end
-local function k_conv(conv, suffix) return P .. 'c:{{' .. conv .. '}}:' .. suffix end
-local function k_out(message_sid) return P .. 'out:' .. message_sid end
-local K_ACTIVE = P .. 'idx:active'
-local K_ALL = P .. 'idx:all'
-local K_ENDED = P .. 'idx:ended'
-local K_PENDING = P .. 'idx:pending'
-local K_ENDED_EVENTS = P .. 'events:ended'
-local K_WAKE_TTL = P .. 'wake:ttl'
-local function k_status(status) return P .. 'idx:status:' .. status end
-"""
+        """The same key names for Lua, generated from the methods above: functions for keys
+        derived from data, constants for the global keys (hash fields: ``lua_constants``)."""
+        return "\n".join(
+            [
+                _lua_function("k_sess", self.session, "conv", "sid"),
+                _lua_function("k_msgs", self.session_messages, "conv", "sid"),
+                _lua_function("k_active", self.conv_active, "conv"),
+                _lua_function("k_sessions", self.conv_sessions, "conv"),
+                _lua_function("k_inbox", self.conv_inbox, "conv"),
+                _lua_function("k_lease", self.conv_lease, "conv"),
+                _lua_function("k_wake", self.conv_wake, "conv"),
+                _lua_function("k_effects", self.conv_effects, "conv"),
+                _lua_function("k_out", self.outbound, "message_sid"),
+                _lua_function("k_status", self.status_index, "status"),
+                f"local K_SESSION_CONV = {_lua_string(self.session_conv)}",
+                f"local K_ACTIVE = {_lua_string(self.active)}",
+                f"local K_ALL = {_lua_string(self.all)}",
+                f"local K_ENDED = {_lua_string(self.ended)}",
+                f"local K_PENDING = {_lua_string(self.pending)}",
+                f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
+                f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
+                "",
+            ]
+        )
+
+
+def lua_constants() -> dict[str, str]:
+    """The hash fields as the Lua scripts write them, ``S.<name>`` for the session hash and
+    ``O.<name>`` for an outbound reply's (names lower-cased: ``S.last_inbound``), each with its
+    Lua string literal. The loader writes the literal in place of the name when it assembles a
+    script, so no table is built per call and a misspelt field fails at load."""
+    tables = {
+        "S": (SessionField, SessionFieldPrefix),
+        "O": (OutboundField, OutboundFieldPrefix),
+    }
+    return {
+        f"{table}.{member.name.lower()}": _lua_string(member.value)
+        for table, enums in tables.items()
+        for enum in enums
+        for member in enum
+    }
+
+
+def _lua_function(name: str, build: Callable[..., str], *params: str) -> str:
+    """A Lua function that builds the same key as ``build``: called with markers in place of
+    its arguments, the key it returns is cut at the markers into literals and parameters."""
+    marks = {f"\x00{param}\x00": param for param in params}
+    pieces = re.split("(\x00\\w+\x00)", build(*marks))
+    body = " .. ".join(marks[p] if p in marks else _lua_string(p) for p in pieces if p)
+    return f"local function {name}({', '.join(params)}) return {body} end"
+
+
+def _lua_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

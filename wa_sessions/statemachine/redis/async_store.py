@@ -2,7 +2,7 @@
 drains on one event loop, each waiting for OpenAI or Twilio without holding a thread.
 
 The scripts, their arguments and the parsing of their replies are the sync store's
-(``drain_step_call``, ``parse_drain_step``); this class only awaits them.
+(``drain_step_call``, ``extend_lease_call``, ``parse_drain_step``); this class only awaits them.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from typing import Any
 
 import redis.asyncio
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
-from wa_sessions.statemachine.store import (
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.keys import Keys, SessionField
+from wa_sessions.statemachine.redis.store import (
     DrainPolicy,
     DrainStep,
     EffectsCommit,
     drain_step_call,
+    extend_lease_call,
     parse_drain_step,
 )
 
@@ -30,9 +31,8 @@ class AsyncDrainStore:
     def __init__(self, client: redis.asyncio.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
-        sources = scripts.build(keys)
         self._scripts: dict[str, Any] = {
-            name: client.register_script(sources[name]) for name in _SCRIPTS
+            name: client.register_script(scripts.source(name, keys)) for name in _SCRIPTS
         }
 
     async def drain_step(
@@ -61,13 +61,12 @@ class AsyncDrainStore:
 
     async def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
         """Lengthens the lease (before a slow call); False when it is no longer ours."""
-        key = self.keys.conv_lease(conv)
-        result = await self._scripts["extend_lease"](keys=[key], args=[token, lease_ms])
-        return bool(int(result))
+        keys, args = extend_lease_call(self.keys, conv, token, lease_ms=lease_ms)
+        return bool(int(await self._scripts["extend_lease"](keys=keys, args=args)))
 
-    async def status_of(self, session_id: str) -> str | None:
+    async def status_of(self, conv: str, session_id: str) -> str | None:
         """The session's status now (read right before a reply leaves)."""
-        value = await self.client.hget(self.keys.session(session_id), "status")
+        value = await self.client.hget(self.keys.session(conv, session_id), SessionField.STATUS)
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)

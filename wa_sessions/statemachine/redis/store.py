@@ -1,14 +1,14 @@
 """The Redis adapter: the only module that talks to Redis about sessions and inboxes.
 
-Every state change is one Lua script from ``scripts`` (one round trip, atomic). Reads are
-plain commands, pipelined where they need several keys. The caller passes times in; the store
-never reads a clock.
+Every state change is one Lua script (``lua/*.lua``, loaded and encoded by ``scripts``: one
+round trip, atomic). Reads are plain commands, pipelined where they need several keys. The
+caller passes times in; the store never reads a clock.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -16,8 +16,6 @@ from typing import Any, cast
 
 import redis
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import (
     Message,
     MessageDirection,
@@ -25,9 +23,17 @@ from wa_sessions.statemachine.models import (
     Session,
     SessionStatus,
 )
-
-CONTEXT_FIELD_PREFIX = "ctx:"
-ORDER_FIELD = "order"
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.entries import (
+    EntryKind,
+    effect_record,
+    encode_entry,
+    entry_accepted_ms,
+    message_entry,
+    operation_entry,
+    parse_effect_record,
+)
+from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix
 
 
 def to_ms(moment: datetime) -> int:
@@ -36,33 +42,6 @@ def to_ms(moment: datetime) -> int:
 
 def from_ms(value: int | str | float) -> datetime:
     return datetime.fromtimestamp(int(float(value)) / 1000, tz=UTC)
-
-
-def encode_entry(accepted_ms: int, kind: str, a: str, b: str, payload: str) -> str:
-    """One inbox entry: a tab-separated header the Lua scripts parse, then the payload."""
-    return f"{accepted_ms}\t{kind}\t{a}\t{b}\t{payload}"
-
-
-def entry_accepted_ms(entry: str) -> int:
-    return int(entry[: entry.index("\t")])
-
-
-def message_entry(message: Message, accepted_ms: int) -> str:
-    return encode_entry(
-        accepted_ms,
-        "m",
-        message.direction.value,
-        message.message_type.value,
-        # Defaults (inbound, text, no metadata) are restored on load: not stored per message.
-        message.model_dump_json(exclude_defaults=True),
-    )
-
-
-def operation_entry(
-    trigger: str, session_id: str, op_id: str, accepted_ms: int, reason: str
-) -> str:
-    kind = {"complete": "c", "expire": "x"}[trigger]
-    return encode_entry(accepted_ms, kind, session_id, op_id, reason)
 
 
 class IngestOutcome(IntEnum):
@@ -85,17 +64,21 @@ class ApplyResult:
 @dataclass(frozen=True, slots=True)
 class EntryResult:
     """What applying one inbox entry did. ``status`` is ``ok``, or ``bad`` for a malformed entry
-    (dropped). ``a`` and ``b`` are the entry's header fields (a message's direction and type; an
-    operation's session and op id), ``detail`` the ended or expired session or the operation's
-    outcome."""
+    (dropped, of kind ``MALFORMED``). ``session_id``: the session it applied to (opened when
+    ``created``); ``detail``: for a message, the session it expired on the way; for an
+    operation, its outcome (the state reached, ``missing`` or ``invalid:<state>``).
+    A message's ``direction`` and ``message_type``; an operation's ``target_session_id`` (as
+    requested; empty: the active session) and ``operation_id``."""
 
     status: str
-    kind: str = ""
+    kind: EntryKind = EntryKind.MALFORMED
     session_id: str = ""
     created: bool = False
     detail: str = ""
-    a: str = ""
-    b: str = ""
+    direction: str = ""
+    message_type: str = ""
+    target_session_id: str = ""
+    operation_id: str = ""
     accepted_ms: int = 0
 
 
@@ -184,16 +167,6 @@ class DrainStep:
         return cls(status, False, [], [], [], {})
 
 
-def effect_record(session_id: str, message: Message) -> str:
-    """A pending-effect record as ``apply_entry`` writes it."""
-    return f"{session_id}\t{message.model_dump_json()}"
-
-
-def parse_effect_record(record: str) -> tuple[str, Message]:
-    session_id, _, payload = record.partition("\t")
-    return session_id, Message.model_validate_json(payload)
-
-
 @dataclass(frozen=True, slots=True)
 class EndedEvent:
     """A session that ended: its final status, how long it lasted and how many messages."""
@@ -221,8 +194,9 @@ class RedisSessionStore:
             for name, source in scripts.build(self.keys).items()
         }
 
-    def _run(self, name: str, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
-        return self._scripts[name](keys=list(keys), args=list(args))
+    def _run(self, name: str, keys: Mapping[str, str | None] | None = None, **args: Any) -> Any:
+        keys_, argv = scripts.call(name, keys or {}, **args)
+        return self._scripts[name](keys=keys_, args=argv)
 
     # ---- sessions -------------------------------------------------------------------------
 
@@ -241,20 +215,17 @@ class RedisSessionStore:
     ) -> ApplyResult:
         sid, created, expired = self._run(
             "apply_message",
-            args=[
-                conv,
-                ts_ms,
-                now_ms,
-                new_session_id,
-                timeout_ms,
-                cap,
-                keep_ms,
-                message.direction.value,
-                message.message_type.value,
-                message.model_dump_json(exclude_defaults=True),
-                len(carry),
-                *carry,
-            ],
+            conv=conv,
+            ts=ts_ms,
+            now=now_ms,
+            new_sid=new_session_id,
+            timeout_ms=timeout_ms,
+            cap=cap,
+            keep_ms=keep_ms,
+            direction=message.direction.value,
+            message_type=message.message_type.value,
+            message=message.model_dump_json(exclude_defaults=True),
+            carry=list(carry),
         )
         return ApplyResult(_s(sid), bool(int(created)), _s(expired) or None)
 
@@ -270,20 +241,17 @@ class RedisSessionStore:
         context: dict[str, Any],
     ) -> tuple[bool, str]:
         """Opens a session unless the conversation has a live one: (created, session id)."""
-        pairs: list[str] = []
-        for name, value in context.items():
-            pairs += [CONTEXT_FIELD_PREFIX + name, json.dumps(value)]
         result = self._run(
             "create_session",
-            args=[
-                conv,
-                session_id,
-                ts_ms,
-                timeout_ms,
-                keep_ms,
-                initial_message.model_dump_json(exclude_defaults=True) if initial_message else "",
-                *pairs,
-            ],
+            conv=conv,
+            sid=session_id,
+            ts=ts_ms,
+            timeout_ms=timeout_ms,
+            keep_ms=keep_ms,
+            initial=initial_message.model_dump_json(exclude_defaults=True)
+            if initial_message
+            else "",
+            context={SessionFieldPrefix.CONTEXT + k: json.dumps(v) for k, v in context.items()},
         )
         return _s(result[0]) == "created", _s(result[1])
 
@@ -292,33 +260,41 @@ class RedisSessionStore:
     ) -> tuple[str, str]:
         """Fires ``trigger`` atomically: (``ok``|``invalid``|``missing``, state)."""
         outcome, state = self._run(
-            "end_session", args=[session_id, trigger, now_ms, keep_ms, reason]
+            "end_session",
+            sid=session_id,
+            trigger=trigger,
+            now=now_ms,
+            keep_ms=keep_ms,
+            reason=reason,
         )
         return _s(outcome), _s(state)
 
     def read_active(
         self, conv: str, *, now_ms: int, timeout_ms: int, keep_ms: int
     ) -> tuple[str | None, str | None]:
-        sid, expired = self._run("read_active", args=[conv, now_ms, timeout_ms, keep_ms])
+        sid, expired = self._run(
+            "read_active", conv=conv, now=now_ms, timeout_ms=timeout_ms, keep_ms=keep_ms
+        )
         return _s(sid) or None, _s(expired) or None
 
     def expire_if_idle(
         self, session_id: str, *, now_ms: int, timeout_ms: int, keep_ms: int
     ) -> bool:
-        return bool(self._run("expire_if_idle", args=[session_id, now_ms, timeout_ms, keep_ms]))
+        return bool(
+            self._run(
+                "expire_if_idle",
+                sid=session_id,
+                now=now_ms,
+                timeout_ms=timeout_ms,
+                keep_ms=keep_ms,
+            )
+        )
 
     def update_fields(
         self, session_id: str, set_fields: dict[str, str], delete_fields: Iterable[str]
     ) -> bool:
-        flat: list[str] = []
-        for field, value in set_fields.items():
-            flat += [field, value]
-        deletes = list(delete_fields)
         return bool(
-            self._run(
-                "update_fields",
-                args=[session_id, len(set_fields), *flat, len(deletes), *deletes],
-            )
+            self._run("update_fields", sid=session_id, set=set_fields, delete=list(delete_fields))
         )
 
     def expire_idle(
@@ -326,25 +302,49 @@ class RedisSessionStore:
     ) -> tuple[list[str], int, int]:
         """One batch of the idle sweep: (expired ids, candidates examined, skipped)."""
         expired, examined, skipped = self._run(
-            "expire_idle", args=[now_ms, timeout_ms, keep_ms, limit, offset]
+            "expire_idle",
+            now=now_ms,
+            timeout_ms=timeout_ms,
+            keep_ms=keep_ms,
+            limit=limit,
+            offset=offset,
         )
         return [_s(x) for x in expired], int(examined), int(skipped)
 
     def purge(self, *, cutoff_ms: int, limit: int) -> int:
-        return int(self._run("purge", args=[cutoff_ms, limit]))
+        return int(self._run("purge", cutoff_ms=cutoff_ms, limit=limit))
 
-    def status_of(self, session_id: str) -> str | None:
-        value = self.client.hget(self.keys.session(session_id), "status")
+    # Reads by session id: a session's keys carry its conversation's hash tag, so without
+    # ``conv`` the conversation is looked up in ``idx:conv`` first (one more round trip).
+
+    def conv_of(self, session_id: str) -> str | None:
+        """The conversation of a session (None when unknown or purged)."""
+        value = self.client.hget(self.keys.session_conv, session_id)
+        return _s(value) if value is not None else None
+
+    def status_of(self, session_id: str, *, conv: str | None = None) -> str | None:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return None
+        value = self.client.hget(self.keys.session(conv, session_id), SessionField.STATUS)
         return _s(value) if value is not None else None
 
     def load(
-        self, session_id: str, *, include_messages: bool = True, message_limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        conv: str | None = None,
+        include_messages: bool = True,
+        message_limit: int | None = None,
     ) -> Session | None:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return None
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(self.keys.session(session_id))
+        pipe.hgetall(self.keys.session(conv, session_id))
         if include_messages:
             start = -message_limit if message_limit else 0
-            pipe.lrange(self.keys.session_messages(session_id), start, -1)
+            pipe.lrange(self.keys.session_messages(conv, session_id), start, -1)
         results = pipe.execute()
         fields = results[0]
         if not fields:
@@ -355,18 +355,30 @@ class RedisSessionStore:
     def load_many(self, session_ids: Sequence[str]) -> list[Session]:
         if not session_ids:
             return []
+        convs = self.client.hmget(self.keys.session_conv, list(session_ids))
         pipe = self.client.pipeline(transaction=False)
-        for sid in session_ids:
-            pipe.hgetall(self.keys.session(sid))
+        for sid, conv in zip(session_ids, convs, strict=True):
+            if conv is not None:
+                pipe.hgetall(self.keys.session(_s(conv), sid))
         return [session_from_hash(f, []) for f in pipe.execute() if f]
 
-    def messages(self, session_id: str, limit: int | None = None) -> list[Message]:
+    def messages(
+        self, session_id: str, limit: int | None = None, *, conv: str | None = None
+    ) -> list[Message]:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return []
         start = -limit if limit else 0
-        raw = self.client.lrange(self.keys.session_messages(session_id), start, -1)
+        raw = self.client.lrange(self.keys.session_messages(conv, session_id), start, -1)
         return [Message.model_validate_json(m) for m in cast(list[str], raw)]
 
-    def messages_at(self, session_id: str, index: int) -> Message | None:
-        raw = self.client.lindex(self.keys.session_messages(session_id), index)
+    def messages_at(
+        self, session_id: str, index: int, *, conv: str | None = None
+    ) -> Message | None:
+        conv = conv or self.conv_of(session_id)
+        if conv is None:
+            return None
+        raw = self.client.lindex(self.keys.session_messages(conv, session_id), index)
         return Message.model_validate_json(cast(str, raw)) if raw else None
 
     def latest_session_id(self, conv: str) -> str | None:
@@ -410,15 +422,23 @@ class RedisSessionStore:
             max_depth=max_depth,
             wake_ttl_ms=wake_ttl_ms,
         )
-        return IngestOutcome(int(self._run("ingest", keys=keys, args=args)))
+        return IngestOutcome(int(self._scripts["ingest"](keys=keys, args=args)))
 
     def push_operation(self, conv: str, entry: str, *, accepted_ms: int, wake_ttl_ms: int) -> bool:
         """Appends an operator entry; True when a drain wake-up must be enqueued."""
         k = self.keys
         result = self._run(
             "push_op",
-            keys=[k.conv_inbox(conv), k.conv_wake(conv), k.pending, k.wake_ttl],
-            args=[entry, conv, accepted_ms, wake_ttl_ms],
+            {
+                "inbox": k.conv_inbox(conv),
+                "wake": k.conv_wake(conv),
+                "pending": k.pending,
+                "wake_ttl": k.wake_ttl,
+            },
+            entry=entry,
+            conv=conv,
+            accepted_ms=accepted_ms,
+            wake_ttl_ms=wake_ttl_ms,
         )
         return int(result) == 2
 
@@ -448,12 +468,12 @@ class RedisSessionStore:
             id_base=id_base,
             commit=commit,
         )
-        return parse_drain_step(self._run("drain_step", keys=keys, args=args))
+        return parse_drain_step(self._scripts["drain_step"](keys=keys, args=args))
 
     def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
         """Lengthens the lease (before a slow call); False when it is no longer ours."""
-        key = self.keys.conv_lease(conv)
-        return bool(int(self._run("extend_lease", keys=[key], args=[token, lease_ms])))
+        keys, args = extend_lease_call(self.keys, conv, token, lease_ms=lease_ms)
+        return bool(int(self._scripts["extend_lease"](keys=keys, args=args)))
 
     def pending_effects(self, conv: str) -> list[str]:
         return [_s(x) for x in self.client.lrange(self.keys.conv_effects(conv), 0, -1)]
@@ -465,7 +485,10 @@ class RedisSessionStore:
     def redrive(self, *, wake_ttl_ms: int, limit: int, hold_ms: int = 30_000) -> list[str]:
         """Conversations to wake (marked woken); wake flags live ``wake_ttl_ms`` from now on,
         for ``hold_ms`` (then the lease period again)."""
-        return [_s(x) for x in self._run("redrive", args=[wake_ttl_ms, limit, hold_ms])]
+        return [
+            _s(x)
+            for x in self._run("redrive", wake_ttl_ms=wake_ttl_ms, limit=limit, hold_ms=hold_ms)
+        ]
 
     def inbox_depth(self, conv: str) -> int:
         return int(self.client.llen(self.keys.conv_inbox(conv)))
@@ -521,24 +544,39 @@ def ingest_call(
     max_depth: int,
     wake_ttl_ms: int,
     wake: QueuedWake | None = None,
-) -> tuple[list[str], list[str | int | bytes]]:
+) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the ingest script, shared by the sync store and the async inbox."""
-    keys_ = [keys.conv_inbox(conv), keys.conv_wake(conv), keys.pending, keys.wake_ttl]
-    args: list[str | int | bytes] = [
-        entry,
-        message_sid,
-        conv,
-        accepted_ms,
-        max_depth,
-        wake_ttl_ms,
-        keys.seen_prefix,
-        min(dedupe_ttl_ms, DEDUPE_BUCKET_MS),
-        dedupe_ttl_ms,
-    ]
-    if wake is not None:
-        keys_ += [wake.queue_key, wake.messages_key]
-        args += [wake.message_id, wake.data]
-    return keys_, args
+    return scripts.call(
+        "ingest",
+        {
+            "inbox": keys.conv_inbox(conv),
+            "wake": keys.conv_wake(conv),
+            "pending": keys.pending,
+            "wake_ttl": keys.wake_ttl,
+            "queue": wake.queue_key if wake else None,
+            "queue_messages": wake.messages_key if wake else None,
+        },
+        entry=entry,
+        message_sid=message_sid,
+        conv=conv,
+        accepted_ms=accepted_ms,
+        max_depth=max_depth,
+        wake_ttl_ms=wake_ttl_ms,
+        seen_prefix=keys.seen_prefix,
+        bucket_ms=min(dedupe_ttl_ms, DEDUPE_BUCKET_MS),
+        dedupe_ttl_ms=dedupe_ttl_ms,
+        wake_id=wake.message_id if wake else None,
+        wake_message=wake.data if wake else None,
+    )
+
+
+def extend_lease_call(
+    keys: Keys, conv: str, token: str, *, lease_ms: int
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of the lease extension, shared by the sync and the async store."""
+    return scripts.call(
+        "extend_lease", {"lease": keys.conv_lease(conv)}, token=token, lease_ms=lease_ms
+    )
 
 
 def drain_step_call(
@@ -553,53 +591,55 @@ def drain_step_call(
     commit: EffectsCommit | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the drain step script, shared by the sync and the async store."""
-    keys_ = [
-        keys.conv_lease(conv),
-        keys.conv_wake(conv),
-        keys.conv_inbox(conv),
-        keys.pending,
-        keys.conv_effects(conv),
-    ]
-    args: list[Any] = [
-        "acquire" if acquire else "continue",
-        token,
-        policy.lease_ms,
-        policy.batch,
-        conv,
-        now_ms,
-        policy.timeout_ms,
-        policy.cap,
-        policy.keep_ms,
-        "1" if policy.effects else "0",
-        commit.at.isoformat() if commit is not None else "",
-        policy.history,
-        id_base,
-        len(policy.carry),
-        *policy.carry,
-    ]
-    if commit is None:
-        args += [0, 0]
-    else:
-        args += [len(commit.records), *commit.records, len(commit.sessions)]
-        for group in commit.sessions:
-            args += [
-                group.session_id,
-                "1" if group.order is not None else "0",
-                json.dumps(group.order) if group.order is not None else "",
-                len(group.messages),
-            ]
-            for item in group.messages:
-                message = item.message
-                args += [
-                    message.direction.value,
-                    message.message_type.value,
-                    to_ms(message.timestamp),
-                    message.model_dump_json(exclude_defaults=True),
-                    message.id,
-                    item.twilio_sid,
-                    item.delivery_status,
-                ]
-    return keys_, args
+    return scripts.call(
+        "drain_step",
+        {
+            "lease": keys.conv_lease(conv),
+            "wake": keys.conv_wake(conv),
+            "inbox": keys.conv_inbox(conv),
+            "pending": keys.pending,
+            "effects": keys.conv_effects(conv),
+        },
+        acquire=acquire,
+        token=token,
+        lease_ms=policy.lease_ms,
+        batch=policy.batch,
+        conv=conv,
+        now=now_ms,
+        timeout_ms=policy.timeout_ms,
+        cap=policy.cap,
+        keep_ms=policy.keep_ms,
+        effects=policy.effects,
+        history=policy.history,
+        id_base=id_base,
+        carry=list(policy.carry),
+        commit=_commit_argument(commit) if commit is not None else None,
+    )
+
+
+def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
+    """The drain step's ``commit`` argument (JSON): records, sessions and their messages."""
+    sessions = []
+    for group in commit.sessions:
+        session: dict[str, Any] = {
+            "sid": group.session_id,
+            "messages": [
+                {
+                    "direction": item.message.direction.value,
+                    "type": item.message.message_type.value,
+                    "ts": to_ms(item.message.timestamp),
+                    "json": item.message.model_dump_json(exclude_defaults=True),
+                    "id": item.message.id,
+                    "twilio_sid": item.twilio_sid,
+                    "status": item.delivery_status,
+                }
+                for item in group.messages
+            ],
+        }
+        if group.order is not None:
+            session["order"] = json.dumps(group.order)
+        sessions.append(session)
+    return {"records": list(commit.records), "at": commit.at.isoformat(), "sessions": sessions}
 
 
 def parse_drain_step(reply: Any) -> DrainStep:
@@ -612,19 +652,7 @@ def parse_drain_step(reply: Any) -> DrainStep:
         status,
         bool(released),
         [_s(x) for x in committed],
-        [
-            EntryResult(
-                status=_s(flat[i]),
-                kind=_s(flat[i + 1]),
-                session_id=_s(flat[i + 5]),
-                created=bool(flat[i + 6]),
-                detail=_s(flat[i + 7]),
-                a=_s(flat[i + 2]),
-                b=_s(flat[i + 3]),
-                accepted_ms=int(flat[i + 4]),
-            )
-            for i in range(0, len(flat), 8)
-        ],
+        [_entry_result(flat[i : i + 8]) for i in range(0, len(flat), 8)],
         [_s(x) for x in records],
         {
             _s(s[0]): EffectSession(
@@ -638,6 +666,27 @@ def parse_drain_step(reply: Any) -> DrainStep:
             )
             for s in sessions
         },
+    )
+
+
+def _entry_result(item: Sequence[Any]) -> EntryResult:
+    """One applied entry from the drain step's flat reply: status, kind, a, b, accepted_ms,
+    session id, created, detail (``a``/``b`` named by kind here, once)."""
+    status, kind, a, b, accepted_ms, sid, created, detail = item
+    entry_kind = EntryKind(_s(kind))
+    message = entry_kind is EntryKind.MESSAGE
+    operation = not message and entry_kind is not EntryKind.MALFORMED
+    return EntryResult(
+        status=_s(status),
+        kind=entry_kind,
+        session_id=_s(sid),
+        created=bool(created),
+        detail=_s(detail),
+        direction=_s(a) if message else "",
+        message_type=_s(b) if message else "",
+        target_session_id=_s(a) if operation else "",
+        operation_id=_s(b) if operation else "",
+        accepted_ms=int(accepted_ms),
     )
 
 
@@ -656,28 +705,29 @@ def _decoding(client: redis.Redis) -> redis.Redis:
 
 
 def session_from_hash(fields: dict[str, str], raw_messages: Sequence[str]) -> Session:
+    f = SessionField
     context: dict[str, Any] = {}
     counts: dict[str, int] = {}
     for name, value in fields.items():
-        if name.startswith(CONTEXT_FIELD_PREFIX):
-            context[name[len(CONTEXT_FIELD_PREFIX) :]] = json.loads(value)
-        elif name.startswith(("n:", "t:")):
+        if name.startswith(SessionFieldPrefix.CONTEXT):
+            context[name.removeprefix(SessionFieldPrefix.CONTEXT)] = json.loads(value)
+        elif name.startswith((SessionFieldPrefix.BY_DIRECTION, SessionFieldPrefix.BY_TYPE)):
             counts[name] = int(value)
-    order = fields.get(ORDER_FIELD)
-    last_in = fields.get("last_in")
-    ended = fields.get("ended")
+    order = fields.get(f.ORDER)
+    last_in = fields.get(f.LAST_INBOUND)
+    ended = fields.get(f.ENDED)
     return Session(
-        session_id=fields["sid"],
-        phone_number=fields["phone"],
-        business_number=fields["biz"],
-        status=SessionStatus(fields["status"]),
-        created_at=from_ms(fields["created"]),
-        last_activity=from_ms(fields["last"]),
+        session_id=fields[f.SESSION_ID],
+        phone_number=fields[f.PHONE],
+        business_number=fields[f.BUSINESS],
+        status=SessionStatus(fields[f.STATUS]),
+        created_at=from_ms(fields[f.CREATED]),
+        last_activity=from_ms(fields[f.LAST_ACTIVITY]),
         last_inbound_at=from_ms(last_in) if last_in else None,
         ended_at=from_ms(ended) if ended else None,
-        end_reason=fields.get("end_reason") or None,
-        message_count=int(fields.get("count", 0)),
-        trimmed_count=int(fields.get("trimmed", 0)),
+        end_reason=fields.get(f.END_REASON) or None,
+        message_count=int(fields.get(f.MESSAGE_COUNT, 0)),
+        trimmed_count=int(fields.get(f.TRIMMED, 0)),
         counts=counts,
         messages=[Message.model_validate_json(m) for m in raw_messages],
         context=context,
@@ -685,8 +735,13 @@ def session_from_hash(fields: dict[str, str], raw_messages: Sequence[str]) -> Se
     )
 
 
-def counts_by(session: Session, prefix: str) -> dict[str, int]:
-    return {name[2:]: n for name, n in session.counts.items() if name.startswith(prefix)}
+def counts_by(session: Session, prefix: SessionFieldPrefix) -> dict[str, int]:
+    """Message counts of one family (``BY_DIRECTION``, ``BY_TYPE``) by name."""
+    return {
+        name.removeprefix(prefix): n
+        for name, n in session.counts.items()
+        if name.startswith(prefix)
+    }
 
 
 __all__ = [
@@ -696,6 +751,7 @@ __all__ = [
     "EffectMessage",
     "EffectSession",
     "EffectsCommit",
+    "EntryKind",
     "EntryResult",
     "IngestOutcome",
     "MessageDirection",
@@ -703,12 +759,18 @@ __all__ = [
     "QueuedWake",
     "RedisSessionStore",
     "SessionEffects",
+    "SessionField",
+    "SessionFieldPrefix",
+    "drain_step_call",
     "effect_record",
     "encode_entry",
     "entry_accepted_ms",
+    "extend_lease_call",
     "from_ms",
+    "ingest_call",
     "message_entry",
     "operation_entry",
+    "parse_drain_step",
     "parse_effect_record",
     "to_ms",
 ]

@@ -15,8 +15,8 @@ from enum import StrEnum
 
 import redis.asyncio
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.keys import Keys
 
 #: How long a callback for a reply not (yet) committed is kept for the commit to pick up.
 UNMAPPED_TTL_SECONDS = 86_400
@@ -41,13 +41,20 @@ class AsyncDeliveryStatuses:
         unmapped_ttl_seconds: int = UNMAPPED_TTL_SECONDS,
     ) -> None:
         self.unmapped_ttl_ms = unmapped_ttl_seconds * 1000
-        self._script = client.register_script(scripts.build(keys)["delivery_status"])
+        self._script = client.register_script(scripts.source("delivery_status", keys))
 
     async def record(
         self, message_sid: str, status: str, error_code: str, *, at: datetime
     ) -> DeliveryOutcome:
-        result = await self._script(
-            args=[message_sid, status, error_code, at.isoformat(), self.unmapped_ttl_ms]
+        keys, args = scripts.call(
+            "delivery_status",
+            {},
+            message_sid=message_sid,
+            status=status,
+            error_code=error_code,
+            at=at.isoformat(),
+            unmapped_ttl_ms=self.unmapped_ttl_ms,
         )
+        result = await self._script(keys=keys, args=args)
         first = result[0]
         return DeliveryOutcome(first.decode() if isinstance(first, bytes) else str(first))

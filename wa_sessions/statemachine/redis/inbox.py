@@ -17,17 +17,16 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
-from wa_sessions.statemachine import scripts
-from wa_sessions.statemachine.keys import Keys
 from wa_sessions.statemachine.models import Message
-from wa_sessions.statemachine.resp import RespPipe
-from wa_sessions.statemachine.store import (
+from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.entries import message_entry, operation_entry
+from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.resp import RespPipe
+from wa_sessions.statemachine.redis.store import (
     IngestOutcome,
     QueuedWake,
     RedisSessionStore,
     ingest_call,
-    message_entry,
-    operation_entry,
 )
 
 #: A drain's lease on a conversation; bounds how long a dead worker's phone waits.
@@ -72,7 +71,7 @@ class AsyncInbox:
         self.keys = keys
         self.policy = policy or InboxPolicy()
         self.wake_message = wake_message
-        self._script = client.register_script(scripts.build(keys)["ingest"])
+        self._script = client.register_script(scripts.source("ingest", keys))
         timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._pipe = RespPipe(client, timeout=timeout or 5.0)
         self._queued: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
