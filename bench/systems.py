@@ -32,7 +32,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from wa_sessions.workers.broker import NAMESPACE, QUEUE
+from wa_sessions.workers.queues import QueueKeys
 
 from .peers.common import PEER_QUEUE_KEY
 from .procs import AUTH_TOKEN, WORKER_THREADS, Processes
@@ -68,7 +68,7 @@ SYSTEMS = {
         "ours",
         "ours: inbox + drain (Procfile: web, worker 2 x 8, scheduler)",
         (("worker", None), ("scheduler", None), ("web", None)),
-        f"{NAMESPACE}:{QUEUE}",
+        QueueKeys().ready,
     ),
     "inline": System(
         "inline",
