@@ -25,13 +25,14 @@ from wa_sessions.config import DEV_ENV_FILE, Settings
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
-from wa_sessions.ratelimit import RateGate, RedisSharedLimit
+from wa_sessions.ratelimit import RateGate
 from wa_sessions.redaction import install_log_redaction
 from wa_sessions.replies.sender import LogSender, OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.limits import RedisSharedLimit
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import WebDeps
 from wa_sessions.webhook import create_app as create_web_app
@@ -120,12 +121,11 @@ def build_extractor(
     # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
     from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
 
-    keys = Keys(settings.redis_key_prefix)
     shared = (
         RedisSharedLimit(
             shared_limit_client,
-            keys.rate_bucket("openai"),
-            keys.rate_pause("openai"),
+            Keys(settings.redis_key_prefix),
+            "openai",
             settings.openai_requests_per_minute,
         )
         if shared_limit_client is not None

@@ -14,68 +14,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
-
-import redis.asyncio
 
 log = logging.getLogger(__name__)
 
-#: A token bucket and a pause flag for one API, shared by every process of a deployment.
-#: KEYS: bucket (hash: tokens, at), pause (string with a TTL). ARGV: now (ms), rate (tokens per
-#: ms), capacity. Returns 0 when a token was taken, else the ms to wait before asking again.
-BUCKET_SCRIPT = """
-local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then return paused end
-local now, rate, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens, at = tonumber(state[1]) or capacity, tonumber(state[2]) or now
-tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) / rate) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate) + 1000)
-return wait
-"""
-
 
 class SharedLimit(Protocol):
-    """The deployment-wide part of a gate (``RedisSharedLimit``)."""
+    """The deployment-wide part of a gate (``statemachine.redis.limits.RedisSharedLimit``)."""
 
     async def take(self) -> float:
         """Takes one request token: 0.0 when taken, else seconds to wait before asking again."""
         ...
 
     async def pause(self, seconds: float) -> None: ...
-
-
-@dataclass
-class RedisSharedLimit:
-    """A requests-per-minute token bucket and a pause flag in Redis (0 rpm: pause only)."""
-
-    client: redis.asyncio.Redis
-    bucket_key: str
-    pause_key: str
-    requests_per_minute: int = 0
-
-    def __post_init__(self) -> None:
-        self._take = self.client.register_script(BUCKET_SCRIPT)
-
-    async def take(self) -> float:
-        if self.requests_per_minute <= 0:
-            ttl = int(await self.client.pttl(self.pause_key))
-            return max(0, ttl) / 1000
-        rate = self.requests_per_minute / 60_000
-        # Burst: a second's worth of requests (at least one).
-        capacity = max(1.0, self.requests_per_minute / 60)
-        wait_ms = await self._take(
-            keys=[self.bucket_key, self.pause_key],
-            args=[int(time.time() * 1000), repr(rate), repr(capacity)],
-        )
-        return int(wait_ms) / 1000
-
-    async def pause(self, seconds: float) -> None:
-        await self.client.set(self.pause_key, "1", px=max(1, int(seconds * 1000)))
 
 
 class RateGate:

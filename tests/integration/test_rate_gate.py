@@ -18,10 +18,11 @@ from tests.fake_apis import OPENAI_KEY, FakeOpenAI, Reply, extraction_reply, fak
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 from wa_sessions.orders.openai import OpenAIOrderExtractor
-from wa_sessions.ratelimit import RateGate, RedisSharedLimit
+from wa_sessions.ratelimit import RateGate
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.redis.limits import RedisSharedLimit
 
 FIVE_OF_A = ExtractionResult(
     found=True, changes=[ItemChange(action=ItemAction.ADD, name="Product A", quantity=5)]
@@ -42,12 +43,7 @@ def request(n: int) -> ExtractionRequest:
 
 
 def limited(url: str, rpm: int = 0) -> RedisSharedLimit:
-    return RedisSharedLimit(
-        redis.asyncio.Redis.from_url(url),
-        KEYS.rate_bucket("openai"),
-        KEYS.rate_pause("openai"),
-        rpm,
-    )
+    return RedisSharedLimit(redis.asyncio.Redis.from_url(url), KEYS, "openai", rpm)
 
 
 def extract_all(

@@ -8,16 +8,19 @@ call runs inside ``retries.call_with_retries`` so its whole cost stays within th
 drain extended its lease for, behind the process' ``RateGate``. Every failure comes back as an
 ``ExtractionFailure``.
 
-The call is ``AsyncOpenAI.responses.create`` over the SDK's aiohttp transport, with the strict
-JSON schema computed once (``pydantic_function_tool``) and passed as the request's ``text``
-format, and the answer's output text validated into ``ExtractionResult`` here. That is what
+The call is the SDK's own ``AsyncOpenAI.post("/responses", ...)`` (its documented way to
+send a request body as is) over its aiohttp transport, with the strict JSON schema of
+``ExtractionResult`` computed once (``pydantic_function_tool``) as the request's ``text``
+format; the answer's output text is validated into ``ExtractionResult`` here. That is what
 ``responses.parse`` does, minus what it repeats on every call: rebuilding the schema from the
 model, walking the whole request (schema included) through the SDK's type transforms, and
-building the typed ``Response`` object. Measured against a local stand-in, 64 calls in flight
-on this 2-core machine, client CPU per call: ``parse`` over httpx2 7.2-8.6 ms, ``parse`` over
-aiohttp 5.6-5.9 ms, this 1.4-2.8 ms (bench: /tmp micro-benchmark recorded in
-docs/BENCHMARKS.md). At hundreds of extractions a second that is the difference between a
-worker bound by OpenAI's latency and one bound by its own CPU.
+building the typed ``Response``. Authentication, timeouts and the mapping of HTTP errors to
+``openai.APIStatusError`` and its kin stay the SDK's. Client CPU per call against a local
+stand-in, 64 in flight on this 2-core machine (``python -m bench.sdk_cost``): ``parse`` over
+httpx2 7.2-8.6 ms, ``parse`` over aiohttp 5.6-5.9 ms, ``with_raw_response.create`` with the
+schema precomputed 1.8-2.3 ms, this 0.8-1.1 ms (a bare aiohttp POST: 0.2 ms). At hundreds of
+extractions a second that is the difference between a worker bound by OpenAI's latency and one
+bound by its own CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import httpx2
 import openai
 import pydantic
 from openai.types.responses import (
@@ -211,14 +215,15 @@ class OpenAIOrderExtractor:
             ResponseInputImageParam(type="input_image", image_url=url, detail="auto")
             for url in image_urls
         ]
-        raw = await client.responses.with_raw_response.create(
-            model=self.model,
-            instructions=INSTRUCTIONS,
-            input=[EasyInputMessageParam(role="user", content=content)],
-            store=False,
-            extra_body={"text": TEXT_FORMAT},
-        )
-        return _Output.model_validate_json(raw.http_response.content).parsed()
+        body = {
+            "model": self.model,
+            "instructions": INSTRUCTIONS,
+            "input": [EasyInputMessageParam(role="user", content=content)],
+            "store": False,
+            "text": TEXT_FORMAT,
+        }
+        answer = await client.post("/responses", cast_to=httpx2.Response, body=body)
+        return _Output.model_validate_json(answer.content).parsed()
 
     async def _images(self, http: aiohttp.ClientSession, message: Message) -> dict[str, str]:
         """Each image of the message as a data URL, in order."""

@@ -126,8 +126,23 @@ class Lease:
         False when the lease is no longer ours."""
         if budget_seconds <= 0:
             return True
-        lease_ms = int((budget_seconds + self.lease_seconds) * 1000)
-        return await self.store.extend_lease(self.conv, self.token, lease_ms=lease_ms)
+        return await self.store.extend_lease(
+            self.conv, self.token, lease_ms=self._ms(budget_seconds)
+        )
+
+    async def cover_and_read_status(
+        self, budget_seconds: float, session_id: str
+    ) -> tuple[bool, str | None]:
+        """``cover`` and the session's status now, in one round trip (the status alone for a
+        local call)."""
+        if budget_seconds <= 0:
+            return True, await self.store.status_of(self.conv, session_id)
+        return await self.store.extend_lease_and_read_status(
+            self.conv, self.token, session_id, lease_ms=self._ms(budget_seconds)
+        )
+
+    def _ms(self, budget_seconds: float) -> int:
+        return int((budget_seconds + self.lease_seconds) * 1000)
 
 
 def drop_effects(step: DrainStep, now: datetime) -> EffectsBatch:
@@ -283,9 +298,11 @@ class _SessionRun:
             counts.replies["outside_window"] += 1
             return True
         sender = self.effects.sender
-        if not await self.lease.cover(sender.budget_seconds):
+        covered, status = await self.lease.cover_and_read_status(
+            sender.budget_seconds, self.session_id
+        )
+        if not covered:
             return False
-        status = await self.lease.store.status_of(self.lease.conv, self.session_id)
         if status != SessionStatus.ACTIVE.value:
             # Ended while the extraction ran: the commit appends nothing to it, and the
             # customer must not be told their order was received.

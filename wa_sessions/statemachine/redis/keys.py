@@ -115,6 +115,14 @@ class OutboundField(StrEnum):
     ERROR_CODE = "error_code"
 
 
+class BucketField(StrEnum):
+    """The fields of a rate-limit token bucket (``Keys.rate_bucket``)."""
+
+    TOKENS = "tokens"
+    #: When ``tokens`` was last computed (epoch ms).
+    AT = "at"
+
+
 class OutboundFieldPrefix(StrEnum):
     #: ``seen:<status>``: a status callback received (dedupe).
     SEEN = "seen:"
@@ -229,13 +237,15 @@ class Keys:
 
 
 def lua_constants() -> dict[str, str]:
-    """The hash fields as the Lua scripts write them, ``S.<name>`` for the session hash and
-    ``O.<name>`` for an outbound reply's (names lower-cased: ``S.last_inbound``), each with its
-    Lua string literal. The loader writes the literal in place of the name when it assembles a
-    script, so no table is built per call and a misspelt field fails at load."""
+    """The hash fields as the Lua scripts write them: ``S.<name>`` for the session hash,
+    ``O.<name>`` for an outbound reply's, ``B.<name>`` for a rate-limit bucket (names
+    lower-cased: ``S.last_inbound``), each with its Lua string literal. The loader writes the
+    literal in place of the name when it assembles a script, so no table is built per call and
+    a misspelt field fails at load."""
     tables = {
         "S": (SessionField, SessionFieldPrefix),
         "O": (OutboundField, OutboundFieldPrefix),
+        "B": (BucketField,),
     }
     return {
         f"{table}.{member.name.lower()}": _lua_string(member.value)

@@ -210,7 +210,9 @@ class RespPipe:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if kwargs.get("socket_keepalive", True):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                for option, value in (kwargs.get("socket_keepalive_options") or {}).items():
+                options = kwargs.get("socket_keepalive_options")
+                # redis-py leaves a sentinel object here when the option is not given.
+                for option, value in options.items() if isinstance(options, Mapping) else ():
                     sock.setsockopt(socket.IPPROTO_TCP, option, value)
         return protocol
 

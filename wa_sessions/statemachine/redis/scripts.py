@@ -71,6 +71,7 @@ NAMES = (
     "delivery_status",
     "redrive",
     "migrate_sessions",
+    "take_token",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.
@@ -240,7 +241,7 @@ def constants() -> dict[str, str]:
     return {**lua_constants(), **kinds}
 
 
-_CONSTANT = re.compile(r"\b(?:S|O|ENTRY)\.\w+")
+_CONSTANT = re.compile(r"\b(?:S|O|B|ENTRY)\.\w+")
 
 
 def _substitute(name: str, text: str) -> str:
