@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from wa_sessions import metrics
-from wa_sessions.statemachine.async_store import AsyncDrainStore
 from wa_sessions.statemachine.lifecycle import Trigger
+from wa_sessions.statemachine.ports import DrainStore
 from wa_sessions.statemachine.service import new_session_id
 from wa_sessions.statemachine.store import DrainPolicy, DrainStep, EntryResult, to_ms
 from wa_sessions.workers.effects import (
@@ -48,7 +48,7 @@ class DrainContext:
     """What every drain of a worker process shares: the store on the drain loop's Redis client,
     the rules each step passes to Redis, the effects (None: applying only) and the clock."""
 
-    store: AsyncDrainStore
+    store: DrainStore
     policy: DrainPolicy
     effects: Effects | None
     lease_seconds: float

@@ -58,12 +58,12 @@ from wa_sessions.orders.models import ExtractionResult, OrderDetails
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import FailureReason
-from wa_sessions.statemachine.async_store import AsyncDrainStore
 from wa_sessions.statemachine.models import (
     CUSTOMER_SERVICE_WINDOW,
     Message,
     SessionStatus,
 )
+from wa_sessions.statemachine.ports import DrainStore
 from wa_sessions.statemachine.store import (
     DrainStep,
     EffectMessage,
@@ -116,7 +116,7 @@ class EffectsBatch:
 class Lease:
     """A drain's hold on one conversation: slow calls extend it, and it fences the commit."""
 
-    store: AsyncDrainStore
+    store: DrainStore
     conv: str
     token: str
     lease_seconds: float
