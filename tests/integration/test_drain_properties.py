@@ -3,15 +3,19 @@ hypothesis on a few phones, against the in-memory store, against Redis, and agai
 side.
 
 Rules: messages accepted (inbound text with or without an order in it, a location, an outbound
-message), a MessageSid sent again, operator completes and expires, full drains, drains that die
-between their effects and the commit, leases that lapse, clock moves past the session timeout
-and WhatsApp's 24-hour window. After every step, on each store: every accepted message is
-applied once, in acceptance order across the phone's sessions; a phone has at most one active
-session; an ended session never changes; every applied inbound text message whose effects are
-committed is covered by exactly one stored reply or failure note (those still pending by none);
-each session's order is the sum of its committed messages' orders (merged once). Side by side,
-the two stores must also agree on every drain step's answer (applied entries, records, the
-sessions' tails), every ingest outcome and the sessions they hold, session ids aside.
+message), a MessageSid sent again, operator completes and expires through the inbox, sessions
+ended at once through the API, full drains, drains that die between their effects and the
+commit (some about to wrap their session counter), stalled drains whose commit comes late,
+leases that lapse, clock moves past the session timeout and WhatsApp's 24-hour window.
+
+After every step, on each store: every accepted message is applied once, in acceptance order
+across the phone's sessions; a phone has at most one active session; an ended session never
+changes; every applied inbound text message whose effects are committed is covered by exactly
+one stored reply or failure note (those still pending by none; a session the API ended may leave
+its last records unanswered); each session's order is the sum of its answered messages' orders
+(merged once). Side by side, the two stores must also agree on every drain step's answer
+(applied entries, records, the sessions' tails), every ingest outcome and the state they hold,
+session ids aside.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ from wa_sessions.statemachine.store import (
     to_ms,
 )
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain
-from wa_sessions.workers.effects import Effects, Lease, run_effects
+from wa_sessions.workers.effects import Effects, EffectsBatch, Lease, run_effects
 
 BUSINESS = "+14155238886"
 CONVS = [Conversation(f"+1415555{n:04d}", BUSINESS).key for n in range(3)]
@@ -66,6 +70,7 @@ TIMEOUT_MS = 3_600_000
 #: leases lapse only when the ``lapse_leases`` rule says so, in both stores alike.
 LEASE_MS = 600_000
 DEDUPE_TTL_MS = 7 * 86_400_000
+KEEP_MS = 30 * 86_400_000
 _ORDER = re.compile(r"(\d+) x (\w+)")
 _REPLY_EVENTS = (None, "reply_skipped", "reply_failed")
 
@@ -162,6 +167,10 @@ class Backend(Protocol):
 
     def leased(self, conv: str) -> bool: ...
 
+    def end_session(self, session_id: str, trigger: str, now_ms: int) -> tuple[str, str]:
+        """The session API's end (reason ``api``)."""
+        ...
+
     def lapse_leases(self) -> None:
         """Every lease and wake flag lapses (as after a dead drain's lease period)."""
         ...
@@ -194,6 +203,9 @@ class MemoryBackend:
 
     def leased(self, conv: str) -> bool:
         return self.store.lease_holder(conv) is not None
+
+    def end_session(self, session_id: str, trigger: str, now_ms: int) -> tuple[str, str]:
+        return self.store.end_session(session_id, trigger, now_ms=now_ms, reason="api")
 
     def lapse_leases(self) -> None:
         self.lease_clock_ms += 2 * LEASE_MS
@@ -234,6 +246,11 @@ class RedisBackend:
     def leased(self, conv: str) -> bool:
         return bool(self.store.client.exists(self.store.keys.conv_lease(conv)))
 
+    def end_session(self, session_id: str, trigger: str, now_ms: int) -> tuple[str, str]:
+        return self.store.end_session(
+            session_id, trigger, now_ms=now_ms, keep_ms=KEEP_MS, reason="api"
+        )
+
     def lapse_leases(self) -> None:
         keys = self.store.keys
         for conv in CONVS:
@@ -255,6 +272,14 @@ class Lane:
     ended: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Session id -> a name in order of first sight (ids are random; the stores' names agree).
     names: dict[str, str] = field(default_factory=dict)
+    #: Per phone, the token and uncommitted batch of the drain that died last.
+    dead: dict[str, tuple[str, EffectsBatch]] = field(default_factory=dict)
+
+    def newest_session(self, conv: str) -> str | None:
+        """The phone's newest session by first sight: the sessions zset breaks a tie in
+        created time by the (random) id, which would pick differently in each store."""
+        ids = sorted(self.backend.session_ids(conv), key=lambda sid: int(self.name(sid)[1:]))
+        return ids[-1] if ids else None
 
     def name(self, session_id: str) -> str:
         if not session_id:
@@ -301,7 +326,7 @@ class DrainMachine(RuleBasedStateMachine):
             batch=4,
             timeout_ms=TIMEOUT_MS,
             cap=self.cap,
-            keep_ms=30 * 86_400_000,
+            keep_ms=KEEP_MS,
             effects=True,
             history=lane.extractor.history_limit,
         )
@@ -425,8 +450,7 @@ class DrainMachine(RuleBasedStateMachine):
         self.counter += 1
         wakes = []
         for lane in self.lanes:
-            ids = lane.backend.session_ids(conv)
-            target = ids[-1] if named and ids else ""
+            target = (lane.newest_session(conv) or "") if named else ""
             entry = operation_entry(trigger, target, f"op{self.counter}", self.now_ms(), "operator")
             wakes.append(
                 lane.backend.ingest.push_operation(
@@ -448,10 +472,11 @@ class DrainMachine(RuleBasedStateMachine):
             answers.append((report.outcome, report.applied, self.steps_since(lane, mark)))
         self.agree("drain", answers)
 
-    @rule(conv=st.sampled_from(CONVS))
-    def crash(self, conv: str) -> None:
+    @rule(conv=st.sampled_from(CONVS), counter=st.sampled_from([0, 0xFFFE, 0xFFFF]))
+    def crash(self, conv: str, counter: int) -> None:
         """A drain that takes the lease, applies a batch, runs its effects (the replies leave)
-        and dies before its commit."""
+        and dies before its commit (or stalls: see ``late_commit``). Its session counter may
+        be about to wrap."""
         answers = []
         for lane in self.lanes:
             ctx = self.context(lane)
@@ -466,16 +491,60 @@ class DrainMachine(RuleBasedStateMachine):
                     ctx.policy,
                     acquire=True,
                     now_ms=self.now_ms(),
-                    id_base=f"{self.counter:08x}-dead-0000-0000-00000000{0:04x}",
+                    id_base=f"{self.counter:08x}-dead-0000-0000-00000000{counter:04x}",
                 )
             )
             if step.status == "ok" and step.effects:
                 lease = Lease(lane.recorder, conv, token, ctx.lease_seconds)
                 batch = self.loop.run(run_effects(lease, ctx.effects, step, self.clock))
                 assert batch is not None
+                lane.dead[conv] = (token, batch)
             answers.append(self.steps_since(lane, mark))
         self.counter += 1
         self.agree("crash", answers)
+
+    @precondition(lambda self: any(lane.dead for lane in self.lanes))
+    @rule(conv=st.sampled_from(CONVS))
+    def late_commit(self, conv: str) -> None:
+        """The drain that died last on this phone was only stalled: it sends its commit. Only
+        a lease it still holds lets it through (then it stalls again, holding the lease)."""
+        answers = []
+        for lane in self.lanes:
+            if conv not in lane.dead:
+                answers.append(None)
+                continue
+            ctx = self.context(lane)
+            assert lane.recorder is not None
+            token, batch = lane.dead.pop(conv)
+            held = lane.backend.leased(conv)
+            step = self.loop.run(
+                lane.recorder.drain_step(
+                    conv,
+                    token,
+                    ctx.policy,
+                    acquire=False,
+                    now_ms=self.now_ms(),
+                    id_base=f"{self.counter:08x}-late-0000-0000-000000000000",
+                    commit=batch.commit,
+                )
+            )
+            assert step.status in ("ok", "lease")
+            assert held or step.status == "lease"
+            answers.append(self.normal_step(lane, step))
+        self.counter += 1
+        self.agree("late commit", answers)
+
+    @rule(conv=st.sampled_from(CONVS), trigger=st.sampled_from(["complete", "expire"]))
+    def api_end(self, conv: str, trigger: str) -> None:
+        """The session API ends the phone's newest session at once (not through the inbox),
+        possibly between a batch's apply and its commit."""
+        answers = []
+        for lane in self.lanes:
+            target = lane.newest_session(conv)
+            answers.append(
+                lane.backend.end_session(target, trigger, self.now_ms()) if target else None
+            )
+        self.agree("api end", answers)
 
     @rule()
     def lapse_leases(self) -> None:
@@ -563,15 +632,21 @@ class DrainMachine(RuleBasedStateMachine):
                 "in_reply_to" in m.metadata and m.metadata.get("event") in _REPLY_EVENTS
             ):
                 covered.update(m.metadata.get("replies_to") or [m.metadata["in_reply_to"]])
+        # Ended through the API, a session may have been ended before its last records' commit:
+        # those are popped unanswered and unmerged.
+        by_api = session.end_reason == "api"
         expected: Counter[str] = Counter()
         for m in session.messages:
             if m.id not in inbound:
                 continue
-            assert covered[m.id] == (0 if m.id in pending else 1), (lane.backend.name, m)
-            if m.id not in pending and (found := _ORDER.search(m.content)):
+            if m.id in pending:
+                assert covered[m.id] == 0, (lane.backend.name, m)
+                continue
+            assert covered[m.id] in ((0, 1) if by_api else (1,)), (lane.backend.name, m)
+            if covered[m.id] and (found := _ORDER.search(m.content)):
                 expected[found[2]] += int(found[1])
-        items = (session.order_details or {}).get("items", [])
-        assert {i["name"]: i["quantity"] for i in items} == dict(expected), lane.backend.name
+        items = {i["name"]: i["quantity"] for i in (session.order_details or {}).get("items", [])}
+        assert items == dict(expected), lane.backend.name
 
     @invariant()
     def the_stores_agree(self) -> None:
