@@ -56,6 +56,7 @@ from wa_sessions.statemachine.store import (
     EffectsCommit,
     IngestOutcome,
     RedisSessionStore,
+    encode_entry,
     message_entry,
     operation_entry,
     to_ms,
@@ -444,22 +445,44 @@ class DrainMachine(RuleBasedStateMachine):
     @rule(
         conv=st.sampled_from(CONVS),
         trigger=st.sampled_from(["complete", "expire"]),
-        named=st.booleans(),
+        whose=st.sampled_from(["active", "newest", "other phone's"]),
     )
-    def operate(self, conv: str, trigger: str, named: bool) -> None:
-        """An operator's complete or expire of the active session, or of the phone's latest
-        session by id, queued behind the phone's waiting messages."""
+    def operate(self, conv: str, trigger: str, whose: str) -> None:
+        """An operator's complete or expire of the active session, of the phone's newest
+        session by id, or (a mistake) of another phone's, queued behind the phone's waiting
+        messages."""
         self.counter += 1
+        other = CONVS[(CONVS.index(conv) + 1) % len(CONVS)]
         wakes = []
         for lane in self.lanes:
-            target = (lane.newest_session(conv) or "") if named else ""
-            entry = operation_entry(trigger, target, f"op{self.counter}", self.now_ms(), "operator")
+            named = {"active": None, "newest": conv, "other phone's": other}[whose]
+            session_id = (lane.newest_session(named) or "") if named else ""
+            entry = operation_entry(
+                trigger, session_id, f"op{self.counter}", self.now_ms(), "operator"
+            )
             wakes.append(
                 lane.backend.ingest.push_operation(
                     conv, entry, accepted_ms=self.now_ms(), wake_ttl_ms=LEASE_MS
                 )
             )
         self.agree("push_operation", wakes)
+
+    @rule(conv=st.sampled_from(CONVS), entry=st.sampled_from(["garbage", "1\tm\tinbound"]))
+    def accept_malformed(self, conv: str, entry: str) -> None:
+        """An inbox entry the drain cannot parse (dropped as ``bad``; a batch with records
+        stops before it)."""
+        self.counter += 1
+        outcomes = [self._ingest(lane, conv, entry, f"SMbad{self.counter}") for lane in self.lanes]
+        self.agree("ingest", outcomes)
+
+    @rule(conv=st.sampled_from(CONVS))
+    def accept_unknown_kind(self, conv: str) -> None:
+        """An entry of a kind nobody writes: the Lua takes any kind but a message or a
+        complete as an expire, and so must the rules."""
+        self.counter += 1
+        entry = encode_entry(self.now_ms(), "z", "", f"op{self.counter}", "unknown")
+        outcomes = [self._ingest(lane, conv, entry, f"SModd{self.counter}") for lane in self.lanes]
+        self.agree("ingest", outcomes)
 
     @rule(conv=st.sampled_from(CONVS))
     def drain(self, conv: str) -> None:
@@ -762,7 +785,7 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("accept", {"kind": "chat"}),
         ("drain", {}),
         ("advance_clock", {"minutes": 60}),
-        ("operate", {"trigger": "complete", "named": False}),
+        ("operate", {"trigger": "complete", "whose": "active"}),
         ("drain", {}),
     ],
     "a batch with records stops before a message accepted exactly a timeout later": [
@@ -773,7 +796,7 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     ],
     "a batch with records stops before an operator entry": [
         ("accept", {"kind": "order"}),
-        ("operate", {"trigger": "expire", "named": True}),
+        ("operate", {"trigger": "expire", "whose": "newest"}),
         ("accept", {"kind": "order"}),
         ("drain", {}),
     ],
@@ -816,6 +839,25 @@ SCENARIOS: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("lapse_leases", {}),
         ("drain", {}),
     ],
+    "a batch with records stops before a malformed entry, which is dropped": [
+        ("accept", {"kind": "order"}),
+        ("accept_malformed", {"entry": "garbage"}),
+        ("accept_malformed", {"entry": "1\tm\tinbound"}),
+        ("accept", {"kind": "order"}),
+        ("drain", {}),
+    ],
+    "an entry of an unknown kind expires the active session": [
+        ("accept", {"kind": "chat"}),
+        ("drain", {}),
+        ("accept_unknown_kind", {}),
+        ("drain", {}),
+    ],
+    "an operation naming another phone's session finds it missing": [
+        ("accept", {"kind": "chat", "conv": CONVS[1]}),
+        ("drain", {"conv": CONVS[1]}),
+        ("operate", {"trigger": "complete", "whose": "other phone's"}),
+        ("drain", {}),
+    ],
     "a reply past WhatsApp's window is a note, and a duplicate is refused": [
         ("accept", {"kind": "order"}),
         ("crash", {"counter": 0}),
@@ -832,6 +874,8 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "crash": {"conv": CONVS[0]},
     "late_commit": {"conv": CONVS[0]},
     "api_end": {"conv": CONVS[0]},
+    "accept_malformed": {"conv": CONVS[0]},
+    "accept_unknown_kind": {"conv": CONVS[0]},
 }
 
 
