@@ -533,7 +533,7 @@ class DrainMachine(RuleBasedStateMachine):
     def late_commit(self, conv: str) -> None:
         """The drain that died last on this phone was only stalled: it sends its commit. Only
         a lease it still holds lets it through (then it stalls again, holding the lease)."""
-        answers = []
+        answers: list[Any] = []
         for lane in self.lanes:
             if conv not in lane.dead:
                 answers.append(None)
@@ -740,9 +740,15 @@ def backends(request: pytest.FixtureRequest) -> list[Callable[[int], Backend]]:
         if name == "memory":
             factories.append(_memory)
         else:
-            url: str = request.getfixturevalue("redis_url")
-            factories.append(lambda _start, url=url: RedisBackend(url))
+            factories.append(_redis(request.getfixturevalue("redis_url")))
     return factories
+
+
+def _redis(url: str) -> Callable[[int], Backend]:
+    def factory(_start_ms: int) -> Backend:
+        return RedisBackend(url)
+
+    return factory
 
 
 _SETTINGS = settings(

@@ -17,6 +17,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wa_sessions.statemachine import drainrules as rules
 from wa_sessions.statemachine.drainrules import InboxEntry, SessionState
@@ -34,6 +35,9 @@ from wa_sessions.statemachine.store import (
     from_ms,
     to_ms,
 )
+
+if TYPE_CHECKING:
+    from wa_sessions.statemachine.ports import DrainStore, IngestStore
 
 _TIMEOUT_REASON = "timeout"
 
@@ -480,3 +484,9 @@ def to_session(state: SessionState) -> Session:
         context={name: json.loads(value) for name, value in state.context.items()},
         order_details=json.loads(state.order_json) if state.order_json else None,
     )
+
+
+if TYPE_CHECKING:
+    # The roles are protocols: mypy checks here that this store plays them.
+    _as_drain_store: DrainStore = InMemoryStore()
+    _as_ingest_store: IngestStore = InMemoryStore()
