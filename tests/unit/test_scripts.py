@@ -9,8 +9,8 @@ from importlib.resources import files
 
 import pytest
 
+from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.redis import scripts
-from wa_sessions.statemachine.redis.entries import EntryKind
 from wa_sessions.statemachine.redis.keys import Keys, SessionField
 
 LUA = files("wa_sessions.statemachine.redis") / "lua"

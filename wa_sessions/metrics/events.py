@@ -16,7 +16,7 @@ from wa_sessions.metrics import (
     SESSION_OUTCOMES,
     SESSIONS_ENDED,
 )
-from wa_sessions.statemachine.redis.store import EndedEvent
+from wa_sessions.statemachine.steps import EndedEvent
 
 #: Events taken per Redis round trip.
 BATCH = 1000

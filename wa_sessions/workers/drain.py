@@ -28,7 +28,7 @@ from datetime import datetime
 
 from wa_sessions import metrics
 from wa_sessions.statemachine.lifecycle import Trigger
-from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
+from wa_sessions.statemachine.ports import DrainStore
 from wa_sessions.statemachine.redis.store import (
     DrainPolicy,
     DrainStep,
@@ -54,7 +54,7 @@ class DrainContext:
     """What every drain of a worker process shares: the store on the drain loop's Redis client,
     the rules each step passes to Redis, the effects (None: applying only) and the clock."""
 
-    store: AsyncDrainStore
+    store: DrainStore
     policy: DrainPolicy
     effects: Effects | None
     lease_seconds: float

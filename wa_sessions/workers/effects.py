@@ -63,7 +63,7 @@ from wa_sessions.statemachine.models import (
     Message,
     SessionStatus,
 )
-from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
+from wa_sessions.statemachine.ports import DrainStore
 from wa_sessions.statemachine.redis.store import (
     DrainStep,
     EffectMessage,
@@ -116,7 +116,7 @@ class EffectsBatch:
 class Lease:
     """A drain's hold on one conversation: slow calls extend it, and it fences the commit."""
 
-    store: AsyncDrainStore
+    store: DrainStore
     conv: str
     token: str
     lease_seconds: float

@@ -17,9 +17,9 @@ import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+from wa_sessions.statemachine.entries import message_entry, operation_entry
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis import scripts
-from wa_sessions.statemachine.redis.entries import message_entry, operation_entry
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.resp import RespPipe
 from wa_sessions.statemachine.redis.store import (

@@ -47,9 +47,9 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.lifecycle import transition_table
 from wa_sessions.statemachine.models import DELIVERY_RANK
-from wa_sessions.statemachine.redis.entries import EntryKind
 from wa_sessions.statemachine.redis.keys import Keys, lua_constants
 
 _LUA = files("wa_sessions.statemachine.redis") / "lua"

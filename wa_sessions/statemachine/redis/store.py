@@ -10,21 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import IntEnum
 from typing import Any, cast
 
 import redis
 
-from wa_sessions.statemachine.models import (
-    Message,
-    MessageDirection,
-    MessageType,
-    Session,
-    SessionStatus,
-)
-from wa_sessions.statemachine.redis import scripts
-from wa_sessions.statemachine.redis.entries import (
+from wa_sessions.statemachine.entries import (
     EntryKind,
     effect_record,
     encode_entry,
@@ -33,148 +23,30 @@ from wa_sessions.statemachine.redis.entries import (
     operation_entry,
     parse_effect_record,
 )
+from wa_sessions.statemachine.models import (
+    Message,
+    MessageDirection,
+    MessageType,
+    Session,
+    SessionStatus,
+)
+from wa_sessions.statemachine.redis import scripts
 from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix
-
-
-def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def from_ms(value: int | str | float) -> datetime:
-    return datetime.fromtimestamp(int(float(value)) / 1000, tz=UTC)
-
-
-class IngestOutcome(IntEnum):
-    FULL = -1
-    DUPLICATE = 0
-    ACCEPTED = 1
-    #: Accepted; the caller must enqueue a drain wake-up.
-    ACCEPTED_WAKE = 2
-    #: Accepted; the ingest script enqueued the wake-up itself.
-    ACCEPTED_WOKEN = 3
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyResult:
-    session_id: str
-    created: bool
-    expired_session_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class EntryResult:
-    """What applying one inbox entry did. ``status`` is ``ok``, or ``bad`` for a malformed entry
-    (dropped, of kind ``MALFORMED``). ``session_id``: the session it applied to (opened when
-    ``created``); ``detail``: for a message, the session it expired on the way; for an
-    operation, its outcome (the state reached, ``missing`` or ``invalid:<state>``).
-    A message's ``direction`` and ``message_type``; an operation's ``target_session_id`` (as
-    requested; empty: the active session) and ``operation_id``."""
-
-    status: str
-    kind: EntryKind = EntryKind.MALFORMED
-    session_id: str = ""
-    created: bool = False
-    detail: str = ""
-    direction: str = ""
-    message_type: str = ""
-    target_session_id: str = ""
-    operation_id: str = ""
-    accepted_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DrainPolicy:
-    """What every step of a drain passes to Redis besides the token and the time: the lease's
-    length, the batch, the session rules and whether applying queues effects. ``history``: how
-    many earlier messages of a session the step returns with its pending records."""
-
-    lease_ms: int
-    batch: int
-    timeout_ms: int
-    cap: int
-    keep_ms: int
-    carry: tuple[str, ...] = ()
-    effects: bool = False
-    history: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class EffectSession:
-    """What the effects of one session's pending records need of it, read by the drain step
-    that handed them out: status (None once the session is gone), the stored order JSON, the
-    last inbound time, the addresses, and its last messages as stored JSON (the extractor's
-    history, then the records' own messages), where a record's own message is the record's
-    index in ``DrainStep.effects`` instead."""
-
-    session_id: str
-    status: str | None
-    order_json: str | None
-    last_inbound_ms: int | None
-    phone: str
-    business: str
-    tail: list[str | int]
-
-
-@dataclass(frozen=True, slots=True)
-class EffectMessage:
-    """A message that committing effects appends to the session (a reply or a system note);
-    ``twilio_sid`` maps Twilio's status callbacks to it."""
-
-    message: Message
-    twilio_sid: str = ""
-    delivery_status: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class SessionEffects:
-    """The outcome of one session's records: the order details to store (None: unchanged) and
-    the replies and system notes to append, in order."""
-
-    session_id: str
-    order: dict[str, Any] | None
-    messages: Sequence[EffectMessage]
-
-
-@dataclass(frozen=True, slots=True)
-class EffectsCommit:
-    """The effects of the records a drain ran, committed by its next step: ``records`` must be
-    the head of the effects list, in order; ``sessions`` in the order of their first record;
-    ``at`` stamps delivery statuses met at commit."""
-
-    records: Sequence[str]
-    sessions: Sequence[SessionEffects]
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DrainStep:
-    """One step's answer. ``status`` is ``ok``, or why nothing was done: ``busy`` (another drain
-    holds the lease), ``lease`` (the token is no longer the lease's), ``head`` (the committed
-    records were not the effects list's head). ``committed``: per committed session, ``ok`` or
-    ``ended`` (it ended meanwhile: its records were only popped). ``effects``: the pending
-    records to run next, with ``sessions`` by id; empty with ``released`` when the drain is
-    done (the lease given up)."""
-
-    status: str
-    released: bool
-    committed: list[str]
-    results: list[EntryResult]
-    effects: list[str]
-    sessions: dict[str, EffectSession]
-
-    @classmethod
-    def refused(cls, status: str) -> DrainStep:
-        return cls(status, False, [], [], [], {})
-
-
-@dataclass(frozen=True, slots=True)
-class EndedEvent:
-    """A session that ended: its final status, how long it lasted and how many messages."""
-
-    status: str
-    duration_seconds: float
-    message_count: int
-    reason: str
+from wa_sessions.statemachine.steps import (
+    DEDUPE_BUCKET_MS,
+    ApplyResult,
+    DrainPolicy,
+    DrainStep,
+    EffectMessage,
+    EffectsCommit,
+    EffectSession,
+    EndedEvent,
+    EntryResult,
+    IngestOutcome,
+    SessionEffects,
+    from_ms,
+    to_ms,
+)
 
 
 def _s(value: Any) -> str:
@@ -515,10 +387,6 @@ class RedisSessionStore:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
-
-
-#: Dedupe markers are grouped by day (or by the dedupe period, when shorter).
-DEDUPE_BUCKET_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)

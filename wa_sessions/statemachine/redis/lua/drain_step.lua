@@ -130,7 +130,8 @@ local function apply_batch(pending)
     if since and (kind ~= ENTRY.message or t - since >= ARG.timeout_ms) then break end
     if kind == ENTRY.message and id_last + opened >= 65535 then break end
     local status, sid, created, detail = 'ok', '', 0, ''
-    if not ts then
+    if not ts or (kind ~= ENTRY.message and kind ~= ENTRY.complete and kind ~= ENTRY.expire) then
+      -- Unparsable, or of a kind nobody writes: dropped, never guessed at.
       status, kind, a, b, ts, detail = 'bad', ENTRY.malformed, '', '', '0', 'malformed entry'
     elseif kind == ENTRY.message then
       local new_sid = id_prefix .. string.format('%04x', id_last + opened + 1)
