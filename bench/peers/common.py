@@ -6,17 +6,19 @@ The design document's flow, step by step: the inbound message is added to the ph
 the session's recent history, merged into the session's ``order_details``
 (``update_session``), the reply is sent through Twilio and added to the session as outbound.
 Extraction and sending are the service's own classes (``bootstrap.build_extractor`` and
-``build_sender``: the openai SDK's ``responses.parse`` and the twilio SDK's
-``messages.create``, with the same timeouts and retries), so the peers pay what ours pays for
-each external call.
+``build_sender``, with the same timeouts and retries), so the peers pay what ours pays for each
+external call; the peers call them as blocking calls, the way a plain webhook or actor calls an
+SDK: each thread runs them to completion on its own event loop and waits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
@@ -39,14 +41,41 @@ PEER_QUEUE_KEY = f"{PEER_NAMESPACE}:{PEER_QUEUE}"
 TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
 class Deps:
     settings: Settings
     service: SessionService
-    extractor: OrderExtractor
-    sender: OutboundSender
     templates: ReplyTemplates
     validator: RequestValidator
+
+
+class _Blocking(threading.local):
+    """One event loop, extractor and sender per thread (their HTTP clients belong to a loop)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    extractor: OrderExtractor | None = None
+    sender: OutboundSender | None = None
+
+
+_blocking = _Blocking()
+
+
+def _clients(d: Deps) -> tuple[asyncio.AbstractEventLoop, OrderExtractor, OutboundSender]:
+    if _blocking.loop is None:
+        _blocking.loop = asyncio.new_event_loop()
+        _blocking.extractor = bootstrap.build_extractor(d.settings)
+        _blocking.sender = bootstrap.build_sender(d.settings)
+    assert _blocking.extractor is not None
+    assert _blocking.sender is not None
+    return _blocking.loop, _blocking.extractor, _blocking.sender
+
+
+def _wait(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, T]) -> T:
+    """Runs the call to completion, holding the thread meanwhile (a blocking SDK call)."""
+    return loop.run_until_complete(call)
 
 
 @cache
@@ -56,8 +85,6 @@ def deps() -> Deps:
     return Deps(
         settings=settings,
         service=bootstrap.build_service(settings),
-        extractor=bootstrap.build_extractor(settings),
-        sender=bootstrap.build_sender(settings),
         templates=bootstrap.build_reply_templates(settings),
         validator=RequestValidator(settings.twilio_auth_token),
     )
@@ -81,7 +108,8 @@ def handle_message(d: Deps, form: dict[str, str]) -> None:
     history = service.get_conversation_history(phone, limit=d.settings.openai_history_messages + 1)
     message = history[-1]
     order = OrderDetails.model_validate(session.order_details or {})
-    extracted = d.extractor.extract(ExtractionRequest(message, history[:-1], order))
+    loop, extractor, sender = _clients(d)
+    extracted = _wait(loop, extractor.extract(ExtractionRequest(message, history[:-1], order)))
     if isinstance(extracted, ExtractionFailure) or not extracted.found:
         body = d.templates.for_nothing()
     else:
@@ -92,7 +120,7 @@ def handle_message(d: Deps, form: dict[str, str]) -> None:
                 SessionUpdate(order_details=merged.order.model_dump(mode="json")),
             )
         body = d.templates.for_order(merged.order)
-    sent = d.sender.send(to=phone, from_=service.business_number, body=body)
+    sent = _wait(loop, sender.send(to=phone, from_=service.business_number, body=body))
     metadata: dict[str, object] = {"in_reply_to": sid}
     if isinstance(sent, SendFailure):
         metadata["send_failed"] = sent.reason.value
