@@ -62,7 +62,8 @@ from wa_sessions.statemachine.redis.store import (
     to_ms,
 )
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain
-from wa_sessions.workers.effects import Effects, EffectsBatch, Lease, run_effects
+from wa_sessions.workers.effects import Effects, EffectsBatch, run_effects
+from wa_sessions.workers.lease import Lease
 
 BUSINESS = "+14155238886"
 CONVS = [Conversation(f"+1415555{n:04d}", BUSINESS).key for n in range(2)]

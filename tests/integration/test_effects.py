@@ -49,8 +49,9 @@ from wa_sessions.statemachine.redis.store import (
 )
 from wa_sessions.statemachine.service import SessionService, new_session_id
 from wa_sessions.workers import handlers
-from wa_sessions.workers.effects import EffectsBatch, Lease, run_effects
+from wa_sessions.workers.effects import EffectsBatch, run_effects
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
+from wa_sessions.workers.lease import Lease
 
 BUSINESS = "+14155238886"
 PHONE = "+14155550100"

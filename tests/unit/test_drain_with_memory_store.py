@@ -30,7 +30,8 @@ from wa_sessions.statemachine.redis.store import (
     to_ms,
 )
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain
-from wa_sessions.workers.effects import Effects, EffectsBatch, Lease, run_effects
+from wa_sessions.workers.effects import Effects, EffectsBatch, run_effects
+from wa_sessions.workers.lease import Lease
 
 CONV = Conversation("+14155550100", "+14155238886").key
 LEASE_SECONDS = 5.0

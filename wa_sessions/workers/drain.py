@@ -40,10 +40,10 @@ from wa_sessions.statemachine.service import new_session_id
 from wa_sessions.workers.effects import (
     Effects,
     EffectsBatch,
-    Lease,
     drop_effects,
     run_effects,
 )
+from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.records import labelled
 
 log = logging.getLogger(__name__)
