@@ -45,20 +45,18 @@ from tests.conftest import FakeClock
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 from wa_sessions.replies.sender import SendFailure, SendResult
-from wa_sessions.statemachine.entries import EntryKind
+from wa_sessions.statemachine.entries import EntryKind, message_entry, operation_entry
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.memory import InMemoryStore
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType, Session
 from wa_sessions.statemachine.ports import DrainStore, IngestStore
 from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
-from wa_sessions.statemachine.redis.store import (
+from wa_sessions.statemachine.redis.store import RedisSessionStore
+from wa_sessions.statemachine.steps import (
     DrainPolicy,
     DrainStep,
     EffectsCommit,
     IngestOutcome,
-    RedisSessionStore,
-    message_entry,
-    operation_entry,
     to_ms,
 )
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain

@@ -475,7 +475,7 @@ def _set_delivery(
 
 
 def to_session(state: SessionState) -> Session:
-    """The session as the API shows it (what ``store.session_from_hash`` builds from Redis)."""
+    """The session as the API shows it (what ``redis/session_hash.py`` builds from Redis)."""
     return Session(
         session_id=state.session_id,
         phone_number=state.phone,

@@ -31,7 +31,9 @@ from wa_sessions.statemachine.models import (
     WindowState,
 )
 from wa_sessions.statemachine.redis.keys import Keys, SessionField, SessionFieldPrefix
-from wa_sessions.statemachine.redis.store import RedisSessionStore, counts_by, to_ms
+from wa_sessions.statemachine.redis.session_hash import counts_by
+from wa_sessions.statemachine.redis.store import RedisSessionStore
+from wa_sessions.statemachine.steps import to_ms
 
 Clock = Callable[[], datetime]
 

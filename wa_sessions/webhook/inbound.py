@@ -10,7 +10,7 @@ from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from wa_sessions.errors import InboxFull
-from wa_sessions.statemachine.redis.store import IngestOutcome, to_ms
+from wa_sessions.statemachine.steps import IngestOutcome, to_ms
 from wa_sessions.webhook.endpoint import (
     ERROR,
     TWIML_EMPTY,

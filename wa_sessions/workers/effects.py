@@ -33,19 +33,19 @@ from wa_sessions.orders.models import ExtractionResult, OrderDetails
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import FailureReason
+from wa_sessions.statemachine.entries import parse_effect_record
 from wa_sessions.statemachine.models import (
     CUSTOMER_SERVICE_WINDOW,
     Message,
     SessionStatus,
 )
-from wa_sessions.statemachine.redis.store import (
+from wa_sessions.statemachine.steps import (
     DrainStep,
     EffectMessage,
     EffectsCommit,
     EffectSession,
     SessionEffects,
     from_ms,
-    parse_effect_record,
 )
 from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.records import (
