@@ -2,13 +2,13 @@
 store (cosmicpython's ``FakeRepository``). Handler and effect tests run the production drain on
 it without a Redis, and the drain property test runs the same rules against both.
 
-Every decision is ``drainrules``'; this module only keeps the state the Lua keeps in Redis
-(per conversation: the inbox, the effects list, the lease, the wake flag, the active-session
-pointer; per session: its hash and message list; the pending index, dedupe markers, ``out:``
-maps). Leases and wake flags expire on the injected clock (in Redis: on the server's own clock,
-not on the ``now_ms`` the drain passes). Not kept: the global session indexes, retention
-(ended sessions are never purged) and the expiry of dedupe markers (only their bucket window
-counts, which is what Redis does as long as its clock does not pass the window).
+Every decision is ``drainrules``' or ``sessionrules``'; these modules only keep the state the Lua
+keeps in Redis (per conversation: the inbox, the effects list, the lease, the wake flag, the
+active-session pointer; per session: its hash and message list; the pending index, dedupe markers,
+``out:`` maps). Leases and wake flags expire on the injected clock (in Redis: on the server's own
+clock, not on the ``now_ms`` the drain passes). Not kept: the global session indexes, retention
+(ended sessions are never purged) and the expiry of dedupe markers (only their bucket window counts,
+which is what Redis does as long as its clock does not pass the window).
 """
 
 from __future__ import annotations

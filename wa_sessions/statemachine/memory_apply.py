@@ -7,10 +7,12 @@ import json
 from collections.abc import Sequence
 
 from wa_sessions.statemachine import drainrules as rules
-from wa_sessions.statemachine.drainrules import InboxEntry, SessionState
+from wa_sessions.statemachine import sessionrules
+from wa_sessions.statemachine.drainrules import InboxEntry
 from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.memory_state import ConversationState, MemoryState
+from wa_sessions.statemachine.sessionrules import SessionState
 from wa_sessions.statemachine.steps import (
     DrainPolicy,
     EffectsCommit,
@@ -36,21 +38,23 @@ class MemoryApply(MemoryState):
     ) -> EntryResult:
         pointer = c.active
         current = self.sessions.get(pointer) if pointer is not None else None
-        found = rules.find_active(pointer, current, entry.accepted_ms, policy.timeout_ms)
+        found = sessionrules.find_active(pointer, current, entry.accepted_ms, policy.timeout_ms)
         expired = ""
-        if found is rules.ActiveSession.STALE:
+        if found is sessionrules.ActiveSession.STALE:
             c.active = None
-        elif found is rules.ActiveSession.IDLE and current is not None:
-            ended, _ = rules.end_session(current, Trigger.EXPIRE.value, now_ms, _TIMEOUT_REASON)
+        elif found is sessionrules.ActiveSession.IDLE and current is not None:
+            ended, _ = sessionrules.end_session(
+                current, Trigger.EXPIRE.value, now_ms, _TIMEOUT_REASON
+            )
             if ended:
                 self._end(current, now_ms, _TIMEOUT_REASON)
             expired = current.session_id
-        if found is rules.ActiveSession.LIVE and current is not None:
+        if found is sessionrules.ActiveSession.LIVE and current is not None:
             created = False
         else:
             current = self._open(conv, c, new_sid, entry.accepted_ms, policy.carry)
             created = True
-        rules.append_message(
+        sessionrules.append_message(
             current, entry.payload, entry.a, entry.b, entry.accepted_ms, policy.cap
         )
         return EntryResult(
@@ -74,7 +78,7 @@ class MemoryApply(MemoryState):
                 carried = {
                     name: previous.context[name] for name in carry if name in previous.context
                 }
-        session = rules.open_session(conv, session_id, at_ms, carried)
+        session = sessionrules.open_session(conv, session_id, at_ms, carried)
         self.sessions[session_id] = session
         c.active = session_id
         c.sessions[session_id] = at_ms
@@ -85,9 +89,9 @@ class MemoryApply(MemoryState):
     ) -> EntryResult:
         named = entry.a or c.active or ""
         owner = self.sessions[named].conv if named in self.sessions else None
-        target = rules.operation_target(conv, entry.a, c.active, owner)
+        target = sessionrules.operation_target(conv, entry.a, c.active, owner)
         session = self.sessions.get(target) if target else None
-        detail, ended = rules.apply_operation(
+        detail, ended = sessionrules.apply_operation(
             session,
             rules.operation_trigger(entry.kind),
             accepted_ms=entry.accepted_ms,
@@ -111,13 +115,13 @@ class MemoryApply(MemoryState):
         self, group: SessionEffects, commit: EffectsCommit, policy: DrainPolicy
     ) -> str:
         session = self.sessions.get(group.session_id)
-        if session is None or not rules.can_receive(session.status):
+        if session is None or not sessionrules.can_receive(session.status):
             return "ended"
         if group.order is not None:
             session.order_json = json.dumps(group.order)
         for item in group.messages:
             message = item.message
-            position = rules.append_message(
+            position = sessionrules.append_message(
                 session,
                 message.model_dump_json(exclude_defaults=True),
                 message.direction.value,

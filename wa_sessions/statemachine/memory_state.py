@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wa_sessions.statemachine import drainrules as rules
-from wa_sessions.statemachine.drainrules import SessionState
+from wa_sessions.statemachine import sessionrules
 from wa_sessions.statemachine.models import Message, Session, SessionStatus
+from wa_sessions.statemachine.sessionrules import SessionState
 from wa_sessions.statemachine.steps import DEDUPE_BUCKET_MS, IngestOutcome, from_ms
 
 
@@ -100,7 +101,7 @@ class MemoryState:
         """Fires ``trigger`` at once, as the API does (``RedisSessionStore.end_session``):
         (``ok``|``invalid``|``missing``, state)."""
         session = self.sessions.get(session_id)
-        ended, state = rules.end_session(session, trigger, now_ms, reason)
+        ended, state = sessionrules.end_session(session, trigger, now_ms, reason)
         if ended and session is not None:
             self._end(session, now_ms, reason)
             return "ok", state
