@@ -15,12 +15,14 @@ from typing import Any
 import redis
 
 from tools.demo import TwilioSimulator, new_message_sid
+from wa_sessions.statemachine.entries import message_entry
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.calls import ingest_call
 from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.keys import SessionField
-from wa_sessions.statemachine.redis.store import ingest_call, message_entry, to_ms
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.webhook.twilio import decode_form, parse_inbound
 from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
 

@@ -47,8 +47,8 @@ from wa_sessions.replies.twilio import TwilioSender
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import Inbox
-from wa_sessions.statemachine.redis.store import to_ms
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
 
 BUSINESS = "+14155238886"

@@ -43,6 +43,13 @@ except ImportError:
     from wa_sessions.statemachine import scripts
     from wa_sessions.statemachine.keys import Keys
     from wa_sessions.statemachine import store as st
+if not hasattr(st, "ingest_call"):
+    # Since the store's split (issue #12) the calls live in redis/calls.py, the steps and
+    # entries in the domain.
+    import types
+    from wa_sessions.statemachine import entries, steps
+    from wa_sessions.statemachine.redis import calls
+    st = types.SimpleNamespace(**{**vars(steps), **vars(entries), **vars(calls)})
 from wa_sessions.statemachine.models import Message, MessageDirection
 
 prefix, n = sys.argv[1], int(sys.argv[2])

@@ -27,26 +27,37 @@ import redis
 from wa_sessions.embedded_redis import embedded_redis
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
 
-try:  # the Redis adapter's home since issue #12; the fallback measures the code before it
+try:  # since the store's split (issue #12): steps and entries from the domain
+    from wa_sessions.statemachine.entries import message_entry
     from wa_sessions.statemachine.redis.keys import Keys
-    from wa_sessions.statemachine.redis.store import (
+    from wa_sessions.statemachine.redis.store import RedisSessionStore
+    from wa_sessions.statemachine.steps import (
         DrainPolicy,
         EffectMessage,
         EffectsCommit,
-        RedisSessionStore,
         SessionEffects,
-        message_entry,
     )
-except ImportError:
-    from wa_sessions.statemachine.keys import Keys
-    from wa_sessions.statemachine.store import (
-        DrainPolicy,
-        EffectMessage,
-        EffectsCommit,
-        RedisSessionStore,
-        SessionEffects,
-        message_entry,
-    )
+except ImportError:  # the fallbacks measure the code before it
+    try:
+        from wa_sessions.statemachine.redis.keys import Keys
+        from wa_sessions.statemachine.redis.store import (
+            DrainPolicy,
+            EffectMessage,
+            EffectsCommit,
+            RedisSessionStore,
+            SessionEffects,
+            message_entry,
+        )
+    except ImportError:
+        from wa_sessions.statemachine.keys import Keys
+        from wa_sessions.statemachine.store import (
+            DrainPolicy,
+            EffectMessage,
+            EffectsCommit,
+            RedisSessionStore,
+            SessionEffects,
+            message_entry,
+        )
 
 BUSINESS = "whatsapp:+14155238886"
 T0_MS = 1_780_000_000_000

@@ -25,8 +25,8 @@ from twilio.request_validator import RequestValidator
 
 from wa_sessions.cli import read_env_file
 from wa_sessions.config import DEV_ENV_FILE, STATUS_CALLBACK_PATH
-from wa_sessions.statemachine.service import DEFAULT_BUSINESS_NUMBER
-from wa_sessions.webhook.app import WEBHOOK_PATH
+from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
+from wa_sessions.webhook.inbound import WEBHOOK_PATH
 
 STATUS_PATH = STATUS_CALLBACK_PATH
 SANDBOX_NUMBER = DEFAULT_BUSINESS_NUMBER

@@ -20,8 +20,8 @@ from wa_sessions.replies.templates import (
     ORDER_TEMPLATE,
     check_template,
 )
+from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
 from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS
-from wa_sessions.statemachine.service import DEFAULT_BUSINESS_NUMBER
 
 #: Where Twilio posts delivery status callbacks (``webhook/status.py`` serves it).
 STATUS_CALLBACK_PATH = "/twilio-status"

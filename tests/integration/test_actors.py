@@ -30,8 +30,8 @@ from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.models import Message, MessageDirection, SessionStatus
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox
-from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import IngestOutcome
 from wa_sessions.workers.actors import (
     DRAIN_CONVERSATION,
     Actors,

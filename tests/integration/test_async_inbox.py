@@ -14,7 +14,7 @@ import redis.asyncio
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, InboxPolicy
 from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.statemachine.redis.store import IngestOutcome
+from wa_sessions.statemachine.steps import IngestOutcome
 
 CONV = "+14155550001|+14155238886"
 

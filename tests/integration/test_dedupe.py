@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.statemachine.redis.store import DEDUPE_BUCKET_MS, IngestOutcome, RedisSessionStore
+from wa_sessions.statemachine.redis.store import RedisSessionStore
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import DEDUPE_BUCKET_MS, IngestOutcome
 
 DAY_MS = 24 * 3600 * 1000
 WEEK_MS = 7 * DAY_MS

@@ -20,6 +20,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from wa_sessions.errors import SessionNotFound
+from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.models import (
     Message,
@@ -28,14 +29,9 @@ from wa_sessions.statemachine.models import (
     SessionStatus,
 )
 from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
-from wa_sessions.statemachine.redis.store import (
-    DrainStep,
-    EntryKind,
-    IngestOutcome,
-    RedisSessionStore,
-    to_ms,
-)
+from wa_sessions.statemachine.redis.store import RedisSessionStore
 from wa_sessions.statemachine.service import SessionService, new_session_id
+from wa_sessions.statemachine.steps import DrainStep, IngestOutcome, to_ms
 from wa_sessions.workers import handlers
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
 

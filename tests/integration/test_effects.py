@@ -36,21 +36,17 @@ from wa_sessions.replies.sender import LogSender, OutboundSender, SendFailure, S
 from wa_sessions.replies.templates import NOTHING_TEMPLATE
 from wa_sessions.replies.twilio import TwilioSender
 from wa_sessions.retries import RetryPolicy
+from wa_sessions.statemachine.entries import effect_record
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType, Session
 from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
-from wa_sessions.statemachine.redis.store import (
-    DrainStep,
-    EffectsCommit,
-    IngestOutcome,
-    RedisSessionStore,
-    effect_record,
-    to_ms,
-)
+from wa_sessions.statemachine.redis.store import RedisSessionStore
 from wa_sessions.statemachine.service import SessionService, new_session_id
+from wa_sessions.statemachine.steps import DrainStep, EffectsCommit, IngestOutcome, to_ms
 from wa_sessions.workers import handlers
-from wa_sessions.workers.effects import EffectsBatch, Lease, run_effects
+from wa_sessions.workers.effects import EffectsBatch, run_effects
 from wa_sessions.workers.handlers import DrainReport, WorkerDeps
+from wa_sessions.workers.lease import Lease
 
 BUSINESS = "+14155238886"
 PHONE = "+14155550100"

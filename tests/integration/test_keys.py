@@ -17,8 +17,8 @@ from wa_sessions.statemachine.models import Message, SessionCreate
 from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.migrate import legacy_session_keys, migrate_sessions
-from wa_sessions.statemachine.redis.store import to_ms
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
 
 KEYS = Keys()

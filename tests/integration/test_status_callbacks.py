@@ -30,8 +30,8 @@ from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.delivery import UNMAPPED_TTL_SECONDS
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
-from wa_sessions.statemachine.redis.store import to_ms
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.webhook import WebDeps, create_app
 from wa_sessions.workers import handlers
 from wa_sessions.workers.broker import DrainWakeMessages

@@ -16,8 +16,8 @@ from wa_sessions.bootstrap import build_broker
 from wa_sessions.config import Environment, Settings
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import Inbox, InboxPolicy
-from wa_sessions.statemachine.redis.store import IngestOutcome
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import IngestOutcome
 from wa_sessions.workers import handlers
 from wa_sessions.workers.broker import queued_age_ms
 from wa_sessions.workers.handlers import MAX_WAKE_TTL_MS, WorkerDeps, wake_ttl_ms

@@ -33,7 +33,7 @@ from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, InboxPolicy
-from wa_sessions.statemachine.redis.store import IngestOutcome
+from wa_sessions.statemachine.steps import IngestOutcome
 from wa_sessions.webhook import WebDeps, create_app
 from wa_sessions.workers.actors import DRAIN_CONVERSATION
 from wa_sessions.workers.broker import DrainWakeMessages

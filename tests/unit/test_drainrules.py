@@ -1,19 +1,22 @@
-"""The drain's decisions as plain functions (``statemachine.drainrules``): the same answers the
-Lua gives, checked here without any store (the property test compares them with the Lua)."""
+"""The drain's decisions as plain functions (``statemachine.drainrules``, ``sessionrules``): the
+same answers the Lua gives, checked here without any store (the property test compares them with
+the Lua)."""
 
 from __future__ import annotations
 
 import pytest
 
 from wa_sessions.statemachine import drainrules as rules
-from wa_sessions.statemachine.drainrules import InboxEntry, SessionState
+from wa_sessions.statemachine import sessionrules
+from wa_sessions.statemachine.drainrules import InboxEntry
+from wa_sessions.statemachine.sessionrules import SessionState
 
 CONV = "+14155550100|+14155238886"
 HOUR = 3_600_000
 
 
 def session(**fields: object) -> SessionState:
-    state = rules.open_session(CONV, "s1", 1_000)
+    state = sessionrules.open_session(CONV, "s1", 1_000)
     for name, value in fields.items():
         setattr(state, name, value)
     return state
@@ -39,16 +42,16 @@ def test_any_operator_kind_but_complete_expires() -> None:
 
 def test_a_session_is_idle_from_exactly_one_timeout_after_its_last_activity() -> None:
     """``last + timeout <= at``: the boundary itself is idle."""
-    assert not rules.idle(0, HOUR - 1, HOUR)
-    assert rules.idle(0, HOUR, HOUR)
+    assert not sessionrules.idle(0, HOUR - 1, HOUR)
+    assert sessionrules.idle(0, HOUR, HOUR)
 
 
 def test_appending_counts_the_message_and_moves_the_activity_times() -> None:
     """count, n:<direction>, t:<type>, last (only forward) and last_in (inbound only)."""
     state = session()
-    assert rules.append_message(state, "a", "inbound", "text", 2_000, 10) == 0
-    assert rules.append_message(state, "b", "outbound", "image", 5_000, 10) == 1
-    assert rules.append_message(state, "c", "inbound", "text", 3_000, 10) == 2
+    assert sessionrules.append_message(state, "a", "inbound", "text", 2_000, 10) == 0
+    assert sessionrules.append_message(state, "b", "outbound", "image", 5_000, 10) == 1
+    assert sessionrules.append_message(state, "c", "inbound", "text", 3_000, 10) == 2
     assert state.count == 3
     assert state.counts == {"n:inbound": 2, "t:text": 2, "n:outbound": 1, "t:image": 1}
     assert (state.last_ms, state.last_inbound_ms) == (5_000, 3_000)
@@ -57,7 +60,7 @@ def test_appending_counts_the_message_and_moves_the_activity_times() -> None:
 def test_the_history_cap_trims_the_oldest_and_positions_stay_absolute() -> None:
     """Past the cap the oldest messages go and ``trimmed`` counts them."""
     state = session()
-    positions = [rules.append_message(state, m, "inbound", "text", 2_000, 2) for m in "abc"]
+    positions = [sessionrules.append_message(state, m, "inbound", "text", 2_000, 2) for m in "abc"]
     assert positions == [0, 1, 2]
     assert (state.messages, state.trimmed, state.count) == (["b", "c"], 1, 3)
 
@@ -65,8 +68,8 @@ def test_the_history_cap_trims_the_oldest_and_positions_stay_absolute() -> None:
 def test_an_ended_session_takes_no_message() -> None:
     """The lifecycle's ``receive`` is only allowed while active."""
     state = session(status="completed")
-    with pytest.raises(rules.CannotReceive):
-        rules.append_message(state, "a", "inbound", "text", 2_000, 10)
+    with pytest.raises(sessionrules.CannotReceive):
+        sessionrules.append_message(state, "a", "inbound", "text", 2_000, 10)
 
 
 @pytest.mark.parametrize(
@@ -84,7 +87,7 @@ def test_an_operation_ends_the_session_per_the_lifecycle(
 ) -> None:
     """completed/expired; invalid:<state> when refused; an idle session expires first."""
     state = session(status=status)
-    detail, _ = rules.apply_operation(
+    detail, _ = sessionrules.apply_operation(
         state, trigger, accepted_ms=accepted_ms, now_ms=9_000, timeout_ms=HOUR, reason="op"
     )
     assert (detail, state.status) == (outcome, after)
@@ -92,20 +95,22 @@ def test_an_operation_ends_the_session_per_the_lifecycle(
 
 def test_an_operation_without_a_session_is_missing() -> None:
     """Neither named nor active, or another conversation's."""
-    assert rules.apply_operation(
+    assert sessionrules.apply_operation(
         None, "complete", accepted_ms=0, now_ms=0, timeout_ms=HOUR, reason=""
     ) == ("missing", False)
-    assert rules.operation_target(CONV, "s9", None, "other|conv") == ""
-    assert rules.operation_target(CONV, "", "s1", CONV) == "s1"
+    assert sessionrules.operation_target(CONV, "s9", None, "other|conv") == ""
+    assert sessionrules.operation_target(CONV, "", "s1", CONV) == "s1"
 
 
 def test_a_message_finds_the_active_session_live_idle_or_stale() -> None:
     """The pointer's session continues, expires first, or is dropped."""
     state = session()
-    assert rules.find_active(None, None, 0, HOUR) is rules.ActiveSession.NONE
-    assert rules.find_active("s1", state, 2_000, HOUR) is rules.ActiveSession.LIVE
-    assert rules.find_active("s1", state, 1_000 + HOUR, HOUR) is rules.ActiveSession.IDLE
-    assert rules.find_active("s1", None, 2_000, HOUR) is rules.ActiveSession.STALE
+    assert sessionrules.find_active(None, None, 0, HOUR) is sessionrules.ActiveSession.NONE
+    assert sessionrules.find_active("s1", state, 2_000, HOUR) is sessionrules.ActiveSession.LIVE
+    assert (
+        sessionrules.find_active("s1", state, 1_000 + HOUR, HOUR) is sessionrules.ActiveSession.IDLE
+    )
+    assert sessionrules.find_active("s1", None, 2_000, HOUR) is sessionrules.ActiveSession.STALE
 
 
 def test_a_batch_with_records_stops_before_an_operation_or_a_late_message() -> None:

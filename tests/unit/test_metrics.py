@@ -26,7 +26,7 @@ from wa_sessions import metrics
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.metrics.middleware import ActorMetrics
-from wa_sessions.statemachine.redis.store import EndedEvent
+from wa_sessions.statemachine.steps import EndedEvent
 from wa_sessions.workers import scheduler
 from wa_sessions.workers.queues import QueueKeys
 

@@ -13,15 +13,13 @@ from twilio.request_validator import RequestValidator
 
 from wa_sessions.errors import BadRequest, InvalidSignature
 from wa_sessions.statemachine.models import MessageDirection, MessageType
-from wa_sessions.webhook.twilio import (
-    FormParams,
+from wa_sessions.webhook.signatures import (
     SignatureChecker,
     UnknownAccount,
     check_account,
-    decode_form,
-    parse_inbound,
     signed_url,
 )
+from wa_sessions.webhook.twilio import FormParams, decode_form, parse_inbound
 
 TOKEN = "test-token"
 URL = "https://example.test/twilio-webhook-opt"

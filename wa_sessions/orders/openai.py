@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx2
 import openai
-import pydantic
 from openai.types.responses import (
     EasyInputMessageParam,
     ResponseInputImageParam,
@@ -46,43 +44,19 @@ from openai.types.responses import (
 
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest
 from wa_sessions.orders.models import ExtractionResult
-from wa_sessions.retries import (
-    CallFailure,
-    Classified,
-    FailureReason,
-    Gate,
-    RetryPolicy,
-    call_with_retries,
-    parse_retry_after,
+from wa_sessions.orders.openai_errors import MediaUnavailable, classify_error
+from wa_sessions.orders.openai_prompt import (
+    INSTRUCTIONS,
+    TEXT_FORMAT,
+    ResponseOutput,
+    prompt_text,
 )
-from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
+from wa_sessions.retries import CallFailure, Gate, RetryPolicy, call_with_retries
+from wa_sessions.statemachine.models import Message, MessageType
 
 DEFAULT_TWILIO_MEDIA_HOST = "api.twilio.com"
 #: Larger images are not worth a model call from a chat (WhatsApp caps images at 5 MB).
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-_HISTORY_CHARS = 500
-
-INSTRUCTIONS = """\
-You keep a customer's order for a business that takes orders over WhatsApp. Read the customer's \
-NEW message (and its image, if any) in the light of the recent conversation and the current \
-order, and report only what the new message changes:
-- add: the customer orders an item, or more of one; quantity is how many they add.
-- set_quantity: the customer changes how many of an item they want; "make that 6" means the \
-item discussed last.
-- remove: the customer no longer wants an item (quantity null).
-When the customer refers to an item already in the order, use its name exactly as the order \
-spells it. Set found to false, with no changes, when the message says nothing about the order \
-(greetings, thanks, questions). Fill customer_name, delivery_address, notes, currency and \
-total_amount only when the new message states them, else null. Never invent items or quantities.\
-"""
-
-
-class InvalidOutput(Exception):
-    """The model answered, but not with an ``ExtractionResult`` (a refusal, an empty answer)."""
-
-
-class MediaUnavailable(Exception):
-    """The message's image could not be fetched for a reason another attempt will not fix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,44 +66,6 @@ class TwilioMediaAuth:
     account_sid: str
     auth_token: str
     host: str = DEFAULT_TWILIO_MEDIA_HOST
-
-
-class _Output(pydantic.BaseModel):
-    """What is read of a Responses API answer: its status and the output items' text."""
-
-    class Item(pydantic.BaseModel):
-        class Content(pydantic.BaseModel):
-            type: str
-            text: str | None = None
-            refusal: str | None = None
-
-        type: str
-        content: list[Content] = pydantic.Field(default_factory=list)
-
-    status: str | None = None
-    output: list[Item] = pydantic.Field(default_factory=list)
-
-    def parsed(self) -> ExtractionResult:
-        if self.status not in (None, "completed"):
-            raise InvalidOutput(f"the model's answer is {self.status}")
-        for item in self.output:
-            for content in item.content if item.type == "message" else []:
-                if content.type == "refusal":
-                    raise InvalidOutput("the model refused to answer")
-                if content.type == "output_text" and content.text:
-                    return ExtractionResult.model_validate_json(content.text)
-        raise InvalidOutput("the model returned no structured answer (refusal or empty)")
-
-
-#: The request's structured-output format, computed once from ``ExtractionResult``.
-TEXT_FORMAT: dict[str, Any] = {
-    "format": {
-        "type": "json_schema",
-        "name": ExtractionResult.__name__,
-        "schema": openai.pydantic_function_tool(ExtractionResult)["function"]["parameters"],
-        "strict": True,
-    }
-}
 
 
 class OpenAIOrderExtractor:
@@ -223,7 +159,7 @@ class OpenAIOrderExtractor:
             "text": TEXT_FORMAT,
         }
         answer = await client.post("/responses", cast_to=httpx2.Response, body=body)
-        return _Output.model_validate_json(answer.content).parsed()
+        return ResponseOutput.model_validate_json(answer.content).parsed()
 
     async def _images(self, http: aiohttp.ClientSession, message: Message) -> dict[str, str]:
         """Each image of the message as a data URL, in order."""
@@ -256,108 +192,3 @@ class OpenAIOrderExtractor:
             served = response.headers.get("Content-Type", "").split(";")[0].strip()
         kind = served if served.startswith("image/") else content_type
         return f"data:{kind};base64,{base64.b64encode(bytes(body)).decode()}"
-
-
-def prompt_text(request: ExtractionRequest) -> str:
-    """The user turn: current order, recent history (oldest first), then the new message."""
-    order = request.order.model_dump(mode="json", exclude_none=True)
-    lines = [f"Current order (JSON): {json.dumps(order, ensure_ascii=False)}", ""]
-    history = [m for m in request.history if m.id != request.message.id]
-    if history:
-        lines.append("Recent conversation, oldest first:")
-        for message in history:
-            if message.message_type is MessageType.SYSTEM:
-                continue
-            who = "customer" if message.direction is MessageDirection.INBOUND else "business"
-            text = " ".join(message.content.split())[:_HISTORY_CHARS]
-            if message.message_type is not MessageType.TEXT:
-                text = f"[{message.message_type.value}] {text}".strip()
-            lines.append(f"{who}: {text}")
-        lines.append("")
-    lines.append("New message from the customer:")
-    lines.append(request.message.content or "(no text)")
-    if request.message.message_type is MessageType.IMAGE:
-        lines.append("(The customer also sent the attached image.)")
-    return "\n".join(lines)
-
-
-def classify_error(exc: Exception) -> Classified:
-    """What an exception from the SDK, the media fetch or the parsing means for retrying."""
-    if isinstance(exc, openai.APITimeoutError) and not _caused_by(exc, ConnectionError):
-        return Classified(FailureReason.TIMEOUT, True, "OpenAI request timed out")
-    if isinstance(exc, openai.APIConnectionError):
-        return Classified(FailureReason.CONNECTION, True, "could not connect to OpenAI")
-    if isinstance(exc, openai.RateLimitError):
-        headers = exc.response.headers
-        retry_after = _retry_after_ms(headers.get("retry-after-ms")) or parse_retry_after(
-            headers.get("retry-after")
-        )
-        return Classified(
-            FailureReason.RATE_LIMITED,
-            True,
-            "OpenAI rate limit (429)",
-            retry_after,
-            "429",
-            pauses_gate=True,
-        )
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        if status >= 500:
-            detail = f"OpenAI server error ({status})"
-            return Classified(FailureReason.SERVER_ERROR, True, detail, code=str(status))
-        if status == 408:
-            return Classified(FailureReason.TIMEOUT, True, "OpenAI request timeout (408)")
-        return Classified(
-            FailureReason.OTHER, False, f"OpenAI refused the request ({status})", code=str(status)
-        )
-    if isinstance(
-        exc,
-        pydantic.ValidationError
-        | InvalidOutput
-        | openai.APIResponseValidationError
-        | openai.LengthFinishReasonError
-        | openai.ContentFilterFinishReasonError
-        | json.JSONDecodeError,
-    ):
-        what = str(exc) if isinstance(exc, InvalidOutput) else type(exc).__name__
-        return Classified(
-            FailureReason.INVALID_OUTPUT, False, f"model output does not fit the schema: {what}"
-        )
-    return _classify_media(exc)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is in the exception's cause chain. The SDK's aiohttp transport reports a
-    refused connection as a connect *timeout* (``APITimeoutError``); the ``OSError`` under it
-    says what happened."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, kind):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _classify_media(exc: Exception) -> Classified:
-    if isinstance(exc, asyncio.TimeoutError):
-        return Classified(FailureReason.TIMEOUT, True, "fetching the image timed out")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        status = exc.status
-        if status == 429:
-            retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            return Classified(
-                FailureReason.RATE_LIMITED, True, "media host rate limit (429)", retry_after
-            )
-        if status >= 500:
-            return Classified(FailureReason.SERVER_ERROR, True, f"media host error ({status})")
-        return Classified(FailureReason.OTHER, False, f"media host refused the image ({status})")
-    if isinstance(exc, aiohttp.ClientError):
-        return Classified(FailureReason.CONNECTION, True, "could not connect to the media host")
-    if isinstance(exc, MediaUnavailable):
-        return Classified(FailureReason.OTHER, False, str(exc))
-    return Classified(FailureReason.OTHER, False, f"unexpected {type(exc).__name__}")
-
-
-def _retry_after_ms(value: str | None) -> float | None:
-    seconds = parse_retry_after(value)
-    return None if seconds is None else seconds / 1000

@@ -1,6 +1,7 @@
-"""The drain's decisions as plain Python: what applying one inbox entry does to a conversation's
-sessions, where a batch stops, how the sessions a drain opens are numbered, what storing a
-message does to its session, and which delivery status a mapped reply keeps.
+"""The drain's decisions as plain Python: how an inbox entry is read, where a batch stops, how the
+sessions a drain opens are numbered, how pending-effect records are grouped, and which delivery
+status a mapped reply keeps. The session rules on stored state (the lifecycle, storing a message,
+ending a session, the active-session pointer) are in ``sessionrules``.
 
 The Redis adapter's Lua (``scripts._CORE``, ``_DRAIN_STEP``, ``_INGEST``) makes the same
 decisions atomically inside Redis; the in-memory store (``memory.InMemoryStore``) makes them with
@@ -13,10 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from wa_sessions.statemachine.entries import EntryKind
-from wa_sessions.statemachine.lifecycle import Trigger, transition_table
+from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.models import DELIVERY_RANK, MessageDirection, MessageType
 
 #: Inbox entry kinds: a message, an operator's complete, an operator's expire.
@@ -29,8 +29,6 @@ MESSAGE, COMPLETE, EXPIRE = (
 #: The session counter lives in the last four hex digits of a drain's id base.
 SESSION_COUNTER_LIMIT = 0xFFFF
 
-_TABLE = transition_table()
-_ACTIVE = "active"
 # Lua's pattern '^(%d+)\t(%a)\t([^\t]*)\t([^\t]*)\t(.*)$': ASCII digits, one ASCII letter, and a
 # payload that may hold anything (newlines and tabs included).
 _ENTRY = re.compile(r"([0-9]+)\t([A-Za-z])\t([^\t]*)\t([^\t]*)\t(.*)", re.DOTALL)
@@ -69,174 +67,6 @@ def head_accepted_ms(raw: str) -> int | None:
 def operation_trigger(kind: str) -> str:
     """The trigger an operator entry (a complete or an expire) fires."""
     return Trigger.COMPLETE.value if kind == COMPLETE else Trigger.EXPIRE.value
-
-
-# ---- the lifecycle on stored state ---------------------------------------------------------
-
-
-def can_receive(status: str | None) -> bool:
-    """Whether a session in ``status`` takes another message (the lifecycle's ``receive``)."""
-    return _TABLE.get((str(status), Trigger.RECEIVE.value)) == _ACTIVE
-
-
-def end_state(status: str | None, trigger: str) -> str | None:
-    """Where ``trigger`` takes a session in ``status``; None when it does not end it."""
-    dest = _TABLE.get((str(status), trigger))
-    return None if dest is None or dest == _ACTIVE else dest
-
-
-def idle(last_ms: int, at_ms: int, timeout_ms: int) -> bool:
-    """A session whose last activity is ``timeout_ms`` or more before ``at_ms`` has timed out."""
-    return last_ms + timeout_ms <= at_ms
-
-
-@dataclass
-class SessionState:
-    """One session as the store keeps it: what the Lua keeps in the session's hash (``count``,
-    ``n:<direction>`` and ``t:<type>`` in ``counts``, raw ``ctx:`` JSON in ``context``) and its
-    message list (stored JSON, oldest first; ``trimmed`` older ones dropped by the cap)."""
-
-    session_id: str
-    conv: str
-    phone: str
-    business: str
-    status: str
-    created_ms: int
-    last_ms: int
-    count: int = 0
-    last_inbound_ms: int | None = None
-    trimmed: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    order_json: str | None = None
-    ended_ms: int | None = None
-    end_reason: str | None = None
-    context: dict[str, str] = field(default_factory=dict)
-    messages: list[str] = field(default_factory=list)
-
-
-class CannotReceive(Exception):
-    """A message was appended to a session that does not take messages (the Lua's error reply:
-    ``cannot receive in state <status>``)."""
-
-
-def open_session(
-    conv: str, session_id: str, at_ms: int, carried: dict[str, str] | None = None
-) -> SessionState:
-    """A new active session of ``conv`` opened by a message accepted at ``at_ms``."""
-    phone, _, business = conv.partition("|")
-    return SessionState(
-        session_id=session_id,
-        conv=conv,
-        phone=phone,
-        business=business,
-        status=_ACTIVE,
-        created_ms=at_ms,
-        last_ms=at_ms,
-        context=dict(carried or {}),
-    )
-
-
-def append_message(
-    session: SessionState, raw: str, direction: str, message_type: str, at_ms: int, cap: int
-) -> int:
-    """Stores a message (JSON) at the end of the session's history, trimming the oldest past
-    ``cap``, and counts it. Returns its absolute position (trimmed messages included)."""
-    if not can_receive(session.status):
-        raise CannotReceive(f"cannot receive in state {session.status}")
-    session.messages.append(raw)
-    n = len(session.messages)
-    position = session.trimmed + n - 1
-    if n > cap:
-        del session.messages[: n - cap]
-        session.trimmed += n - cap
-    session.count += 1
-    for name in (f"n:{direction}", f"t:{message_type}"):
-        session.counts[name] = session.counts.get(name, 0) + 1
-    if at_ms > session.last_ms:
-        session.last_ms = at_ms
-    if direction == MessageDirection.INBOUND.value and at_ms > (session.last_inbound_ms or 0):
-        session.last_inbound_ms = at_ms
-    return position
-
-
-def end_session(
-    session: SessionState | None, trigger: str, now_ms: int, reason: str
-) -> tuple[bool, str]:
-    """Fires ``trigger`` if the lifecycle allows it: (ended, the state after, or the state it
-    stays in; ``missing`` without a session)."""
-    if session is None:
-        return False, "missing"
-    dest = end_state(session.status, trigger)
-    if dest is None:
-        return False, session.status
-    session.status = dest
-    session.ended_ms = now_ms
-    session.end_reason = reason
-    return True, dest
-
-
-# ---- applying an entry ---------------------------------------------------------------------
-
-
-class ActiveSession(StrEnum):
-    """What a message finds behind the conversation's active-session pointer."""
-
-    #: No pointer: the message opens a session.
-    NONE = "none"
-    #: The pointer names a session that is not active (or gone): it is dropped, a session opens.
-    STALE = "stale"
-    #: Active but idle past the timeout at the message's acceptance time: it expires first
-    #: (reason ``timeout``), then a session opens.
-    IDLE = "idle"
-    #: The message continues it.
-    LIVE = "live"
-
-
-def find_active(
-    pointer: str | None, session: SessionState | None, at_ms: int, timeout_ms: int
-) -> ActiveSession:
-    """Classifies the conversation's active session (``pointer`` and the session it names) for
-    a message accepted at ``at_ms``."""
-    if pointer is None:
-        return ActiveSession.NONE
-    if session is None or session.status != _ACTIVE:
-        return ActiveSession.STALE
-    if idle(session.last_ms, at_ms, timeout_ms):
-        return ActiveSession.IDLE
-    return ActiveSession.LIVE
-
-
-def operation_target(conv: str, named: str, active: str | None, owner: str | None) -> str:
-    """The session an operator entry acts on: the one it names, else the active one; '' when
-    there is none or it belongs to another conversation (``owner``: the named-or-active
-    session's conversation, None when it is gone)."""
-    target = named or active or ""
-    if target and owner != conv:
-        return ""
-    return target
-
-
-def apply_operation(
-    session: SessionState | None,
-    trigger: str,
-    *,
-    accepted_ms: int,
-    now_ms: int,
-    timeout_ms: int,
-    reason: str,
-) -> tuple[str, bool]:
-    """Applies an operator's complete or expire to its target (None: ``missing``): (the outcome
-    the drain reports, whether the session ended). A session idle past the timeout when the
-    operator asked has already expired: it ends as ``expired`` (reason ``timeout``) and the
-    operation reports ``invalid:expired``. Otherwise ``completed``/``expired``, or
-    ``invalid:<state>`` when the lifecycle refuses."""
-    if session is None:
-        return "missing", False
-    if session.status == _ACTIVE and idle(session.last_ms, accepted_ms, timeout_ms):
-        end_session(session, Trigger.EXPIRE.value, now_ms, "timeout")
-        return "invalid:expired", True
-    ended, state = end_session(session, trigger, now_ms, reason)
-    return (state if ended else f"invalid:{state}"), ended
 
 
 def queues_effects(effects: bool, direction: str, message_type: str) -> bool:

@@ -28,15 +28,14 @@ from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.errors import PayloadTooLargeError, ServiceUnavailableError
 from wa_sessions.webhook.schemas import ErrorBody
-from wa_sessions.webhook.twilio import (
+from wa_sessions.webhook.signatures import (
     SIGNATURE_HEADER,
     SIGNATURE_SETTINGS_HEADER,
-    FormParams,
     SignatureChecker,
     check_account,
-    decode_form,
     signed_url,
 )
+from wa_sessions.webhook.twilio import FormParams, decode_form
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 #: An error answer in the OpenAPI schema of Twilio's endpoints.

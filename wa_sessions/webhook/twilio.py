@@ -1,4 +1,5 @@
-"""Twilio's inbound WhatsApp webhook: form decoding, signature checks and the mapping to a Message.
+"""Twilio's inbound WhatsApp webhook: form decoding and the mapping to a Message (the signature
+checks are in ``signatures.py``).
 
 Plain functions over bytes, strings and settings, so unit tests need neither HTTP nor Redis.
 """
@@ -6,7 +7,6 @@ Plain functions over bytes, strings and settings, so unit tests need neither HTT
 from __future__ import annotations
 
 import functools
-import hmac
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -14,14 +14,10 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from twilio.request_validator import RequestValidator, get_signature_algorithm
-
-from wa_sessions.errors import BadRequest, InvalidPhoneNumber, InvalidSignature
+from wa_sessions.errors import BadRequest, InvalidPhoneNumber
 from wa_sessions.statemachine.identity import Conversation, normalize_address
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
 
-SIGNATURE_HEADER = "x-twilio-signature"
-SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 #: Twilio allows at most 10 media per WhatsApp message.
 MAX_MEDIA = 10
 #: Twilio sends a few dozen fields; anything near this is not Twilio.
@@ -39,12 +35,6 @@ _Getter = Callable[[str], str | None]
 # Parsing a phone number costs ~9 us; the same business number (and often the same customer)
 # arrives on every request.
 _normalize = functools.lru_cache(maxsize=8192)(normalize_address)
-
-
-class UnknownAccount(InvalidSignature):
-    """A correctly signed request for another Twilio account than the configured one."""
-
-    code = "unknown_account"
 
 
 class FormParams:
@@ -138,73 +128,6 @@ def _decode_ascii_form(text: str) -> list[tuple[str, str]]:
         name, _, value = field.partition("=")
         pairs.append((_unquote_plus(name), _unquote_plus(value)))
     return pairs
-
-
-# ---- signatures ---------------------------------------------------------------------------
-
-
-def signed_url(
-    *,
-    request_url: str,
-    path: str,
-    query: str,
-    public_base_url: str,
-    trust_proxy_headers: bool,
-    forwarded_proto: str | None = None,
-    forwarded_host: str | None = None,
-) -> str:
-    """The URL Twilio requested, which is what it signed.
-
-    A configured public base URL wins (the service is behind a proxy that rewrites the host);
-    forwarded headers are believed only when the deployment says its proxy sets them, since a
-    client can send them too; otherwise the URL as this server received it.
-    """
-    suffix = f"{path}?{query}" if query else path
-    if public_base_url:
-        return public_base_url.rstrip("/") + suffix
-    if trust_proxy_headers and forwarded_proto and forwarded_host:
-        # The leftmost entry is what the first proxy saw from Twilio.
-        proto = forwarded_proto.split(",", 1)[0].strip().lower()
-        host = forwarded_host.split(",", 1)[0].strip()
-        if proto in ("http", "https") and host:
-            return f"{proto}://{host}{suffix}"
-    return request_url
-
-
-class SignatureChecker:
-    """Validates ``X-Twilio-Signature`` with the twilio SDK's own validator. Fails closed: no
-    configured token, no signature header or any error during the check is a rejection."""
-
-    __slots__ = ("_validator",)
-
-    def __init__(self, auth_token: str) -> None:
-        self._validator = RequestValidator(auth_token) if auth_token else None
-
-    def check(
-        self, url: str, params: FormParams, signature: str | None, settings_header: str | None
-    ) -> None:
-        if self._validator is None:
-            raise InvalidSignature("no Twilio auth token is configured")
-        if not signature:
-            raise InvalidSignature("X-Twilio-Signature header is missing")
-        try:
-            algorithm = get_signature_algorithm(settings_header)
-            # The URL exactly as Twilio requested it matches in practice: one HMAC. Only a
-            # mismatch pays for the SDK's full check (URL with and without the port).
-            expected = self._validator.compute_signature(url, params, algorithm)
-            valid = hmac.compare_digest(expected.encode(), signature.encode()) or bool(
-                self._validator.validate(url, params, signature, algorithm=algorithm)
-            )
-        except Exception:
-            valid = False
-        if not valid:
-            raise InvalidSignature("X-Twilio-Signature does not match")
-
-
-def check_account(params: FormParams, account_sid: str) -> None:
-    """With an account configured, a request signed for another (sub-)account is refused."""
-    if account_sid and params.get("AccountSid") != account_sid:
-        raise UnknownAccount("AccountSid is not the configured Twilio account")
 
 
 # ---- parsing ------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis
 
 from wa_sessions.metrics.middleware import ActorMetrics
-from wa_sessions.statemachine.redis.store import QueuedWake
+from wa_sessions.statemachine.redis.calls import QueuedWake
 from wa_sessions.workers.queues import NAMESPACE, QueueKeys
 
 #: Longest an idle worker waits between polls of the queue. Dramatiq backs off up to its worker

@@ -27,23 +27,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from wa_sessions import metrics
+from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.ports import DrainStore
-from wa_sessions.statemachine.redis.store import (
-    DrainPolicy,
-    DrainStep,
-    EntryKind,
-    EntryResult,
-    to_ms,
-)
 from wa_sessions.statemachine.service import new_session_id
+from wa_sessions.statemachine.steps import DrainPolicy, DrainStep, EntryResult, to_ms
 from wa_sessions.workers.effects import (
     Effects,
     EffectsBatch,
-    Lease,
     drop_effects,
     run_effects,
 )
+from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.records import labelled
 
 log = logging.getLogger(__name__)

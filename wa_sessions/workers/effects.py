@@ -2,43 +2,18 @@
 each message, merge them into the session's order, reply once per session, and commit all of it
 with the drain's next step (one fenced Lua call).
 
-**One reply per burst.** A customer who sends five messages in a burst gets one answer that
-reflects all of them, not five: fewer Twilio sends (each one a cost), no reply racing the
-customer's next message, and no "Sorry, I couldn't find an order" for the "thanks!" or "and
-quickly please" between the messages that did say something. The drain applies whatever waits in
-the phone's inbox in one step; here the effects of all of that batch's messages run in
-acceptance order, each extraction seeing the order as the messages before it left it (and the
-session's recent messages, those of the batch included, as its history), and each session of the
-batch gets one reply built from its order after all of them: the order ("✅ Order received:
-...") when any of its messages said something about it, else the hint. The reply's metadata says
-what it answers: ``in_reply_to`` is the last message's id and, when it covers more than one,
-``replies_to`` lists them all (oldest first). A batch normally holds one session's messages
-(the drain's step stops a batch before an operator's complete or expire, or a message late
-enough to expire the session, so each session is answered while it is still active); records
-of several sessions are grouped by session and each session gets its own reply.
-
-Failures stay per message where they belong to one: an extraction that fails becomes a
-``system`` message about that message (the batch's other messages are still extracted and the
-reply covers them); a reply outside WhatsApp's 24-hour window, or a send that fails, becomes
-one ``system`` message about the batch. Nothing here raises for an external failure.
-
-**Crashes.** The records stay at the head of the conversation's effects list until the step
-that commits them pops them (fenced by the lease token, and checked to be the list's head in
-order). A drain that dies before that leaves them there; the next drain runs the whole batch
-again before it applies anything newer: extraction is repeated, and a reply Twilio had already
-accepted is sent a second time (at least once, never lost); the order and the stored replies are
-committed exactly once. Before a slow call (remote extractor, Twilio) the lease is extended by
-that call's whole retry budget, so no other drain takes the conversation over mid-call, and a
-killed worker holds its phone no longer than one budget plus the lease; local calls (the
-rule-based extractor, the log sender: budget 0) need no extension and no round trip.
-
-**No reply to an ended session.** An operator may complete the session, or the sweep expire
-it, while its extraction runs: right before the send, under the lease, the session's status is
-read again, and a session that is no longer active gets no reply (its records are only popped
-by the commit, which appends nothing to an ended session).
+Why one reply per burst, what a failure leaves behind, why a crash repeats at most a reply, and
+why the session's status is read again right before a send: the README's "Orders and replies".
+Here the batch's messages run in acceptance order, each extraction seeing the order as the
+messages before it left it (and the session's recent messages, those of the batch included, as
+its history); records of several sessions are grouped by session and each session gets its own
+reply, whose metadata names what it answers (``in_reply_to``, and ``replies_to`` when it covers
+more than one). An extraction that fails becomes a ``system`` message about that message; a
+reply outside the 24-hour window, or a send that fails, one about the batch. Nothing here raises
+for an external failure.
 
 Everything here is a coroutine on the worker process' drain loop: a phone waiting for OpenAI or
-Twilio holds no thread, only its own lease.
+Twilio holds no thread, only its own lease (``lease.py``).
 """
 
 from __future__ import annotations
@@ -58,21 +33,21 @@ from wa_sessions.orders.models import ExtractionResult, OrderDetails
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import FailureReason
+from wa_sessions.statemachine.entries import parse_effect_record
 from wa_sessions.statemachine.models import (
     CUSTOMER_SERVICE_WINDOW,
     Message,
     SessionStatus,
 )
-from wa_sessions.statemachine.ports import DrainStore
-from wa_sessions.statemachine.redis.store import (
+from wa_sessions.statemachine.steps import (
     DrainStep,
     EffectMessage,
     EffectsCommit,
     EffectSession,
     SessionEffects,
     from_ms,
-    parse_effect_record,
 )
+from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.records import (
     History,
     SessionCounts,
@@ -110,39 +85,6 @@ class EffectsBatch:
                 for note in session.messages:
                     message = note.message
                     labelled(MESSAGES, message.direction.value, message.message_type.value).inc()
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A drain's hold on one conversation: slow calls extend it, and it fences the commit."""
-
-    store: DrainStore
-    conv: str
-    token: str
-    lease_seconds: float
-
-    async def cover(self, budget_seconds: float) -> bool:
-        """Covers a slow call's whole budget; local calls (budget 0) need no round trip.
-        False when the lease is no longer ours."""
-        if budget_seconds <= 0:
-            return True
-        return await self.store.extend_lease(
-            self.conv, self.token, lease_ms=self._ms(budget_seconds)
-        )
-
-    async def cover_and_read_status(
-        self, budget_seconds: float, session_id: str
-    ) -> tuple[bool, str | None]:
-        """``cover`` and the session's status now, in one round trip (the status alone for a
-        local call)."""
-        if budget_seconds <= 0:
-            return True, await self.store.status_of(self.conv, session_id)
-        return await self.store.extend_lease_and_read_status(
-            self.conv, self.token, session_id, lease_ms=self._ms(budget_seconds)
-        )
-
-    def _ms(self, budget_seconds: float) -> int:
-        return int((budget_seconds + self.lease_seconds) * 1000)
 
 
 def drop_effects(step: DrainStep, now: datetime) -> EffectsBatch:

@@ -21,8 +21,8 @@ from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.statemachine.identity import Conversation
 from wa_sessions.statemachine.redis.async_store import AsyncDrainStore
 from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS, Inbox
-from wa_sessions.statemachine.redis.store import DrainPolicy
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.steps import DrainPolicy
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain
 from wa_sessions.workers.effects import Effects
 from wa_sessions.workers.runner import DrainRunner

@@ -13,7 +13,7 @@ from typing import Any
 from wa_sessions.metrics import orders as metrics
 from wa_sessions.replies.sender import SendResult
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
-from wa_sessions.statemachine.redis.store import EffectMessage
+from wa_sessions.statemachine.steps import EffectMessage
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 

@@ -21,16 +21,14 @@ import redis.asyncio
 from redis.exceptions import NoScriptError
 
 from wa_sessions.statemachine.redis import scripts
-from wa_sessions.statemachine.redis.keys import Keys, SessionField
-from wa_sessions.statemachine.redis.resp import Command, RespPipe
-from wa_sessions.statemachine.redis.store import (
-    DrainPolicy,
-    DrainStep,
-    EffectsCommit,
+from wa_sessions.statemachine.redis.calls import (
     drain_step_call,
     extend_lease_call,
     parse_drain_step,
 )
+from wa_sessions.statemachine.redis.keys import Keys, SessionField
+from wa_sessions.statemachine.redis.resp import Command, RespPipe
+from wa_sessions.statemachine.steps import DrainPolicy, DrainStep, EffectsCommit
 
 _SCRIPTS = ("drain_step", "extend_lease")
 

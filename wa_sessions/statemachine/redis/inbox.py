@@ -20,14 +20,11 @@ from redis.exceptions import NoScriptError
 from wa_sessions.statemachine.entries import message_entry, operation_entry
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis import scripts
+from wa_sessions.statemachine.redis.calls import QueuedWake, ingest_call
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.resp import RespPipe
-from wa_sessions.statemachine.redis.store import (
-    IngestOutcome,
-    QueuedWake,
-    RedisSessionStore,
-    ingest_call,
-)
+from wa_sessions.statemachine.redis.store import RedisSessionStore
+from wa_sessions.statemachine.steps import IngestOutcome
 
 #: A drain's lease on a conversation; bounds how long a dead worker's phone waits.
 DEFAULT_LEASE_SECONDS = 5.0

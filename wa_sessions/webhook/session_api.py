@@ -1,0 +1,151 @@
+"""The session API: the admin-token-guarded routes that read sessions and end them, over
+``SessionService``."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from wa_sessions.errors import SessionNotFound
+from wa_sessions.statemachine.models import SessionStatus, SessionSummary
+from wa_sessions.webhook.endpoint import ERROR, WebDeps
+from wa_sessions.webhook.errors import UnauthorizedError
+from wa_sessions.webhook.schemas import (
+    ActiveSessions,
+    SessionDetail,
+    SessionEnded,
+    SessionList,
+    SessionView,
+)
+
+MAX_PAGE = 1000
+#: Redis range indexes are 64-bit: an unbounded offset would make the page read fail (a 500).
+MAX_OFFSET = 1_000_000_000
+
+_bearer = HTTPBearer(auto_error=False, description="The service's ADMIN_TOKEN.")
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Sessions to skip.")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described: dict[int | str, dict[str, Any]] = {code: dict(ERROR) for code in codes}
+    # Declaring a default error also keeps FastAPI from advertising its 422 (we answer 400).
+    described["default"] = {**ERROR, "description": "Any error, as a JSON error body."}
+    return described
+
+
+def session_api(deps: WebDeps) -> APIRouter:
+    """The session API's routes, each behind the admin bearer token."""
+    service = deps.service
+    expected = deps.settings.admin_token.encode()
+
+    def require_admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    ) -> None:
+        # An unset token locks the API rather than opening it.
+        if (
+            not expected
+            or credentials is None
+            or not hmac.compare_digest(credentials.credentials.encode(), expected)
+        ):
+            raise UnauthorizedError("a valid admin bearer token is required")
+
+    router = APIRouter(dependencies=[Depends(require_admin)], tags=["sessions"])
+
+    @router.get(
+        "/session/{phone_number}",
+        responses=_responses(400, 401, 404),
+        summary="A phone's active session, else its latest one, with recent history",
+    )
+    def get_session(
+        phone_number: str,
+        limit: Annotated[
+            int, Query(ge=1, le=MAX_PAGE, description="Messages of history to return.")
+        ] = 50,
+        business_number: Annotated[
+            str | None, Query(description="Defaults to the configured BUSINESS_NUMBER.")
+        ] = None,
+    ) -> SessionDetail:
+        session = service.get_latest_session_by_phone(
+            phone_number, business_number, message_limit=limit
+        )
+        if session is None:
+            raise SessionNotFound("no session for that phone number")
+        history = session.messages
+        return SessionDetail(
+            session=SessionView.of(session, service.clock()),
+            conversation_history=history,
+            message_count=len(history),
+        )
+
+    @router.get(
+        "/sessions/active",
+        responses=_responses(400, 401),
+        summary="Active sessions, most recently active first",
+    )
+    def active_sessions(offset: Offset = 0, limit: Limit = 50) -> ActiveSessions:
+        page = service.get_active_sessions(offset=offset, limit=limit)
+        now = service.clock()
+        return ActiveSessions(
+            active_sessions=[SessionView.of(s, now) for s in page.sessions],
+            total_active=page.total,
+            offset=page.offset,
+            limit=page.limit,
+        )
+
+    @router.get(
+        "/sessions",
+        responses=_responses(400, 401),
+        summary="All sessions, newest first, optionally filtered by status",
+    )
+    def list_sessions(
+        status: Annotated[SessionStatus | None, Query()] = None,
+        offset: Offset = 0,
+        limit: Limit = 50,
+    ) -> SessionList:
+        page = service.get_all_sessions(offset=offset, limit=limit, status=status)
+        now = service.clock()
+        return SessionList(
+            sessions=[SessionView.of(s, now) for s in page.sessions],
+            total=page.total,
+            offset=page.offset,
+            limit=page.limit,
+        )
+
+    @router.post(
+        "/session/{session_id}/complete",
+        responses=_responses(400, 401, 404, 409),
+        summary="Mark an active session completed",
+    )
+    def complete_session(session_id: uuid.UUID) -> SessionEnded:
+        session = service.complete_session(str(session_id))
+        return SessionEnded(
+            message="Session completed successfully",
+            session=SessionView.of(session, service.clock()),
+        )
+
+    @router.post(
+        "/session/{session_id}/expire",
+        responses=_responses(400, 401, 404, 409),
+        summary="Mark an active session expired",
+    )
+    def expire_session(session_id: uuid.UUID) -> SessionEnded:
+        session = service.expire_session(str(session_id))
+        return SessionEnded(
+            message="Session expired successfully",
+            session=SessionView.of(session, service.clock()),
+        )
+
+    @router.get(
+        "/session/{session_id}/summary",
+        responses=_responses(400, 401, 404),
+        summary="Counts, duration and window state of one session",
+    )
+    def session_summary(session_id: uuid.UUID) -> SessionSummary:
+        return service.get_session_summary(str(session_id))
+
+    return router
