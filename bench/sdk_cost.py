@@ -86,7 +86,7 @@ def _one_call(variant: str, port: int) -> Callable[[], Awaitable[None]]:
     import openai
 
     from wa_sessions.orders.models import ExtractionResult
-    from wa_sessions.orders.openai import TEXT_FORMAT
+    from wa_sessions.orders.openai_prompt import TEXT_FORMAT
 
     base = f"http://127.0.0.1:{port}"
     prompt = [{"role": "user", "content": [{"type": "input_text", "text": "5 units of A"}]}]
