@@ -4,6 +4,8 @@ reason written beside it."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +143,37 @@ def test_the_cycle_finder_sees_a_two_module_cycle() -> None:
     """The check itself: a cycle through two modules is reported as its path."""
     assert find_cycle({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == ["a", "b", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+#: The domain: what a session is, what is legal, what a drain decides, the store roles, and the
+#: in-memory store the handler tests run on. None of it may need Redis.
+DOMAIN = (
+    "wa_sessions.statemachine.models",
+    "wa_sessions.statemachine.lifecycle",
+    "wa_sessions.statemachine.identity",
+    "wa_sessions.statemachine.entries",
+    "wa_sessions.statemachine.steps",
+    "wa_sessions.statemachine.drainrules",
+    "wa_sessions.statemachine.sessionrules",
+    "wa_sessions.statemachine.ports",
+    "wa_sessions.statemachine.memory",
+    "wa_sessions.orders.merge",
+    "wa_sessions.orders.models",
+)
+
+
+def test_the_domain_loads_without_redis_or_any_adapter() -> None:
+    """Importing every domain module in a fresh interpreter loads neither the redis client nor
+    the Redis adapter, the web layer or the workers."""
+    code = (
+        "import sys\n"
+        f"for name in {DOMAIN!r}: __import__(name)\n"
+        "bad = sorted(m for m in sys.modules if m == 'redis' or m.startswith(("
+        "'redis.', 'wa_sessions.statemachine.redis', 'wa_sessions.webhook', "
+        "'wa_sessions.workers', 'dramatiq', 'openai', 'twilio')))\n"
+        "print(bad)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
