@@ -9,7 +9,6 @@ from typing import cast
 from wa_sessions.statemachine.redis.calls import (
     as_str,
     drain_step_call,
-    extend_lease_call,
     ingest_call,
     parse_drain_step,
 )
@@ -94,11 +93,6 @@ class InboxStore(ScriptedStore):
             commit=commit,
         )
         return parse_drain_step(self._scripts["drain_step"](keys=keys, args=args))
-
-    def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
-        """Lengthens the lease (before a slow call); False when it is no longer ours."""
-        keys, args = extend_lease_call(self.keys, conv, token, lease_ms=lease_ms)
-        return bool(int(self._scripts["extend_lease"](keys=keys, args=args)))
 
     def pending_effects(self, conv: str) -> list[str]:
         return [as_str(x) for x in self.client.lrange(self.keys.conv_effects(conv), 0, -1)]
