@@ -9,8 +9,9 @@ Nothing here, or anywhere in the package, builds a client or a broker at import 
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import dramatiq
 import redis
@@ -24,6 +25,7 @@ from redis.retry import Retry
 from wa_sessions.config import DEV_ENV_FILE, Settings
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.orders.extractor import OrderExtractor
+from wa_sessions.orders.media_policy import MediaPolicy
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
 from wa_sessions.ratelimit import RateGate
 from wa_sessions.redaction import install_log_redaction
@@ -41,6 +43,9 @@ from wa_sessions.workers.actors import DRAIN_CONVERSATION, Actors, declare_actor
 from wa_sessions.workers.broker import DrainWakeMessages, StopDrainLoop, queued_age_ms
 from wa_sessions.workers.handlers import WorkerDeps
 from wa_sessions.workers.queues import QueueKeys
+
+if TYPE_CHECKING:
+    from wa_sessions.orders.media import TwilioMediaFetcher
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +124,14 @@ def build_extractor(
     if not settings.openai_api_key:
         return RuleBasedOrderExtractor()
     # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
-    from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
+    from wa_sessions.orders.openai import OpenAIOrderExtractor
 
+    keys = Keys(settings.redis_key_prefix)
     shared = (
-        RedisSharedLimit(
-            shared_limit_client,
-            Keys(settings.redis_key_prefix),
-            "openai",
-            settings.openai_requests_per_minute,
-        )
+        RedisSharedLimit(shared_limit_client, keys, "openai", settings.openai_requests_per_minute)
         if shared_limit_client is not None
         else None
     )
-
-    media_auth = None
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        media_auth = TwilioMediaAuth(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            host=urlsplit(settings.twilio_api_base_url).hostname or "api.twilio.com",
-        )
     return OpenAIOrderExtractor(
         api_key=settings.openai_api_key,
         model=settings.openai_model,
@@ -149,8 +142,31 @@ def build_extractor(
             budget_seconds=settings.openai_retry_budget_seconds,
         ),
         history_limit=settings.openai_history_messages,
-        media_auth=media_auth,
+        media=build_media_fetcher(settings),
         gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
+    )
+
+
+def build_media_fetcher(
+    settings: Settings, ssl_context: ssl.SSLContext | None = None
+) -> TwilioMediaFetcher:
+    """The image fetcher of the OpenAI extractor: Twilio's media hosts only, with the
+    account's credentials when both are set, trusting the system's CAs unless told otherwise."""
+    # Imported here: aiohttp is loaded only by processes that fetch media.
+    from wa_sessions.orders.media import MediaCredentials, TwilioMediaFetcher
+
+    credentials = None
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        credentials = MediaCredentials(settings.twilio_account_sid, settings.twilio_auth_token)
+    return TwilioMediaFetcher(
+        MediaPolicy(
+            hosts=tuple(settings.twilio_media_hosts),
+            redirect_hosts=tuple(settings.twilio_media_redirect_hosts),
+            deadline_seconds=settings.media_fetch_deadline_seconds,
+            max_bytes=settings.max_image_bytes,
+        ),
+        credentials=credentials,
+        ssl_context=ssl_context or ssl.create_default_context(),
     )
 
 

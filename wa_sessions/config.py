@@ -6,6 +6,7 @@ it closed (Twilio's auth token for signatures, the admin token for the session A
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -14,6 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from wa_sessions.orders.media_policy import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS,
+    DEFAULT_TWILIO_MEDIA_HOSTS,
+    DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS,
+)
 from wa_sessions.replies.templates import (
     EMPTY_ORDER_TEMPLATE,
     NOTHING_TEMPLATE,
@@ -30,6 +37,10 @@ STATUS_CALLBACK_PATH = "/twilio-status"
 RUN_DIR = Path(".run")
 #: A development run's generated settings (secrets, the embedded Redis' URL), ``NAME=value``.
 DEV_ENV_FILE = RUN_DIR / "dev.env"
+
+
+#: A media host setting's entry: a host name, or a leading dot and a domain.
+_HOST_ENTRY = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
 
 
 class Environment(StrEnum):
@@ -113,6 +124,23 @@ class Settings(BaseSettings):
     reply_empty_order_template: str = EMPTY_ORDER_TEMPLATE
     reply_nothing_template: str = NOTHING_TEMPLATE
 
+    # Media fetching (orders/media.py)
+    #: Hosts of Twilio's media URLs: only ``https`` URLs on them are fetched, and only they are
+    #: sent the account's credentials. Comma-separated; a leading dot matches any subdomain.
+    twilio_media_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TWILIO_MEDIA_HOSTS)
+    )
+    #: Where a media URL may redirect to (Twilio's CDN), besides the media hosts themselves.
+    twilio_media_redirect_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS)
+    )
+    #: One deadline for fetching all of a message's images, redirects and bytes included.
+    media_fetch_deadline_seconds: float = Field(
+        default=DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS, gt=0, le=60
+    )
+    #: Larger images are left out (WhatsApp's own cap is 5 MB).
+    max_image_bytes: int = Field(default=DEFAULT_MAX_IMAGE_BYTES, ge=1024)
+
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:
         """The settings from the environment. With ``dev_env_file`` (a development run's saved
@@ -130,6 +158,19 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("twilio_media_hosts", "twilio_media_redirect_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for host in value if isinstance(value, list) else []:
+            if not isinstance(host, str) or not _HOST_ENTRY.fullmatch(host.lower()):
+                raise ValueError(
+                    f"{host!r} is not a host name (a leading dot for any subdomain), e.g. "
+                    "api.twilio.com or .twiliocdn.com"
+                )
         return value
 
     @field_validator("reply_order_template", "reply_empty_order_template", "reply_nothing_template")

@@ -30,6 +30,7 @@ from wa_sessions.metrics.orders import (
     EXTRACTION_FAILURES,
     EXTRACTION_LATENCY,
     EXTRACTIONS,
+    MEDIA_SKIPPED,
     ORDERS_EXTRACTED,
     REPLIES,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "EXTRACTIONS",
     "EXTRACTION_FAILURES",
     "EXTRACTION_LATENCY",
+    "MEDIA_SKIPPED",
     "MESSAGES",
     "OPERATIONS",
     "ORDERS_EXTRACTED",

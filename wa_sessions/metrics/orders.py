@@ -45,3 +45,10 @@ DELIVERY_FAILURES = Counter(
     "Outbound messages that failed or were undelivered, by Twilio ErrorCode.",
     ["error_code"],
 )
+MEDIA_SKIPPED = Counter(
+    "wa_sessions_media_skipped_total",
+    "Images of inbound messages left out of an OpenAI extraction (the model read the text "
+    "alone), by reason (not_https, host_not_allowed, bad_url, redirect_refused, "
+    "too_many_redirects, too_large, too_slow, refused, unavailable).",
+    ["reason"],
+)
