@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from wa_sessions.config import DEV_ENV_FILE, Settings
 from wa_sessions.metrics.collectors import RedisStateCollector
+from wa_sessions.orders.daily_cap import DailyCappedExtractor
 from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.orders.media_policy import MediaPolicy
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
@@ -34,7 +35,7 @@ from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.statemachine.redis.limits import RedisSharedLimit
+from wa_sessions.statemachine.redis.limits import RedisDailyCallCap, RedisSharedLimit
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import WebDeps
 from wa_sessions.webhook import create_app as create_web_app
@@ -120,7 +121,7 @@ def build_extractor(
     """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor. OpenAI
     calls pass a ``RateGate``: ``OPENAI_MAX_CONCURRENCY`` per process, and, with
     ``shared_limit_client``, ``OPENAI_REQUESTS_PER_MINUTE`` and 429 pauses across the
-    deployment."""
+    deployment, and ``OPENAI_DAILY_CALLS_PER_PHONE`` per customer (then rule-based)."""
     if not settings.openai_api_key:
         return RuleBasedOrderExtractor()
     # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
@@ -132,7 +133,7 @@ def build_extractor(
         if shared_limit_client is not None
         else None
     )
-    return OpenAIOrderExtractor(
+    openai_extractor = OpenAIOrderExtractor(
         api_key=settings.openai_api_key,
         model=settings.openai_model,
         base_url=settings.openai_base_url or None,
@@ -144,6 +145,15 @@ def build_extractor(
         history_limit=settings.openai_history_messages,
         media=build_media_fetcher(settings),
         gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
+    )
+    if shared_limit_client is None or not settings.openai_daily_calls_per_phone:
+        return openai_extractor
+    return DailyCappedExtractor(
+        openai_extractor,
+        RuleBasedOrderExtractor(),
+        RedisDailyCallCap(
+            shared_limit_client, keys, "openai", settings.openai_daily_calls_per_phone
+        ),
     )
 
 

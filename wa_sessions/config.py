@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     reply_empty_order_template: str = EMPTY_ORDER_TEMPLATE
     reply_nothing_template: str = NOTHING_TEMPLATE
 
-    # Media fetching (orders/media.py)
+    # Media fetching and the per-phone OpenAI cap (orders/media.py, orders/daily_cap.py)
     #: Hosts of Twilio's media URLs: only ``https`` URLs on them are fetched, and only they are
     #: sent the account's credentials. Comma-separated; a leading dot matches any subdomain.
     twilio_media_hosts: Annotated[list[str], NoDecode] = Field(
@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     )
     #: Larger images are left out (WhatsApp's own cap is 5 MB).
     max_image_bytes: int = Field(default=DEFAULT_MAX_IMAGE_BYTES, ge=1024)
+    #: OpenAI extractions one customer may cause per UTC day; past it, rule-based. 0: no cap.
+    openai_daily_calls_per_phone: int = Field(default=500, ge=0)
 
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:

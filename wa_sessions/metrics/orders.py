@@ -52,3 +52,9 @@ MEDIA_SKIPPED = Counter(
     "too_many_redirects, too_large, too_slow, refused, unavailable).",
     ["reason"],
 )
+EXTRACTION_FALLBACKS = Counter(
+    "wa_sessions_extraction_fallbacks_total",
+    "Messages extracted by the rule-based extractor instead of OpenAI, by reason (daily_cap: "
+    "the customer is over OPENAI_DAILY_CALLS_PER_PHONE today).",
+    ["reason"],
+)

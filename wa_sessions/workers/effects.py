@@ -184,7 +184,7 @@ class _SessionRun:
             if not await self.lease.cover(extractor.budget_seconds):
                 return None
             started = perf_counter()
-            request = ExtractionRequest(message, history.before(index), order)
+            request = ExtractionRequest(message, history.before(index), order, session.phone)
             extracted = await _extract(extractor, request)
             counts.seconds.append(perf_counter() - started)
             if isinstance(extracted, ExtractionFailure):

@@ -48,6 +48,10 @@ key                              type    holds
                                          (``tokens``, ``at``): ``ratelimit.RedisSharedLimit``
 ``P limit:<api>:pause``          string  set for as long as the API asked (429 Retry-After)
                                          that no request start
+``P limit:<api>:day:<d>:<c>``    string  calls of the API customer ``c`` caused on UTC day
+                                         ``d`` (``YYYYMMDD``), against
+                                         ``OPENAI_DAILY_CALLS_PER_PHONE``; expires an hour
+                                         after the day ends
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
                                          <message_count> <reason>``, consumed by the metrics
                                          job (capped at 100,000 when nobody consumes it)
@@ -192,6 +196,10 @@ class Keys:
 
     def rate_pause(self, api: str) -> str:
         return f"{self.prefix}limit:{api}:pause"
+
+    def daily_calls(self, api: str, day: str, customer: str) -> str:
+        """One customer's calls of ``api`` on ``day`` (``YYYYMMDD``, UTC)."""
+        return f"{self.prefix}limit:{api}:day:{day}:{customer}"
 
     @property
     def wake_ttl(self) -> str:

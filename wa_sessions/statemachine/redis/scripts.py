@@ -72,6 +72,7 @@ NAMES = (
     "redrive",
     "migrate_sessions",
     "take_token",
+    "take_daily_call",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.
