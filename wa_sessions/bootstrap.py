@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from wa_sessions.config import DEV_ENV_FILE, Settings
 from wa_sessions.metrics.collectors import RedisStateCollector
+from wa_sessions.metrics.orders import DAILY_CAP_FALLBACKS
 from wa_sessions.orders.daily_cap import DailyCappedExtractor
 from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.orders.media_policy import MediaPolicy
@@ -154,6 +155,7 @@ def build_extractor(
         RedisDailyCallCap(
             shared_limit_client, keys, "openai", settings.openai_daily_calls_per_phone
         ),
+        on_fallback=DAILY_CAP_FALLBACKS.inc,
     )
 
 

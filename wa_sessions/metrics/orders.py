@@ -58,3 +58,5 @@ EXTRACTION_FALLBACKS = Counter(
     "the customer is over OPENAI_DAILY_CALLS_PER_PHONE today).",
     ["reason"],
 )
+#: The fallback of ``orders.daily_cap`` (at zero from the start, so ``rate()`` sees the first).
+DAILY_CAP_FALLBACKS = EXTRACTION_FALLBACKS.labels("daily_cap")

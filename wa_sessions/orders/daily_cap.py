@@ -5,6 +5,7 @@ the service spend without bound. Each customer gets a number of calls per UTC da
 across the deployment (``statemachine.redis.limits.RedisDailyCallCap``); past it, the day's
 remaining messages are read by the offline rule-based extractor instead: the customer still
 gets a reply, and ``wa_sessions_extraction_fallbacks_total{reason="daily_cap"}`` counts it.
+Pure: the allowance is a port, the metric a callback.
 
 A message whose effects run again after a worker crash takes from the allowance again, as it
 calls OpenAI again. When the count cannot be read (Redis unreachable for that one call) the
@@ -18,15 +19,10 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Protocol
 
-from wa_sessions.metrics.orders import EXTRACTION_FALLBACKS
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest, OrderExtractor
 from wa_sessions.orders.models import ExtractionResult
 
 log = logging.getLogger(__name__)
-
-#: The ``reason`` label of ``wa_sessions_extraction_fallbacks_total``.
-DAILY_CAP = "daily_cap"
-EXTRACTION_FALLBACKS.labels(DAILY_CAP)  # at zero, so rate() sees the first fallback
 
 
 class DailyCallAllowance(Protocol):
@@ -40,8 +36,9 @@ class DailyCallAllowance(Protocol):
 
 class DailyCappedExtractor:
     """``OrderExtractor`` that asks ``primary`` while the customer has calls left today, and
-    ``fallback`` after. Its name, budget and history are the primary's (the drain extends its
-    lease for the slower of the two)."""
+    ``fallback`` after, calling ``on_fallback`` (the composition root counts it in a metric).
+    Its name, budget and history are the primary's (the drain extends its lease for the slower
+    of the two)."""
 
     def __init__(
         self,
@@ -49,11 +46,13 @@ class DailyCappedExtractor:
         fallback: OrderExtractor,
         allowance: DailyCallAllowance,
         *,
+        on_fallback: Callable[[], object] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.primary = primary
         self.fallback = fallback
         self.allowance = allowance
+        self.on_fallback = on_fallback
         self.clock = clock
 
     @property
@@ -79,7 +78,7 @@ class DailyCappedExtractor:
             allowed = True
         if allowed:
             return await self.primary.extract(request)
-        EXTRACTION_FALLBACKS.labels(DAILY_CAP).inc()
+        self.on_fallback()
         log.info("message %s: daily %s cap reached", request.message.id, self.primary.name)
         return await self.fallback.extract(request)
 
