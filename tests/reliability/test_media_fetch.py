@@ -42,7 +42,12 @@ def api() -> Iterator[FakeOpenAI]:
         yield server
 
 
-def extractor(api: FakeOpenAI, tls: ssl.SSLContext, **values: Any) -> OpenAIOrderExtractor:
+def extractor(
+    api: FakeOpenAI,
+    tls: ssl.SSLContext,
+    policy: RetryPolicy | None = None,
+    **values: Any,
+) -> OpenAIOrderExtractor:
     """The OpenAI extractor with the fetcher the composition root builds from ``values``
     (127.0.0.1 as Twilio's media host unless said otherwise), trusting the test CA."""
     defaults = {
@@ -55,7 +60,7 @@ def extractor(api: FakeOpenAI, tls: ssl.SSLContext, **values: Any) -> OpenAIOrde
         api_key=OPENAI_KEY,
         model="gpt-test",
         base_url=api.api_url,
-        policy=RetryPolicy(timeout_seconds=2, max_retries=0, budget_seconds=4),
+        policy=policy or RetryPolicy(timeout_seconds=2, max_retries=0, budget_seconds=4),
         media=build_media_fetcher(configured, tls),
     )
 
@@ -215,6 +220,25 @@ def test_a_slow_image_is_cut_at_the_total_deadline_not_per_read(
     text, images = sent_to_openai(api)
     assert images == []
     assert "2 image(s) that " + LEFT_OUT in text
+
+
+def test_the_image_fetch_and_the_openai_call_share_the_extractions_budget(
+    api: FakeOpenAI, media: MediaServer, client_tls: ssl.SSLContext
+) -> None:
+    """The drain's lease covers the retry budget (1 s here), not the budget plus the media
+    deadline (5 s): the fetch gets what the budget leaves after one attempt's timeout, and the
+    extraction still ends, answered, within the budget."""
+    url = media.trickle("/Media/ME1", chunks=100, every_seconds=0.1)
+    policy = RetryPolicy(timeout_seconds=0.5, max_retries=0, budget_seconds=1.0)
+    tight = extractor(api, client_tls, policy, media_fetch_deadline_seconds=5)
+    started = time.monotonic()
+
+    result = extract(tight, url)
+
+    assert time.monotonic() - started < policy.budget_seconds
+    assert tight.budget_seconds == policy.budget_seconds
+    assert result == FIVE_OF_A
+    assert sent_to_openai(api)[1] == []
 
 
 def test_an_image_declared_over_the_cap_is_not_read(

@@ -55,7 +55,6 @@ def test_keys_switch_on_openai_and_twilio() -> None:
         openai_model="gpt-test",
         openai_timeout_seconds=3,
         openai_retry_budget_seconds=9,
-        media_fetch_deadline_seconds=2,
         twilio_account_sid="AC" + "1" * 32,
         twilio_auth_token="token",
         twilio_api_base_url="http://127.0.0.1:9/",
@@ -66,8 +65,7 @@ def test_keys_switch_on_openai_and_twilio() -> None:
     sender = build_sender(online)
 
     assert isinstance(extractor, OpenAIOrderExtractor)
-    # The drain's lease covers the image fetch's deadline, then the retry budget.
-    assert (extractor.model, extractor.budget_seconds) == ("gpt-test", 2 + 9)
+    assert (extractor.model, extractor.budget_seconds) == ("gpt-test", 9)
     assert extractor.policy.timeout_seconds == 3
     assert isinstance(sender, TwilioSender)
     assert sender.status_callback_url == "https://wa.example.test/twilio-status"

@@ -107,10 +107,18 @@ class TwilioMediaFetcher:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.policy.deadline_seconds),
         )
 
-    async def images(self, http: aiohttp.ClientSession, message: Message) -> FetchedImages:
-        """The message's images (``image/*`` media), within one deadline for all of them."""
+    async def images(
+        self,
+        http: aiohttp.ClientSession,
+        message: Message,
+        *,
+        deadline_seconds: float | None = None,
+    ) -> FetchedImages:
+        """The message's images (``image/*`` media), within one deadline for all of them (the
+        policy's, or ``deadline_seconds`` when the caller has less time)."""
         fetched = FetchedImages()
-        deadline = asyncio.get_running_loop().time() + self.policy.deadline_seconds
+        seconds = self.policy.deadline_seconds if deadline_seconds is None else deadline_seconds
+        deadline = asyncio.get_running_loop().time() + max(0.0, seconds)
         for media in _image_media(message):
             try:
                 async with asyncio.timeout_at(deadline):
@@ -119,7 +127,7 @@ class TwilioMediaFetcher:
                 reason, detail = skip.reason, str(skip)
             except TimeoutError:
                 reason = MediaSkip.TOO_SLOW
-                detail = f"not fetched within {self.policy.deadline_seconds:g} s"
+                detail = f"not fetched within {seconds:g} s"
             except aiohttp.ClientError as exc:
                 reason, detail = (
                     MediaSkip.UNAVAILABLE,

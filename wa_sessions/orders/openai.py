@@ -5,10 +5,11 @@ The model sees the current order, the session's recent history and the new messa
 images, fetched by ``media.TwilioMediaFetcher`` with the Twilio account's credentials and
 inlined as data URLs, since Twilio media URLs need HTTP basic auth that OpenAI cannot send). The
 images are fetched once, before the OpenAI call and outside its retries, within their own
-deadline; an image left out leaves the model the text. The SDK's own retries are off: the call
-runs inside ``retries.call_with_retries`` so its whole cost stays within the budget the drain
-extended its lease for (the media deadline plus the retry budget), behind the process'
-``RateGate``. Every failure comes back as an ``ExtractionFailure``.
+deadline (at most what the retry budget leaves after one attempt's timeout); an image left out
+leaves the model the text. The SDK's own retries are off: the call runs inside
+``retries.call_with_retries`` with what the fetch left of the budget, so the whole extraction
+stays within the budget the drain extended its lease for, behind the process' ``RateGate``.
+Every failure comes back as an ``ExtractionFailure``.
 
 The call is the SDK's own ``AsyncOpenAI.post("/responses", ...)`` (its documented way to
 send a request body as is) over its aiohttp transport, with the strict JSON schema of
@@ -28,7 +29,9 @@ bound by its own CPU.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -79,7 +82,7 @@ class OpenAIOrderExtractor:
         self.policy = policy
         self.history_limit = history_limit
         self.media = media or TwilioMediaFetcher()
-        self.budget_seconds = policy.budget_seconds + self.media.policy.deadline_seconds
+        self.budget_seconds = policy.budget_seconds
         self.gate = gate
         self._api_key = api_key
         self._base_url = base_url or None
@@ -111,17 +114,22 @@ class OpenAIOrderExtractor:
 
     async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
         client, http = self._clients()
+        policy = self.policy
         images = FetchedImages()
         if request.message.message_type is MessageType.IMAGE:
-            images = await self.media.images(http, request.message)
+            started = time.monotonic()
+            deadline = min(
+                self.media.policy.deadline_seconds, policy.budget_seconds - policy.timeout_seconds
+            )
+            images = await self.media.images(http, request.message, deadline_seconds=deadline)
+            left = policy.budget_seconds - (time.monotonic() - started)
+            policy = replace(policy, budget_seconds=max(policy.timeout_seconds, left))
 
         async def attempt() -> ExtractionResult:
             return await self._ask(client, request, images)
 
         kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        outcome = await call_with_retries(
-            attempt, classify_error, self.policy, gate=self.gate, **kwargs
-        )
+        outcome = await call_with_retries(attempt, classify_error, policy, gate=self.gate, **kwargs)
         if isinstance(outcome, CallFailure):
             return ExtractionFailure(outcome.reason, outcome.detail, outcome.attempts)
         return outcome.value
