@@ -6,7 +6,6 @@ it closed (Twilio's auth token for signatures, the admin token for the session A
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -20,6 +19,7 @@ from wa_sessions.orders.media_policy import (
     DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS,
     DEFAULT_TWILIO_MEDIA_HOSTS,
     DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS,
+    check_host_entries,
 )
 from wa_sessions.replies.templates import (
     EMPTY_ORDER_TEMPLATE,
@@ -37,10 +37,6 @@ STATUS_CALLBACK_PATH = "/twilio-status"
 RUN_DIR = Path(".run")
 #: A development run's generated settings (secrets, the embedded Redis' URL), ``NAME=value``.
 DEV_ENV_FILE = RUN_DIR / "dev.env"
-
-
-#: A media host setting's entry: a host name, or a leading dot and a domain.
-_HOST_ENTRY = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
 
 
 class Environment(StrEnum):
@@ -143,6 +139,13 @@ class Settings(BaseSettings):
     #: OpenAI extractions one customer may cause per UTC day; past it, rule-based. 0: no cap.
     openai_daily_calls_per_phone: int = Field(default=500, ge=0)
 
+    @field_validator("twilio_media_hosts", "twilio_media_redirect_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return check_host_entries(value) if isinstance(value, list) else value
+
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:
         """The settings from the environment. With ``dev_env_file`` (a development run's saved
@@ -160,19 +163,6 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("twilio_media_hosts", "twilio_media_redirect_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        for host in value if isinstance(value, list) else []:
-            if not isinstance(host, str) or not _HOST_ENTRY.fullmatch(host.lower()):
-                raise ValueError(
-                    f"{host!r} is not a host name (a leading dot for any subdomain), e.g. "
-                    "api.twilio.com or .twiliocdn.com"
-                )
         return value
 
     @field_validator("reply_order_template", "reply_empty_order_template", "reply_nothing_template")

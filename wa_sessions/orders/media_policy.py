@@ -4,8 +4,10 @@ defaults without loading one."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_TWILIO_MEDIA_HOSTS = ("api.twilio.com",)
 #: Where Twilio's media URLs redirect to (a leading dot: any subdomain).
@@ -14,6 +16,21 @@ DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS = (".twiliocdn.com",)
 DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
 #: A few seconds: the phone's next messages wait behind the fetch.
 DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS = 5.0
+
+#: An entry of a host list: a host name, or a leading dot and a domain (its subdomains).
+_HOST_ENTRY = re.compile(r"\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?")
+
+
+def check_host_entries(entries: list[Any]) -> list[Any]:
+    """``entries`` when every one is a host name or a leading-dot domain; a URL, a path or a
+    port is refused (it would never match, and nothing would be fetched)."""
+    for entry in entries:
+        if not isinstance(entry, str) or not _HOST_ENTRY.fullmatch(entry.lower()):
+            raise ValueError(
+                f"{entry!r} is not a host name (a leading dot for any subdomain), e.g. "
+                "api.twilio.com or .twiliocdn.com"
+            )
+    return entries
 
 
 def host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
