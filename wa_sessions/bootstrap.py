@@ -23,6 +23,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.config import DEV_ENV_FILE, Settings
+from wa_sessions.console import ConsoleDeps
+from wa_sessions.console.media import TwilioMedia
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.orders import DAILY_CAP_FALLBACKS
 from wa_sessions.orders.daily_cap import DailyCappedExtractor
@@ -298,5 +300,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 wake_message=DrainWakeMessages(queue, DRAIN_CONVERSATION),
             ),
             scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
+            console=build_console(settings, service),
         )
     )
+
+
+def build_console(settings: Settings, service: SessionService) -> ConsoleDeps:
+    """The console's dependencies: its live-update subscription gets a client of its own (a
+    subscribed connection serves nothing else), without a read timeout (it waits for
+    messages); the media proxy needs the Twilio account's credentials."""
+    pubsub = redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+    )
+    media = None
+    if settings.sends_through_twilio:
+        media = TwilioMedia(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            api_base_url=settings.twilio_api_base_url,
+            timeout_seconds=settings.twilio_timeout_seconds,
+        )
+    return ConsoleDeps(settings=settings, service=service, pubsub_redis=lambda: pubsub, media=media)

@@ -6,6 +6,7 @@ it closed (Twilio's auth token for signatures, the admin token for the session A
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -46,6 +47,36 @@ class Environment(StrEnum):
 
 class InsecureSettings(ValueError):
     """A secret that production must have is missing."""
+
+
+#: An operator's name as the console shows it and records it (``OPERATOR_TOKENS``).
+OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+#: The operator the admin token signs in as.
+ADMIN_OPERATOR = "admin"
+
+
+def parse_operator_tokens(value: str) -> dict[str, str]:
+    """``name:token,name:token`` as a mapping; refuses malformed pairs, bad or repeated names
+    and a token used twice (it would sign in as either), naming the pair but never the token."""
+    operators: dict[str, str] = {}
+    for position, pair in enumerate((p.strip() for p in value.split(",")), start=1):
+        if not pair:
+            continue
+        name, sep, token = pair.partition(":")
+        name, token = name.strip(), token.strip()
+        if not sep or not token:
+            raise ValueError(f"OPERATOR_TOKENS pair {position} is not name:token")
+        if not OPERATOR_NAME.match(name):
+            raise ValueError(
+                f"OPERATOR_TOKENS pair {position}: the name must be 1-40 letters, digits, "
+                "'_', '.' or '-'"
+            )
+        if name == ADMIN_OPERATOR or name in operators:
+            raise ValueError(f"OPERATOR_TOKENS names {name!r} twice (admin is ADMIN_TOKEN's)")
+        if token in operators.values():
+            raise ValueError(f"OPERATOR_TOKENS pair {position} repeats another's token")
+        operators[name] = token
+    return operators
 
 
 class Settings(BaseSettings):
@@ -146,6 +177,14 @@ class Settings(BaseSettings):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return check_host_entries(value) if isinstance(value, list) else value
 
+    # ---- Operator console (issue #13, console core: wa_sessions/console) -------------------
+    #: Named operators besides ``admin`` (who signs in with ADMIN_TOKEN): ``name:token,...``.
+    operator_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    #: How long a console sign-in lasts (the server-side console session's TTL).
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    #: A failed sign-in is answered after this delay (slows token guessing).
+    console_sign_in_delay_seconds: float = Field(default=1.0, ge=0, le=10)
+
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:
         """The settings from the environment. With ``dev_env_file`` (a development run's saved
@@ -163,6 +202,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("operator_tokens", mode="before")
+    @classmethod
+    def _parse_operator_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_operator_tokens(value)
         return value
 
     @field_validator("reply_order_template", "reply_empty_order_template", "reply_nothing_template")
@@ -198,6 +244,12 @@ class Settings(BaseSettings):
         if missing:
             raise InsecureSettings(
                 f"{', '.join(missing)} must be set outside ENVIRONMENT=development"
+            )
+        short = [name for name, token in self.operator_tokens.items() if len(token) < 32]
+        if short:
+            raise InsecureSettings(
+                f"OPERATOR_TOKENS: the tokens of {', '.join(sorted(short))} must be at least "
+                "32 characters outside ENVIRONMENT=development"
             )
         return self
 

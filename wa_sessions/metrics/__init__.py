@@ -24,6 +24,11 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from wa_sessions.metrics.console import (
+    CONSOLE_LIVE_STREAMS,
+    CONSOLE_REFUSALS,
+    CONSOLE_SIGN_INS,
+)
 from wa_sessions.metrics.orders import (
     DELIVERY_FAILURES,
     DELIVERY_STATUS,
@@ -42,6 +47,9 @@ __all__ = [
     "ACTOR_MESSAGES",
     "API_ERRORS",
     "API_REQUESTS",
+    "CONSOLE_LIVE_STREAMS",
+    "CONSOLE_REFUSALS",
+    "CONSOLE_SIGN_INS",
     "DELIVERY_FAILURES",
     "DELIVERY_STATUS",
     "DRAINS",

@@ -14,6 +14,8 @@ from starlette.types import Receive, Scope, Send
 
 from wa_sessions import __version__
 from wa_sessions.config import STATUS_CALLBACK_PATH
+from wa_sessions.console import install_console
+from wa_sessions.console.context import ConsoleContext
 from wa_sessions.metrics import render_metrics
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.docs import install_docs
@@ -48,7 +50,11 @@ def create_app(deps: WebDeps) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if console is not None:
+            await console.feed.close()
         deps.inbox.close()
+
+    console: ConsoleContext | None = None
 
     app = WebApp(
         lifespan=lifespan,
@@ -69,6 +75,8 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(session_api(deps))
     app.include_router(_operations(deps))
+    if deps.console is not None:
+        console = install_console(app, deps.console)
     install_docs(app)
     return app
 

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from wa_sessions.config import Settings
+from wa_sessions.console import ConsoleDeps
 from wa_sessions.errors import (
     BadRequest,
     InboxFull,
@@ -55,6 +56,8 @@ class WebDeps:
     service: SessionService
     inbox: AsyncInbox
     scrape_collectors: tuple[Collector, ...] = ()
+    #: The operators' console under ``/console`` (None: not served).
+    console: ConsoleDeps | None = None
 
     def __post_init__(self) -> None:
         if self.inbox.wake_message is None:

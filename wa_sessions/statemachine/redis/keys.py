@@ -55,6 +55,14 @@ key                              type    holds
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
                                          <message_count> <reason>``, consumed by the metrics
                                          job (capped at 100,000 when nobody consumes it)
+``P console:s:<digest>``         hash    one operator's console sign-in (``ConsoleField``):
+                                         ``op`` (the operator), ``csrf`` (the CSRF token of
+                                         its forms), ``at``; ``<digest>`` is the SHA-256 of the
+                                         cookie's secret (the secret itself is never stored).
+                                         TTL: ``CONSOLE_SESSION_HOURS``; sign-out deletes it
+``P console:changes``            pubsub  (a channel, not a key) the conversation key of each
+                                         drain step that applied or committed something; the
+                                         web process fans it out to the console's live views
 ===============================  ======  =====================================================
 
 Every key of one conversation, its sessions and their histories included, carries the
@@ -117,6 +125,15 @@ class OutboundField(StrEnum):
     STATUS = "status"
     RANK = "rank"
     ERROR_CODE = "error_code"
+
+
+class ConsoleField(StrEnum):
+    """The fields of an operator's console sign-in (``Keys.console_session``)."""
+
+    OPERATOR = "op"
+    CSRF = "csrf"
+    #: When the operator signed in (epoch ms).
+    AT = "at"
 
 
 class BucketField(StrEnum):
@@ -201,6 +218,14 @@ class Keys:
         """One customer's calls of ``api`` on ``day`` (``YYYYMMDD``, UTC)."""
         return f"{self.prefix}limit:{api}:day:{day}:{customer}"
 
+    def console_session(self, digest: str) -> str:
+        return f"{self.prefix}console:s:{digest}"
+
+    @property
+    def console_channel(self) -> str:
+        """The pub/sub channel of conversation changes (``drain_step.lua`` publishes)."""
+        return f"{self.prefix}console:changes"
+
     @property
     def wake_ttl(self) -> str:
         return f"{self.prefix}wake:ttl"
@@ -239,6 +264,7 @@ class Keys:
                 f"local K_PENDING = {_lua_string(self.pending)}",
                 f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
                 f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
+                f"local K_CONSOLE_CHANNEL = {_lua_string(self.console_channel)}",
                 "",
             ]
         )

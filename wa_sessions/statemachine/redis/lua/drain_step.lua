@@ -2,7 +2,8 @@
 -- that it is still ours), commits the effects of the records the drain has run, then hands out
 -- what comes next (the effects list's head while records are pending, else a batch of the
 -- inbox, applied here) or gives the lease up when nothing is left. Everything is fenced by the
--- lease token, and the committed records must be the effects list's head, in order.
+-- lease token, and the committed records must be the effects list's head, in order. A step
+-- that applied or committed anything publishes the conversation on the console's channel.
 --
 -- Applying: entries are applied in acceptance order and popped in the same step (exactly once).
 -- With effects on, an inbound text or image message also appends its record (<sid>\t<message
@@ -220,4 +221,7 @@ if #pending == 0 then
   if not results then return appended end
 end
 local released = release_or_extend(#results / 8, pending)
+-- The console's live views re-read the conversation (one PUBLISH per step that changed it;
+-- without subscribers it costs a lookup in an empty table).
+if #results > 0 or #committed > 0 then redis.call('PUBLISH', K_CONSOLE_CHANNEL, ARG.conv) end
 return {'ok', released, committed, results, pending, effect_sessions(pending, appended)}

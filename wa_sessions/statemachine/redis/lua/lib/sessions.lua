@@ -27,6 +27,8 @@ local function end_session(conv, sid, trigger, now, reason, keep_ms)
   redis.call('ZADD', K_ENDED, now, sid)
   redis.call('PEXPIRE', skey, keep_ms)
   redis.call('PEXPIRE', k_msgs(conv, sid), keep_ms)
+  -- The console's live views learn of every end, whoever ended it (sweep, operator, drain).
+  redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
   return true, dest
 end
 
