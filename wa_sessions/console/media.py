@@ -45,7 +45,7 @@ class TwilioMedia:
         base = urlsplit(api_base_url)
         self.origin = (base.scheme, base.netloc)
         self.path_prefix = f"/2010-04-01/Accounts/{account_sid}/"
-        self._auth = aiohttp.BasicAuth(account_sid, auth_token)
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
 
     def allowed(self, url: str) -> bool:
@@ -56,11 +56,11 @@ class TwilioMedia:
 
     async def fetch(self, url: str) -> Media:
         if not self.allowed(url):
-            raise MediaRefused("the media URL is not on Twilio's media host", status=404)
+            raise MediaRefused("the media URL is not on the Twilio API host", status=404)
         try:
             async with (
                 aiohttp.ClientSession(timeout=self.timeout) as http,
-                http.get(url, auth=self._auth, max_redirects=_MAX_REDIRECTS) as response,
+                http.get(url, headers=self._headers, max_redirects=_MAX_REDIRECTS) as response,
             ):
                 if response.status != 200:
                     raise MediaRefused(f"Twilio answered {response.status} for the media")
