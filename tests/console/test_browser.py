@@ -128,7 +128,8 @@ def test_an_operator_signs_in_watches_a_message_arrive_and_completes_it(
     check_accessibility(page)
 
     cookie = next(c for c in context.cookies() if c["name"] == "wa_console")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(f"{base}/console/sign-in")
 
