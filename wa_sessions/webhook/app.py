@@ -21,6 +21,7 @@ from wa_sessions.webhook import errors
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import ERROR, TwilioEndpoint, WebDeps
 from wa_sessions.webhook.errors import ServiceUnavailableError
+from wa_sessions.webhook.headers import SecurityHeaders
 from wa_sessions.webhook.inbound import WEBHOOK_PATH, install_inbound_webhook
 from wa_sessions.webhook.schemas import Health
 from wa_sessions.webhook.session_api import session_api
@@ -71,6 +72,8 @@ def create_app(deps: WebDeps) -> FastAPI:
         ),
     )
     errors.install(app, uncounted_routes=frozenset({WEBHOOK_PATH, STATUS_CALLBACK_PATH}))
+    # Added last, so outermost: the guard's own 500 gets the headers too.
+    app.add_middleware(SecurityHeaders)
     app.twilio_endpoints = {WEBHOOK_PATH: install_inbound_webhook(app, deps)}
     app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(session_api(deps))
