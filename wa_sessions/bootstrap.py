@@ -42,6 +42,7 @@ from wa_sessions.statemachine.redis.limits import RedisDailyCallCap, RedisShared
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.webhook import WebDeps
 from wa_sessions.webhook import create_app as create_web_app
+from wa_sessions.webhook.server import DeadlineHttpToolsProtocol, raise_open_file_limit
 from wa_sessions.workers import broker as dramatiq_broker
 from wa_sessions.workers.actors import DRAIN_CONVERSATION, Actors, declare_actors, drain_sender
 from wa_sessions.workers.broker import DrainWakeMessages, StopDrainLoop, queued_age_ms
@@ -284,9 +285,14 @@ def setup_worker() -> WorkerProcess:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web process: uvicorn ``--factory wa_sessions.bootstrap:create_app``. It needs no
-    Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself."""
+    Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself. It
+    also readies the process for many connections: the request deadline of the Procfile's
+    protocol class (``--http``), and the open files limit raised to its hard limit."""
     settings = (settings or load_settings()).check_secure()
     install_log_redaction()
+    # uvicorn calls this factory after importing its protocol class and before serving.
+    DeadlineHttpToolsProtocol.configure(request_timeout_seconds=settings.request_timeout_seconds)
+    raise_open_file_limit()
     service = build_service(settings)
     queue = QueueKeys()
     return create_web_app(

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     #: Drains one worker process keeps in flight at once (each may wait for OpenAI or Twilio).
     worker_max_in_flight: int = Field(default=256, ge=1)
 
+    # Web process (the HTTP server and what it answers besides Twilio)
+    #: Longest a client may take to send one whole request, headers and body, from its first
+    #: byte (or from connecting); then the server answers 408 and closes the connection.
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+
     # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_timeout_seconds: float = Field(default=5.0, gt=0)

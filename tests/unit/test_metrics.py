@@ -51,6 +51,7 @@ ALLOWED_LABELS = {
     "error_code",
     "queue",
     "state",
+    "phase",
 }
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "QUEUE_LAG",
     "REDRIVES",
     "REPLIES",
+    "REQUEST_TIMEOUTS",
     "SESSIONS_ENDED",
     "SESSIONS_STARTED",
     "SESSION_DURATION",
@@ -98,6 +99,8 @@ _ACTOR_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 
 #: Final statuses a session can end in; anything else (a future status) is counted as ``other``.
 SESSION_OUTCOMES = ("completed", "expired")
+#: What a request still lacked when the web process' deadline closed its connection.
+REQUEST_TIMEOUT_PHASES = ("headers", "body", "idle")
 
 WEBHOOK_REQUESTS = Counter(
     "wa_sessions_webhook_requests_total",
@@ -121,6 +124,13 @@ API_ERRORS = Counter(
     "wa_sessions_api_errors_total",
     "Requests refused with an error body, by error code.",
     ["code"],
+)
+REQUEST_TIMEOUTS = Counter(
+    "wa_sessions_request_timeouts_total",
+    "Connections the web process closed because a request was not received within "
+    "REQUEST_TIMEOUT_SECONDS, by what was still missing (headers, body, or idle: stray bytes "
+    "between requests). Those with no response started were answered 408 first.",
+    ["phase"],
 )
 MESSAGES = Counter(
     "wa_sessions_messages_total",
@@ -187,6 +197,8 @@ def _initialise_series() -> None:
         SESSIONS_ENDED.labels(outcome)
         SESSION_DURATION.labels(outcome)
         SESSION_MESSAGES.labels(outcome)
+    for phase in REQUEST_TIMEOUT_PHASES:
+        REQUEST_TIMEOUTS.labels(phase)
     for direction in MessageDirection:
         for message_type in MessageType:
             MESSAGES.labels(direction.value, message_type.value)
