@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     #: Longest a client may take to send one whole request, headers and body, from its first
     #: byte (or from connecting); then the server answers 408 and closes the connection.
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    #: When set, ``/metrics`` needs ``Authorization: Bearer <token>``; empty, it is public.
+    metrics_token: str = ""
 
     # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
     twilio_api_base_url: str = "https://api.twilio.com"

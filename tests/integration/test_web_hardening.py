@@ -1,17 +1,19 @@
-"""What the app answers besides Twilio's POSTs: security headers on every response, and a
-page's own Content-Security-Policy where it needs one."""
+"""What the app answers besides Twilio's POSTs: security headers on every response, a page's
+own Content-Security-Policy where it needs one, and ``/metrics`` behind ``METRICS_TOKEN``."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 from starlette.responses import HTMLResponse
 
-from tests.integration.test_webhook import ADMIN, WEBHOOK, Web, inbound
+from tests.integration.test_webhook import ADMIN, WEBHOOK, MakeWeb, Web, error_code, inbound
 from wa_sessions.webhook.headers import STRICT_CSP
 
 SECURITY = {
@@ -19,6 +21,7 @@ SECURITY = {
     "x-frame-options": "DENY",
     "referrer-policy": "no-referrer",
 }
+METRICS_TOKEN = "metrics-token-of-the-test"
 
 
 def directives(policy: str) -> dict[str, list[str]]:
@@ -103,3 +106,56 @@ def test_a_page_that_sets_its_own_policy_keeps_it_and_gets_the_other_headers(
     assert response.status_code == 200
     assert response.headers.get_list("content-security-policy") == [own]
     assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_metrics_needs_the_bearer_token_when_one_is_set(
+    make_web: MakeWeb,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``METRICS_TOKEN``: no token, a wrong one, another scheme or the admin token are
+    refused 401 with the JSON ``unauthorized`` error and counted; the token (compared with
+    ``hmac.compare_digest``) gets the exposition. Without it, ``/metrics`` stays public."""
+    guarded = make_web(metrics_token=METRICS_TOKEN)
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    before = api_errors("unauthorized")
+    wrong = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Bearer {METRICS_TOKEN}x"},
+        {"Authorization": f"Basic {METRICS_TOKEN}"},
+        {"Authorization": METRICS_TOKEN},
+        ADMIN,
+    ]
+    for headers in wrong:
+        response = guarded.client.get("/metrics", headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert error_code(response) == "unauthorized"
+        assert "wa_sessions_" not in response.text
+    assert api_errors("unauthorized") == before + len(wrong)
+    assert (b"wrong", METRICS_TOKEN.encode()) in calls
+
+    allowed = guarded.client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert allowed.status_code == 200
+    assert "wa_sessions_api_errors_total" in allowed.text
+    assert 'route="/metrics",status="4xx"' in allowed.text
+
+    public = make_web()
+    assert public.client.get("/metrics").status_code == 200
+
+
+def test_the_metrics_token_is_documented_in_the_openapi_schema(
+    make_web: MakeWeb,
+) -> None:
+    """Set, the token is a security scheme of ``/metrics`` with its 401 answer."""
+    schema = make_web(metrics_token=METRICS_TOKEN).client.get("/openapi.json").json()
+    metrics = schema["paths"]["/metrics"]["get"]
+    assert metrics["security"] == [{"MetricsToken": []}]
+    assert "401" in metrics["responses"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.security import HTTPBearer
 from redis.exceptions import RedisError
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -18,6 +19,7 @@ from wa_sessions.console import install_console
 from wa_sessions.console.context import ConsoleContext
 from wa_sessions.metrics import render_metrics
 from wa_sessions.webhook import errors
+from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import ERROR, TwilioEndpoint, WebDeps
 from wa_sessions.webhook.errors import ServiceUnavailableError
@@ -87,6 +89,13 @@ def create_app(deps: WebDeps) -> FastAPI:
 # ---- operations ----------------------------------------------------------------------------
 
 
+_metrics_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsToken",
+    description="The service's METRICS_TOKEN, when it is set.",
+)
+
+
 def _operations(deps: WebDeps) -> APIRouter:
     store = deps.service.store
     router = APIRouter(tags=["operations"])
@@ -101,10 +110,17 @@ def _operations(deps: WebDeps) -> APIRouter:
             raise ServiceUnavailableError("redis did not answer the ping")
         return Health(status="ok")
 
+    token = deps.settings.metrics_token
+    # Unset, the endpoint is public (development); production should set METRICS_TOKEN.
+    refusal = "a valid metrics bearer token is required"
+    guard = [Depends(require_bearer(token, _metrics_bearer, refusal))] if token else []
+
     @router.get(
         "/metrics",
         response_class=PlainTextResponse,
         summary="Prometheus exposition",
+        dependencies=guard,
+        responses={401: ERROR} if token else None,
     )
     def metrics() -> Response:
         body, content_type = render_metrics(

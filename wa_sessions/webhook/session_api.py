@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import HTTPBearer
 
 from wa_sessions.errors import SessionNotFound
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
+from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.endpoint import ERROR, WebDeps
-from wa_sessions.webhook.errors import UnauthorizedError
 from wa_sessions.webhook.schemas import (
     ActiveSessions,
     SessionDetail,
@@ -41,18 +40,10 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 def session_api(deps: WebDeps) -> APIRouter:
     """The session API's routes, each behind the admin bearer token."""
     service = deps.service
-    expected = deps.settings.admin_token.encode()
-
-    def require_admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    ) -> None:
-        # An unset token locks the API rather than opening it.
-        if (
-            not expected
-            or credentials is None
-            or not hmac.compare_digest(credentials.credentials.encode(), expected)
-        ):
-            raise UnauthorizedError("a valid admin bearer token is required")
+    # An unset token locks the API rather than opening it.
+    require_admin = require_bearer(
+        deps.settings.admin_token, _bearer, "a valid admin bearer token is required"
+    )
 
     router = APIRouter(dependencies=[Depends(require_admin)], tags=["sessions"])
 
