@@ -163,3 +163,17 @@ def test_an_oversized_form_is_refused(signed_in: Console) -> None:
     answer = signed_in.post(f"/console/sessions/{sid}/complete", {"csrf_token": "x" * 9000})
     assert answer.status_code == 400
     assert "over 8192 bytes" in answer.text
+
+
+def test_console_pages_send_a_policy_that_allows_only_their_own_files(signed_in: Console) -> None:
+    """Scripts and styles from the console itself, no inline code, forms and requests only to
+    itself, never framed: the strict default of the other answers would block its scripts."""
+    for path in ("/console/", "/console/sessions/not-a-session"):
+        policy = signed_in.client.get(path).headers["content-security-policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["default-src"] == "'none'"
+        assert directives["script-src"] == "'self'"
+        assert directives["style-src"] == "'self'"
+        assert directives["connect-src"] == "'self'"
+        assert directives["form-action"] == "'self'"
+        assert directives["frame-ancestors"] == "'none'"

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from starlette.responses import HTMLResponse
 
 from tests.integration.test_webhook import ADMIN, WEBHOOK, MakeWeb, Web, error_code, inbound
-from wa_sessions.webhook.headers import STRICT_CSP
+from wa_sessions.security_headers import STRICT_CSP
 
 SECURITY = {
     "x-content-type-options": "nosniff",

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from wa_sessions.console.auth import ConsoleRefusal, SignInRequired
 from wa_sessions.metrics import API_ERRORS
+from wa_sessions.security_headers import page_policy
 
 PREFIX = "/console"
 
@@ -53,6 +54,13 @@ def build_templates() -> Environment:
     return env
 
 
+def _policy(html: str) -> str:
+    """The console's Content-Security-Policy: its own scripts and styles only (no inline ones,
+    htmx is configured through a ``<meta>`` tag), images from itself (the media proxy), the
+    event stream and htmx requests to itself, forms posted only to itself, never framed."""
+    return page_policy(html, img_src="'self' data:", connect_src="'self'", form_action="'self'")
+
+
 class Pages:
     """Renders templates into responses; the request's CSRF token and operator go along."""
 
@@ -70,7 +78,8 @@ class Pages:
             prefix=PREFIX,
             **context,
         )
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+        headers = {"Cache-Control": "no-store", "Content-Security-Policy": _policy(html)}
+        return HTMLResponse(html, status_code=status, headers=headers)
 
     def error(self, request: Request, status: int, code: str, title: str, message: str) -> Response:
         API_ERRORS.labels(code).inc()

@@ -19,7 +19,7 @@ from fastapi.openapi.docs import (
 from starlette.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from wa_sessions.webhook.headers import page_policy
+from wa_sessions.security_headers import page_policy
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: Where the vendored assets are served.

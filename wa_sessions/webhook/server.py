@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from wa_sessions.metrics import API_ERRORS, REQUEST_TIMEOUTS
-from wa_sessions.webhook.headers import SECURITY_HEADERS
+from wa_sessions.security_headers import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
