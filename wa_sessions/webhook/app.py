@@ -18,12 +18,12 @@ from wa_sessions.config import STATUS_CALLBACK_PATH
 from wa_sessions.console import install_console
 from wa_sessions.console.context import ConsoleContext
 from wa_sessions.metrics import render_metrics
+from wa_sessions.security_headers import SecurityHeaders
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import ERROR, TwilioEndpoint, WebDeps
 from wa_sessions.webhook.errors import ServiceUnavailableError
-from wa_sessions.security_headers import SecurityHeaders
 from wa_sessions.webhook.inbound import WEBHOOK_PATH, install_inbound_webhook
 from wa_sessions.webhook.schemas import Health
 from wa_sessions.webhook.session_api import session_api
