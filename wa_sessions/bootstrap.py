@@ -40,6 +40,7 @@ from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.limits import RedisDailyCallCap, RedisSharedLimit
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.takeover import TakeoverService
 from wa_sessions.webhook import WebDeps
 from wa_sessions.webhook import create_app as create_web_app
 from wa_sessions.webhook.server import DeadlineHttpToolsProtocol, raise_open_file_limit
@@ -112,6 +113,17 @@ def build_service(settings: Settings, client: redis.Redis | None = None) -> Sess
         retention_days=settings.retention_days,
         default_region=settings.default_region,
         key_prefix=settings.redis_key_prefix,
+    )
+
+
+def build_takeover(settings: Settings, service: SessionService) -> TakeoverService:
+    """Take over, hand back, reply: an operator's reply wakes its conversation's drain from
+    the push itself (Dramatiq's message layout), so no process needs a broker to reply."""
+    return TakeoverService(
+        service,
+        wake_message=DrainWakeMessages(QueueKeys(), DRAIN_CONVERSATION),
+        wake_ttl_ms=inbox_policy(settings).wake_ttl_ms,
+        max_reply_chars=settings.operator_reply_max_chars,
     )
 
 
@@ -307,6 +319,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
             console=build_console(settings, service),
+            takeover=build_takeover(settings, service),
         )
     )
 

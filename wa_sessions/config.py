@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     #: A failed sign-in is answered after this delay (slows token guessing).
     console_sign_in_delay_seconds: float = Field(default=1.0, ge=0, le=10)
 
+    # ---- Agent takeover (issue #13, takeover part) ----
+    #: Longest operator reply the session API accepts (Twilio refuses bodies over 1,600).
+    operator_reply_max_chars: int = Field(default=1600, ge=1, le=1600)
+
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:
         """The settings from the environment. With ``dev_env_file`` (a development run's saved

@@ -62,3 +62,16 @@ class InboxFull(WaSessionsError):
     """A conversation's inbox holds the configured maximum of unapplied messages."""
 
     code = "inbox_full"
+
+
+class TakeoverConflict(WaSessionsError):
+    """An operator acted on a session another operator holds (or that nobody holds, when the
+    action needs it held: a reply, a hand-back)."""
+
+    code = "takeover_conflict"
+
+
+class OutsideWindow(WaSessionsError):
+    """A free-form reply after WhatsApp's 24-hour customer-service window closed."""
+
+    code = "outside_window"

@@ -40,6 +40,8 @@ from wa_sessions.metrics.orders import (
     ORDERS_EXTRACTED,
     REPLIES,
 )
+from wa_sessions.metrics.takeover import OPERATOR_REPLIES, TAKEOVERS
+from wa_sessions.metrics.takeover import initialise_series as _initialise_takeover_series
 from wa_sessions.statemachine.models import MessageDirection, MessageType
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "MEDIA_SKIPPED",
     "MESSAGES",
     "OPERATIONS",
+    "OPERATOR_REPLIES",
     "ORDERS_EXTRACTED",
     "QUEUE_LAG",
     "REDRIVES",
@@ -71,6 +74,7 @@ __all__ = [
     "SESSION_MESSAGES",
     "SESSION_OUTCOMES",
     "SWEEP_EXPIRED",
+    "TAKEOVERS",
     "WEBHOOK_LATENCY",
     "WEBHOOK_REQUESTS",
     "render_metrics",
@@ -202,6 +206,7 @@ def _initialise_series() -> None:
     for direction in MessageDirection:
         for message_type in MessageType:
             MESSAGES.labels(direction.value, message_type.value)
+    _initialise_takeover_series()
 
 
 _initialise_series()

@@ -31,7 +31,8 @@ ORDERS_EXTRACTED = Counter(
 )
 REPLIES = Counter(
     "wa_sessions_replies_total",
-    "Outbound replies by sender (twilio, log) and outcome (sent, logged, failed, outside_window).",
+    "Outbound replies by sender (twilio, log) and outcome (sent, logged, failed, outside_window, "
+    "session_ended, taken_over: an operator holds the session).",
     ["sender", "outcome"],
 )
 DELIVERY_STATUS = Counter(

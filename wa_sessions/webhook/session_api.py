@@ -1,5 +1,5 @@
 """The session API: the admin-token-guarded routes that read sessions and end them, over
-``SessionService``."""
+``SessionService``, and agent takeover (take over, hand back, reply) over ``TakeoverService``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.endpoint import ERROR, WebDeps
 from wa_sessions.webhook.schemas import (
     ActiveSessions,
+    OperatorAction,
+    OperatorReplyQueued,
+    OperatorReplyRequest,
     SessionDetail,
     SessionEnded,
     SessionList,
     SessionView,
+    TakeoverChanged,
 )
 
 MAX_PAGE = 1000
@@ -138,5 +142,45 @@ def session_api(deps: WebDeps) -> APIRouter:
     )
     def session_summary(session_id: uuid.UUID) -> SessionSummary:
         return service.get_session_summary(str(session_id))
+
+    takeover = deps.takeovers
+
+    @router.post(
+        "/sessions/{session_id}/takeover",
+        responses=_responses(400, 401, 404, 409),
+        summary="An operator takes an active session over: automatic replies stop for it",
+    )
+    def take_over(session_id: uuid.UUID, body: OperatorAction) -> TakeoverChanged:
+        session = takeover.take_over(str(session_id), body.operator)
+        return TakeoverChanged(
+            message=f"Session taken over by {body.operator}",
+            session=SessionView.of(session, service.clock()),
+        )
+
+    @router.post(
+        "/sessions/{session_id}/handback",
+        responses=_responses(400, 401, 404, 409),
+        summary="Hand a session back: automatic replies resume for messages from now on",
+    )
+    def hand_back(session_id: uuid.UUID, body: OperatorAction) -> TakeoverChanged:
+        session = takeover.hand_back(str(session_id), body.operator, force=body.force)
+        return TakeoverChanged(
+            message="Session handed back to automatic replies",
+            session=SessionView.of(session, service.clock()),
+        )
+
+    @router.post(
+        "/sessions/{session_id}/reply",
+        status_code=202,
+        responses=_responses(400, 401, 404, 409),
+        summary="Queue an operator's reply; the phone's worker sends it in order",
+    )
+    def reply(session_id: uuid.UUID, body: OperatorReplyRequest) -> OperatorReplyQueued:
+        queued = takeover.send_operator_reply(str(session_id), body.operator, body.text)
+        return OperatorReplyQueued(
+            message="Reply queued; the conversation's worker sends it",
+            reply_id=queued.reply_id,
+            session=SessionView.of(queued.session, service.clock()),
+        )
 
     return router

@@ -10,7 +10,9 @@ key                              type    holds
 ===============================  ======  =====================================================
 ``P c:{conv}:s:<sid>``           hash    one session (``SessionField``): status, addresses,
                                          times, counters, ``ctx:<name>`` -> JSON value per
-                                         context key, ``order`` -> the order details JSON
+                                         context key, ``order`` -> the order details JSON,
+                                         ``op``/``op_at`` the operator who took it over and
+                                         when, ``hb`` when it was last handed back
 ``P c:{conv}:s:<sid>:m``         list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
@@ -27,6 +29,9 @@ key                              type    holds
 ``P idx:all``                    zset    every session by created time (admin listing)
 ``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
 ``P idx:ended``                  zset    ended sessions by end time (retention purge)
+``P idx:takeover``               zset    active sessions taken over by an operator, by
+                                         takeover time (the takeover gauge; an ending
+                                         session leaves it)
 ``P idx:pending``                zset    conversations with a non-empty inbox or pending
                                          effects, by the acceptance time of their oldest
                                          entry (re-drive)
@@ -103,6 +108,11 @@ class SessionField(StrEnum):
     MESSAGE_COUNT = "count"
     TRIMMED = "trimmed"
     ORDER = "order"
+    #: The operator who took the session over (absent: automatic replies are on).
+    TAKEN_OVER_BY = "op"
+    TAKEN_OVER_AT = "op_at"
+    #: When it was last handed back: messages accepted before then get no automatic reply.
+    HANDED_BACK_AT = "hb"
 
 
 class SessionFieldPrefix(StrEnum):
@@ -201,6 +211,11 @@ class Keys:
         return f"{self.prefix}idx:ended"
 
     @property
+    def takeover(self) -> str:
+        """The ``idx:takeover`` zset: sessions taken over by an operator."""
+        return f"{self.prefix}idx:takeover"
+
+    @property
     def pending(self) -> str:
         return f"{self.prefix}idx:pending"
 
@@ -262,6 +277,7 @@ class Keys:
                 f"local K_ALL = {_lua_string(self.all)}",
                 f"local K_ENDED = {_lua_string(self.ended)}",
                 f"local K_PENDING = {_lua_string(self.pending)}",
+                f"local K_TAKEOVER = {_lua_string(self.takeover)}",
                 f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
                 f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
                 f"local K_CONSOLE_CHANNEL = {_lua_string(self.console_channel)}",

@@ -7,9 +7,11 @@
 --
 -- Applying: entries are applied in acceptance order and popped in the same step (exactly once).
 -- With effects on, an inbound text or image message also appends its record (<sid>\t<message
--- JSON>) to the effects list; the batch then stops before any entry that could end the session
--- of those records (an operator complete or expire, or a message accepted a timeout or more
--- after them), so their effects find it still active. Nothing is applied while records are
+-- JSON>) to the effects list, unless an operator has taken its session over or it was accepted
+-- before the session was last handed back; an operator's reply to an active session appends
+-- its outbound message's record. The batch then stops before any entry that could end the
+-- session of those records (an operator entry, or a message accepted a timeout or more after
+-- them), so their effects find it still active. Nothing is applied while records are
 -- pending: a drain finishes those first. Sessions opened here get the ids that follow id_base
 -- (a random UUID from the caller) in its last four hex digits: one random id serves a drain's
 -- sessions (the caller passes the last id used; a step stops before the counter would wrap).
@@ -44,7 +46,7 @@
 -- entry status, kind, a, b, accepted_ms, sid, created, detail, the pending records (up to
 -- batch), per session of those records {sid, status, order, last_in, phone, biz, its last
 -- messages (history plus those appended since; a record's own message as its 1-based index in
--- the records)}}.
+-- the records), the operator holding it or nil}}.
 
 -- Takes the lease or checks it. Returns the refusal ('busy', 'lease') or nil.
 local function hold_lease()
@@ -90,6 +92,25 @@ local function commit_effects(commit)
   return committed
 end
 
+-- Whether applying an inbound message to `sid` at `t` queues its effects: not while an operator
+-- holds the session, nor for a message accepted before its last hand-back.
+local function auto_reply(sid, t)
+  local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.taken_over_by, S.handed_back_at)
+  return not h[1] and (not h[2] or t >= tonumber(h[2]))
+end
+
+-- An operator's reply to `sid`: queued as an effect record while the session is active (its
+-- effects re-check the takeover and the window right before the send). Returns the outcome.
+local function apply_reply(sid, payload, pending)
+  local status = false
+  if sid ~= '' then status = redis.call('HGET', k_sess(ARG.conv, sid), S.status) end
+  if not status then return 'missing' end
+  if status ~= 'active' then return 'invalid:' .. status end
+  if not ARG.effects then return 'dropped' end
+  pending[#pending + 1] = sid .. '\t' .. payload
+  return 'queued'
+end
+
 -- An operator's complete or expire of `target` (empty: the active session) at `t`.
 -- Returns the session it applied to ('' if none) and the outcome.
 local function apply_operation(kind, target, t, reason)
@@ -131,7 +152,8 @@ local function apply_batch(pending)
     if since and (kind ~= ENTRY.message or t - since >= ARG.timeout_ms) then break end
     if kind == ENTRY.message and id_last + opened >= 65535 then break end
     local status, sid, created, detail = 'ok', '', 0, ''
-    if not ts or (kind ~= ENTRY.message and kind ~= ENTRY.complete and kind ~= ENTRY.expire) then
+    if not ts or (kind ~= ENTRY.message and kind ~= ENTRY.complete and kind ~= ENTRY.expire
+        and kind ~= ENTRY.operator_reply) then
       -- Unparsable, or of a kind nobody writes: dropped, never guessed at.
       status, kind, a, b, ts, detail = 'bad', ENTRY.malformed, '', '', '0', 'malformed entry'
     elseif kind == ENTRY.message then
@@ -145,10 +167,15 @@ local function apply_batch(pending)
       sid, created, detail = r[1], r[2], r[3]
       opened = opened + created
       appended[sid] = (appended[sid] or 0) + 1
-      if ARG.effects and a == 'inbound' and (b == 'text' or b == 'image') then
+      if ARG.effects and a == 'inbound' and (b == 'text' or b == 'image')
+          and auto_reply(sid, t) then
         pending[#pending + 1] = sid .. '\t' .. payload
       end
       if #pending > 0 and (not since or t > since) then since = t end
+    elseif kind == ENTRY.operator_reply then
+      -- Applied only with no record pending in this batch (it stops before operator entries).
+      sid, detail = a, apply_reply(a, payload, pending)
+      if #pending > 0 then since = t end
     else
       sid, detail = apply_operation(kind, a, t, payload)
     end
@@ -193,8 +220,7 @@ local function effect_sessions(pending, appended)
   end
   for k, sid in ipairs(sessions) do
     local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.status, S.order, S.last_inbound,
-      S.phone,
-      S.business)
+      S.phone, S.business, S.taken_over_by)
     local tail = {}
     if ARG.history > 0 then
       local n = ARG.history + (appended[sid] or counts[sid])
@@ -202,7 +228,7 @@ local function effect_sessions(pending, appended)
         tail[#tail + 1] = index[sid][raw] or raw
       end
     end
-    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail}
+    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail, h[6]}
   end
   return sessions
 end
