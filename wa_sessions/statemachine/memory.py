@@ -134,8 +134,11 @@ class InMemoryStore(MemoryApply):
                 elif entry.kind == rules.OPERATOR_REPLY:
                     result = self._apply_reply(conv, entry, policy)
                     if result.detail == "queued":
+                        # Ends the batch: the reply is stored before what came after it.
                         pending.append(rules.effect_record(entry.a, entry.payload))
-                        since = entry.accepted_ms
+                        applied += 1
+                        results.append(result)
+                        break
                 else:
                     result = self._apply_operation(conv, c, entry, now_ms, policy)
                 applied += 1

@@ -9,7 +9,8 @@
 -- With effects on, an inbound text or image message also appends its record (<sid>\t<message
 -- JSON>) to the effects list, unless an operator has taken its session over or it was accepted
 -- before the session was last handed back; an operator's reply to an active session appends
--- its outbound message's record. The batch then stops before any entry that could end the
+-- its outbound message's record and ends the batch (the reply is stored before the messages
+-- accepted after it). The batch stops before any entry that could end the
 -- session of those records (an operator entry, or a message accepted a timeout or more after
 -- them), so their effects find it still active. Nothing is applied while records are
 -- pending: a drain finishes those first. Sessions opened here get the ids that follow id_base
@@ -151,7 +152,7 @@ local function apply_batch(pending)
     -- is at least that).
     if since and (kind ~= ENTRY.message or t - since >= ARG.timeout_ms) then break end
     if kind == ENTRY.message and id_last + opened >= 65535 then break end
-    local status, sid, created, detail = 'ok', '', 0, ''
+    local status, sid, created, detail, last = 'ok', '', 0, '', false
     if not ts or (kind ~= ENTRY.message and kind ~= ENTRY.complete and kind ~= ENTRY.expire
         and kind ~= ENTRY.operator_reply) then
       -- Unparsable, or of a kind nobody writes: dropped, never guessed at.
@@ -173,9 +174,10 @@ local function apply_batch(pending)
       end
       if #pending > 0 and (not since or t > since) then since = t end
     elseif kind == ENTRY.operator_reply then
-      -- Applied only with no record pending in this batch (it stops before operator entries).
+      -- Applied only with no record pending in this batch (it stops before operator entries);
+      -- a queued reply ends the batch, so it is stored before the messages accepted after it.
       sid, detail = a, apply_reply(a, payload, pending)
-      if #pending > 0 then since = t end
+      last = #pending > 0
     else
       sid, detail = apply_operation(kind, a, t, payload)
     end
@@ -183,6 +185,7 @@ local function apply_batch(pending)
     local n = #results
     results[n + 1], results[n + 2], results[n + 3], results[n + 4] = status, kind, a, b
     results[n + 5], results[n + 6], results[n + 7], results[n + 8] = ts, sid, created, detail
+    if last then break end
   end
   flush()
   return results, appended
