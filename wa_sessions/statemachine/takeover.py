@@ -40,7 +40,10 @@ from wa_sessions.statemachine.service import SessionService
 
 #: Operator names: what a person's sign-in name looks like; no spaces, tabs or control
 #: characters (a name is a field of an inbox entry and is shown in the conversation).
-OPERATOR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+OPERATOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+OPERATOR_NAME = re.compile(OPERATOR_PATTERN)
+#: A reply must hold something besides white space.
+REPLY_PATTERN = r"\S"
 #: Twilio refuses a message body longer than this.
 TWILIO_BODY_LIMIT = 1600
 
@@ -168,7 +171,7 @@ class TakeoverService:
 
 
 def _check_operator(operator: str) -> None:
-    if not OPERATOR_NAME.fullmatch(operator):
+    if not OPERATOR_NAME.match(operator):
         raise BadRequest(
             "operator: 1-64 letters, digits or _ . @ -, starting with a letter or digit"
         )

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from wa_sessions.statemachine.models import Message, Session, SessionStatus, WindowState
+from wa_sessions.statemachine.takeover import OPERATOR_PATTERN, REPLY_PATTERN, TWILIO_BODY_LIMIT
 
 
 class ErrorDetail(BaseModel):
@@ -106,7 +107,11 @@ class SessionEnded(BaseModel):
 class OperatorAction(BaseModel):
     """Who takes a session over or hands it back."""
 
-    operator: str = Field(description="The operator's name (letters, digits, _ . @ -).")
+    operator: str = Field(
+        description="The operator's name (letters, digits, _ . @ -).",
+        # Documented here, checked by TakeoverService (its refusal names the rule).
+        json_schema_extra={"pattern": OPERATOR_PATTERN},
+    )
     force: bool = Field(
         default=False,
         description="Hand back: even when another operator holds the session.",
@@ -114,8 +119,13 @@ class OperatorAction(BaseModel):
 
 
 class OperatorReplyRequest(BaseModel):
-    operator: str = Field(description="The operator holding the session.")
-    text: str = Field(description="The reply, sent as free-form WhatsApp text.")
+    operator: str = Field(description="The operator holding the session.", pattern=OPERATOR_PATTERN)
+    text: str = Field(
+        description="The reply, sent as free-form WhatsApp text (OPERATOR_REPLY_MAX_CHARS "
+        "at most).",
+        json_schema_extra={"pattern": REPLY_PATTERN},
+        max_length=TWILIO_BODY_LIMIT,
+    )
 
 
 class TakeoverChanged(BaseModel):
