@@ -113,6 +113,7 @@ def build_service(settings: Settings, client: redis.Redis | None = None) -> Sess
         retention_days=settings.retention_days,
         default_region=settings.default_region,
         key_prefix=settings.redis_key_prefix,
+        analytics_retention_days=settings.analytics_retention_days,
     )
 
 

@@ -149,6 +149,10 @@ class Settings(BaseSettings):
     #: When set, ``/metrics`` needs ``Authorization: Bearer <token>``; empty, it is public.
     metrics_token: str = ""
 
+    # Analytics (issue #13, the operator console's figures: wa_sessions/analytics/)
+    #: How long the hourly analytics rollups are kept after their hour closes.
+    analytics_retention_days: float = Field(default=90.0, gt=0, le=3660)
+
     # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_timeout_seconds: float = Field(default=5.0, gt=0)

@@ -56,8 +56,10 @@ class SessionQueries:
         default_region: str | None = None,
         key_prefix: str = "wa:",
         clock: Clock = utc_now,
+        analytics_retention_days: float = 90.0,
     ) -> None:
-        self.store = RedisSessionStore(redis_client, Keys(key_prefix))
+        keys = Keys(key_prefix, rollup_keep_ms=round(analytics_retention_days * 86_400_000))
+        self.store = RedisSessionStore(redis_client, keys)
         self.default_region = default_region
         self.business_number = normalize_address(business_number, default_region=default_region)
         self.session_timeout_hours = session_timeout_hours

@@ -120,11 +120,13 @@ class EffectMessage:
 @dataclass(frozen=True, slots=True)
 class SessionEffects:
     """The outcome of one session's records: the order details to store (None: unchanged) and
-    the replies and system notes to append, in order."""
+    the replies and system notes to append, in order. ``reply_waits_ms``: for each message its
+    reply answers, the time from the message's acceptance to the reply's send (analytics)."""
 
     session_id: str
     order: dict[str, Any] | None
     messages: Sequence[EffectMessage]
+    reply_waits_ms: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)

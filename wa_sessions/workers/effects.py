@@ -41,6 +41,7 @@ from wa_sessions.statemachine.steps import (
     EffectsCommit,
     EffectSession,
     SessionEffects,
+    to_ms,
 )
 from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.operator_replies import OperatorReplyRun
@@ -148,6 +149,7 @@ class _SessionRun:
         self.ids = [message.id for _, message in messages]
         self.counts = SessionCounts()
         self.notes: list[EffectMessage] = []
+        self.waits_ms: list[int] = []
 
     async def run(self, session: EffectSession | None) -> SessionEffects | None:
         """The session's outcome; None when the lease was lost."""
@@ -182,7 +184,10 @@ class _SessionRun:
             if not await self._reply(session, body):
                 return None
         return SessionEffects(
-            self.session_id, order.model_dump(mode="json") if changed else None, self.notes
+            self.session_id,
+            order.model_dump(mode="json") if changed else None,
+            self.notes,
+            self.waits_ms,
         )
 
     async def _extract_all(
@@ -281,6 +286,7 @@ class _SessionRun:
             return True
         self.notes.append(outbound_record(at, body, sender.name, sent, ids))
         counts.replies["sent" if sent.sent else "logged"] += 1
+        self.waits_ms = [max(0, to_ms(at) - to_ms(m.timestamp)) for _, m in self.messages]
         return True
 
 

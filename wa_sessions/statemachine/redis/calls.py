@@ -143,6 +143,7 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
                 }
                 for item in group.messages
             ],
+            "waits": list(group.reply_waits_ms),
         }
         if group.order is not None:
             session["order"] = json.dumps(group.order)

@@ -17,6 +17,7 @@ import redis.asyncio
 
 from wa_sessions.statemachine.redis import scripts
 from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.statemachine.steps import to_ms
 
 #: How long a callback for a reply not (yet) committed is kept for the commit to pick up.
 UNMAPPED_TTL_SECONDS = 86_400
@@ -53,6 +54,7 @@ class AsyncDeliveryStatuses:
             status=status,
             error_code=error_code,
             at=at.isoformat(),
+            at_ms=to_ms(at),
             unmapped_ttl_ms=self.unmapped_ttl_ms,
         )
         result = await self._script(keys=keys, args=args)

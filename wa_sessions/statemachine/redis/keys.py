@@ -68,13 +68,26 @@ key                              type    holds
 ``P console:changes``            pubsub  (a channel, not a key) the conversation key of each
                                          drain step that applied or committed something; the
                                          web process fans it out to the console's live views
+``P an:<biz>:h:<hour>``          hash    analytics rollup of one business number and UTC hour
+                                         (``hour`` = epoch ms // 3,600,000; ``RollupField``):
+                                         sessions started, ended per outcome, duration,
+                                         messages-per-session and message-to-reply bucket
+                                         counts, sessions with an order, delivery outcomes.
+                                         TTL: ``rollup_keep_ms`` after the hour closes
+``P an:<biz>:items:<day>``       zset    most ordered items of one business number and UTC day
+                                         (epoch ms // 86,400,000), lower-cased name ->
+                                         quantity, from the orders of sessions that ended;
+                                         capped (``analytics.buckets.TOP_ITEMS_CAP``); TTL as
+                                         the hour hashes
+``P an:businesses``              set     business numbers that have rollups (the report over
+                                         every number reads their hashes)
 ===============================  ======  =====================================================
 
 Every key of one conversation, its sessions and their histories included, carries the
 conversation's ``{conv}`` hash tag, so a move to Redis Cluster moves no conversation data. The
-global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``) are updated in
-the same scripts as the conversation they index, so the store needs a single Redis (or
-Sentinel), not Cluster, until those scripts are split.
+global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``, ``an:*``) are
+updated in the same scripts as the conversation they index, so the store needs a single Redis
+(or Sentinel), not Cluster, until those scripts are split.
 
 A session's keys need its conversation, so a lookup by session id alone (the session API, the
 operators' script, a status callback's ``out:`` hash) first reads ``idx:conv``: one more HGET
@@ -159,9 +172,45 @@ class OutboundFieldPrefix(StrEnum):
     SEEN = "seen:"
 
 
+class RollupField(StrEnum):
+    """Counters of an analytics hour hash (``Keys.rollup``)."""
+
+    #: Sessions opened in the hour.
+    STARTED = "started"
+    #: Sessions ended in the hour whose order had at least one item.
+    ORDERED = "ordered"
+    #: Replies that reached ``delivered`` (or ``read``) in the hour, by the callbacks' arrival.
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    UNDELIVERED = "undelivered"
+
+
+class RollupFieldPrefix(StrEnum):
+    """Families of analytics hour hash fields: a prefix, then a status or a bucket index
+    (``analytics.buckets``)."""
+
+    #: Sessions ended in the hour, per final status: ``end:completed``, ``end:expired``.
+    ENDED = "end:"
+    #: Ended sessions per duration bucket: ``d:0`` .. ``d:<len(bounds)>``.
+    DURATION = "d:"
+    #: Ended sessions per messages-per-session bucket: ``n:<i>``.
+    MESSAGES = "n:"
+    #: Answered inbound messages per message-to-reply bucket: ``r:<i>``.
+    REPLY = "r:"
+
+
+#: How long analytics rollups are kept after their hour (or day) closes, by default.
+ROLLUP_KEEP_MS = 90 * 86_400_000
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
+    """The key layout. ``rollup_keep_ms`` is the analytics rollups' retention
+    (``ANALYTICS_RETENTION_DAYS``): the scripts get it from the prelude with the key names."""
+
     prefix: str = "wa:"
+    rollup_keep_ms: int = ROLLUP_KEEP_MS
 
     def session(self, conv: str, session_id: str) -> str:
         return self._conv(conv, f"s:{session_id}")
@@ -257,6 +306,18 @@ class Keys:
     def outbound(self, message_sid: str) -> str:
         return f"{self.prefix}out:{message_sid}"
 
+    def rollup(self, business: str, hour: int) -> str:
+        """The analytics hash of ``business`` for the UTC hour ``hour`` (epoch hours)."""
+        return f"{self.prefix}an:{business}:h:{hour}"
+
+    def rollup_items(self, business: str, day: int) -> str:
+        """The most ordered items of ``business`` on ``day`` (epoch days)."""
+        return f"{self.prefix}an:{business}:items:{day}"
+
+    @property
+    def rollup_businesses(self) -> str:
+        return f"{self.prefix}an:businesses"
+
     def lua_prelude(self) -> str:
         """The same key names for Lua, generated from the methods above: functions for keys
         derived from data, constants for the global keys (hash fields: ``lua_constants``)."""
@@ -281,6 +342,10 @@ class Keys:
                 f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
                 f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
                 f"local K_CONSOLE_CHANNEL = {_lua_string(self.console_channel)}",
+                _lua_function("k_rollup", self.rollup, "biz", "hour"),
+                _lua_function("k_rollup_items", self.rollup_items, "biz", "day"),
+                f"local K_ROLLUP_BUSINESSES = {_lua_string(self.rollup_businesses)}",
+                f"local ROLLUP_KEEP_MS = {int(self.rollup_keep_ms)}",
                 "",
             ]
         )
@@ -288,14 +353,16 @@ class Keys:
 
 def lua_constants() -> dict[str, str]:
     """The hash fields as the Lua scripts write them: ``S.<name>`` for the session hash,
-    ``O.<name>`` for an outbound reply's, ``B.<name>`` for a rate-limit bucket (names
-    lower-cased: ``S.last_inbound``), each with its Lua string literal. The loader writes the
+    ``O.<name>`` for an outbound reply's, ``B.<name>`` for a rate-limit bucket, ``A.<name>``
+    for an analytics hour hash (names lower-cased: ``S.last_inbound``), each with its Lua
+    string literal. The loader writes the
     literal in place of the name when it assembles a script, so no table is built per call and
     a misspelt field fails at load."""
     tables = {
         "S": (SessionField, SessionFieldPrefix),
         "O": (OutboundField, OutboundFieldPrefix),
         "B": (BucketField,),
+        "A": (RollupField, RollupFieldPrefix),
     }
     return {
         f"{table}.{member.name.lower()}": _lua_string(member.value)

@@ -47,6 +47,7 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
+from wa_sessions.analytics.buckets import lua_buckets
 from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.lifecycle import transition_table
 from wa_sessions.statemachine.models import DELIVERY_RANK
@@ -222,7 +223,8 @@ def _library(name: str) -> str:
 
 
 def prelude(keys: Keys) -> str:
-    """Key names, the lifecycle table (T) and delivery ranks (R)."""
+    """Key names, the lifecycle table (T), delivery ranks (R) and the analytics buckets (RB_*,
+    in the unit the scripts count in: ms, messages)."""
     transitions = ", ".join(
         f"['{state}|{trigger}'] = '{dest}'" for (state, trigger), dest in transition_table().items()
     )
@@ -233,22 +235,23 @@ def prelude(keys: Keys) -> str:
         + f"local T = {{{transitions}}}\n"
         + "-- Delivery statuses' ranks: a status only replaces one of lower rank.\n"
         + f"local R = {{{ranks}}}\n"
+        + lua_buckets()
     )
 
 
 def constants() -> dict[str, str]:
-    """What the loader writes in place of a name: hash fields (``S.status``, ``O.rank``) and
-    inbox entry kinds (``ENTRY.message``), as Lua string literals."""
+    """What the loader writes in place of a name: hash fields (``S.status``, ``O.rank``,
+    ``A.started``) and inbox entry kinds (``ENTRY.message``), as Lua string literals."""
     kinds = {f"ENTRY.{kind.name.lower()}": f"'{kind.value}'" for kind in EntryKind}
     return {**lua_constants(), **kinds}
 
 
-_CONSTANT = re.compile(r"\b(?:S|O|B|ENTRY)\.\w+")
+_CONSTANT = re.compile(r"\b(?:S|O|B|A|ENTRY)\.\w+")
 
 
 def _substitute(name: str, text: str) -> str:
-    """Writes each ``S.*``/``O.*``/``ENTRY.*`` as its literal. Measured: tables of them built
-    on every call cost a drain step 3-6% (``bench/scripts_ab.py``)."""
+    """Writes each ``S.*``/``O.*``/``A.*``/``ENTRY.*`` as its literal. Measured: tables of them
+    built on every call cost a drain step 3-6% (``bench/scripts_ab.py``)."""
     table = constants()
 
     def literal(match: re.Match[str]) -> str:

@@ -1,14 +1,16 @@
 -- delivery_status: one Twilio status callback. Deduplicated on MessageSid plus status, and
 -- applied only when it moves the reply's status forward. A callback that beats the commit of
 -- its reply is kept (for a day) and applied by map_outbound when the reply is committed.
+-- Delivered, read, failed and undelivered count once per reply in the analytics rollups.
 --
--- Uses: sessions, delivery
+-- Uses: rollups, sessions, delivery
 -- KEYS: none (the reply's key is derived from its MessageSid, its session's from idx:conv)
 -- ARGV:
 --   message_sid     str   the reply's Twilio MessageSid
 --   status          str   Twilio's MessageStatus
 --   error_code      str   Twilio's ErrorCode, '' for none
 --   at              str   when it arrived (ISO time), written into the message's metadata
+--   at_ms           int   the same time (epoch ms): the analytics hour it counts in
 --   unmapped_ttl_ms str   how long a callback for a reply not committed yet is kept
 -- Returns {outcome}: duplicate, stale, unknown (not mapped yet) or applied.
 
@@ -25,5 +27,8 @@ redis.call('HSET', okey, O.status, status, O.rank, rank)
 if ARG.error_code ~= '' then redis.call('HSET', okey, O.error_code, ARG.error_code) end
 if not h[2] then return {'unknown'} end
 local conv = conv_of(h[2])
-if conv then set_delivery(conv, h[2], h[3], h[4], status, ARG.error_code, ARG.at) end
+if conv then
+  set_delivery(conv, h[2], h[3], h[4], status, ARG.error_code, ARG.at)
+  rollup_delivery(biz_of(conv), tonumber(h[1] or '-1'), status, ARG.at_ms)
+end
 return {'applied'}

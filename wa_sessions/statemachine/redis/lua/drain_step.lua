@@ -17,7 +17,7 @@
 -- (a random UUID from the caller) in its last four hex digits: one random id serves a drain's
 -- sessions (the caller passes the last id used; a step stops before the counter would wrap).
 --
--- Uses: sessions, delivery
+-- Uses: rollups, sessions, delivery
 -- KEYS:
 --   lease                 the conversation's lease
 --   wake                  the conversation's wake flag
@@ -41,7 +41,8 @@
 --   commit?         json  the effects of the records run since the last step:
 --                         {records: [record], at: ISO time for delivery statuses met here,
 --                          sessions: [{sid, order (JSON text, absent: unchanged),
---                          messages: [{direction, type, ts, json, id, twilio_sid, status}]}]}
+--                          messages: [{direction, type, ts, json, id, twilio_sid, status}],
+--                          waits: [ms from each answered message's acceptance to its reply]}]}
 -- Returns {'busy'} (acquire: another drain holds the lease), {'lease'}, {'head'}, or {'ok',
 -- released, per committed group 'ok' or 'ended' (ended meanwhile: only popped), per applied
 -- entry status, kind, a, b, accepted_ms, sid, created, detail, the pending records (up to
@@ -83,8 +84,12 @@ local function commit_effects(commit)
         local err, where = append(ARG.conv, sid, m.json, m.direction, m.type, m.ts, ARG.cap)
         if err then return nil, err end
         if m.twilio_sid ~= '' then
-          map_outbound(m.twilio_sid, ARG.conv, sid, m.id, where, m.status, ARG.keep_ms, commit.at)
+          map_outbound(m.twilio_sid, ARG.conv, sid, m.id, where, m.status, ARG.keep_ms, commit.at,
+            ARG.now)
         end
+      end
+      for _, wait_ms in ipairs(group.waits or {}) do
+        rollup_add(biz_of(ARG.conv), ARG.now, A.reply .. rollup_bucket(RB_REPLY, wait_ms), 1)
       end
     end
     committed[g] = live and 'ok' or 'ended'

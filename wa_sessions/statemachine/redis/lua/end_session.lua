@@ -1,6 +1,6 @@
 -- end_session: fires a lifecycle trigger (complete, expire) on one session, atomically.
 --
--- Uses: sessions
+-- Uses: rollups, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
 -- ARGV:
 --   sid             str   the session

@@ -1,7 +1,7 @@
 -- purge: drops ended sessions older than the retention period from every index and deletes
 -- their keys and their idx:conv entries.
 --
--- Uses: sessions
+-- Uses: rollups, sessions
 -- KEYS: none (the global indexes and keys derived from them)
 -- ARGV:
 --   cutoff_ms       int   sessions ended at or before this go

@@ -1,6 +1,7 @@
 -- Library: sessions. End one, find a conversation's live one (expiring it when idle), open
--- one, append a message to one. Needs the prelude (key names, the lifecycle table T); hash
--- fields are written S.<field>, the loader puts in the names. A session's keys carry its
+-- one, append a message to one. Needs the prelude (key names, the lifecycle table T) and the
+-- rollups library (opening and ending count in the analytics); hash fields are written
+-- S.<field>, the loader puts in the names. A session's keys carry its
 -- conversation's hash tag: every function takes both the conversation and the session id.
 
 -- The conversation of a session known by id only (false when it is unknown or purged).
@@ -16,9 +17,10 @@ local function end_session(conv, sid, trigger, now, reason, keep_ms)
   local dest = T[st .. '|' .. trigger]
   if not dest or dest == 'active' then return false, st end
   redis.call('HSET', skey, S.status, dest, S.ended, now, S.end_reason, reason)
-  local info = redis.call('HMGET', skey, S.created, S.message_count)
-  redis.call('RPUSH', K_ENDED_EVENTS,
-    dest .. ' ' .. (now - tonumber(info[1])) .. ' ' .. (info[2] or '0') .. ' ' .. reason)
+  local info = redis.call('HMGET', skey, S.created, S.message_count, S.business, S.order)
+  local duration_ms, count = now - tonumber(info[1]), tonumber(info[2] or '0')
+  redis.call('RPUSH', K_ENDED_EVENTS, dest .. ' ' .. duration_ms .. ' ' .. count .. ' ' .. reason)
+  rollup_ended(info[3], now, dest, duration_ms, count, info[4])
   if redis.call('LLEN', K_ENDED_EVENTS) > 100000 then redis.call('LPOP', K_ENDED_EVENTS) end
   local ak = k_active(conv)
   if redis.call('GET', ak) == sid then redis.call('DEL', ak) end
@@ -77,6 +79,7 @@ local function open_session(conv, sid, ts, carry)
   redis.call('ZADD', k_sessions(conv), ts, sid)
   redis.call('ZADD', K_ALL, ts, sid)
   redis.call('ZADD', K_ACTIVE, ts, sid)
+  rollup_add(biz, ts, A.started, 1)
 end
 
 -- Returns false and the message's absolute position in the history (trimmed ones included),
