@@ -75,3 +75,9 @@ class OutsideWindow(WaSessionsError):
     """A free-form reply after WhatsApp's 24-hour customer-service window closed."""
 
     code = "outside_window"
+
+
+class InvalidDayRange(BadRequest):
+    """An analytics day range that is not two ISO dates in order, or spans too many days."""
+
+    code = "invalid_day_range"

@@ -9,7 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.security import HTTPBearer
 
+from wa_sessions.analytics.reader import AnalyticsReader
+from wa_sessions.analytics.report import MAX_DAYS, AnalyticsReport, day_range
 from wa_sessions.errors import SessionNotFound
+from wa_sessions.statemachine.identity import normalize_address
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
 from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.endpoint import ERROR, WebDeps
@@ -134,6 +137,41 @@ def session_api(deps: WebDeps) -> APIRouter:
             message="Session expired successfully",
             session=SessionView.of(session, service.clock()),
         )
+
+    reader = AnalyticsReader(service.store.client, service.store.keys)
+
+    @router.get(
+        "/analytics",
+        responses=_responses(400, 401),
+        summary="Sessions, orders, reply times and deliveries over a range of UTC days",
+        tags=["analytics"],
+    )
+    def analytics(
+        first: Annotated[
+            str | None,
+            Query(
+                alias="from",
+                description="First UTC day, YYYY-MM-DD (default: six days before `to`).",
+            ),
+        ] = None,
+        last: Annotated[
+            str | None,
+            Query(
+                alias="to",
+                description=f"Last UTC day, YYYY-MM-DD (default: today); at most {MAX_DAYS} days.",
+            ),
+        ] = None,
+        business_number: Annotated[
+            str | None, Query(description="One business number; every number when absent.")
+        ] = None,
+    ) -> AnalyticsReport:
+        start, end = day_range(first, last, today=service.clock().date())
+        number = (
+            normalize_address(business_number, default_region=service.default_region)
+            if business_number
+            else None
+        )
+        return reader.report(start, end, number)
 
     @router.get(
         "/session/{session_id}/summary",
