@@ -19,10 +19,11 @@ from tests.conftest import FakeClock
 
 # The status callback tests' ``web`` fixture (the app, the drain and a recording sender).
 from tests.integration.test_status_callbacks import Web, web  # noqa: F401
+from wa_sessions.analytics.buckets import TOP_ITEMS_CAP
 from wa_sessions.analytics.reader import AnalyticsReader
-from wa_sessions.analytics.report import AnalyticsReport, epoch_hour
+from wa_sessions.analytics.report import AnalyticsReport, epoch_day, epoch_hour
 from wa_sessions.statemachine.identity import Conversation
-from wa_sessions.statemachine.models import Message, SessionCreate
+from wa_sessions.statemachine.models import Message, SessionCreate, SessionStatus, SessionUpdate
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.workers import handlers
@@ -180,6 +181,46 @@ def test_the_reader_reports_one_number_without_the_others(
 
     assert reader.report(day, day, OTHER).started == 2
     assert reader.report(day, day, None).started == 3
+
+
+def test_a_day_keeps_only_its_most_ordered_items(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    """An order of more distinct items than the cap: the day's zset keeps the cap's worth,
+    dropping the least ordered, and the report lists the largest first."""
+    service = SessionService(redis_client, clock=clock)
+    session = service.create_session(SessionCreate(phone_number="+14155550101"))
+    items = [{"name": f"Item {i}", "quantity": i + 1} for i in range(TOP_ITEMS_CAP + 5)]
+    service.update_session(session.session_id, SessionUpdate(order_details={"items": items}))
+
+    service.complete_session(session.session_id)
+
+    key = service.store.keys.rollup_items(service.business_number, epoch_day(date(2026, 1, 1)))
+    assert redis_client.zcard(key) == TOP_ITEMS_CAP
+    assert redis_client.zscore(key, "item 0") is None
+    report = AnalyticsReader(service.store.client, service.store.keys).report(
+        date(2026, 1, 1), date(2026, 1, 1), None
+    )
+    assert report.top_items[0].name == f"item {TOP_ITEMS_CAP + 4}"
+    assert report.sessions_with_order == 1
+
+
+def test_an_order_not_in_the_expected_shape_counts_no_items(
+    redis_client: redis.Redis, clock: FakeClock
+) -> None:
+    """Order details a business stored in another shape end with the session uncounted as
+    an order, and the end itself is still counted."""
+    service = SessionService(redis_client, clock=clock)
+    session = service.create_session(SessionCreate(phone_number="+14155550101"))
+    odd = {"items": [{"name": "Tea"}, "two apples", {"name": 3, "quantity": 1}]}
+    service.update_session(session.session_id, SessionUpdate(order_details=odd))
+
+    service.update_session(session.session_id, SessionUpdate(status=SessionStatus.EXPIRED))
+
+    report = AnalyticsReader(service.store.client, service.store.keys).report(
+        date(2026, 1, 1), date(2026, 1, 1), None
+    )
+    assert (report.expired, report.sessions_with_order, report.top_items) == (1, 0, [])
 
 
 @pytest.mark.parametrize(
