@@ -153,6 +153,22 @@ def test_two_days_of_traffic_add_up_to_the_report(world: World) -> None:
     assert (first_day.started, first_day.expired, first_day.sessions_with_order) == (4, 0, 1)
 
 
+def test_a_read_that_skipped_delivered_counts_as_both_and_a_failure_after_it_too(
+    world: World,
+) -> None:
+    """``read`` first: delivered and read once each; a late ``delivered`` adds nothing; a
+    reply that fails after being sent counts as failed."""
+    read = world.message("+14155550101", "I need 5 units of Product A")
+    failed = world.message("+14155550101", "and 2 boxes of apples")
+    for sid, status in ((read, "read"), (read, "delivered"), (failed, "sent"), (failed, "failed")):
+        world.web.callback(sid, status)
+
+    delivery = world.report(**{"from": DAY, "to": DAY}).delivery
+
+    assert (delivery.delivered, delivery.read, delivery.failed) == (1, 1, 1)
+    assert delivery.success_rate == pytest.approx(1 / 2)
+
+
 def test_rollups_expire_the_retention_period_after_their_hour(
     redis_client: redis.Redis, clock: FakeClock
 ) -> None:

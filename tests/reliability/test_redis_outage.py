@@ -156,8 +156,8 @@ def test_redis_outage_under_load_loses_nothing_acknowledged(
 
 
 def _snapshot(client: redis.Redis) -> dict[str, object]:
-    """Every session, index, inbox and dedupe key with its value (wake-up flags and Dramatiq's
-    keys are left out: they are transient by design)."""
+    """Every session, index, inbox, dedupe and analytics key with its value (wake-up flags and
+    Dramatiq's keys are left out: they are transient by design)."""
     out: dict[str, object] = {}
     for key in client.scan_iter(match="wa:*"):
         if key.endswith((":wake", ":lease")):
@@ -171,6 +171,8 @@ def _snapshot(client: redis.Redis) -> dict[str, object]:
             out[key] = client.lrange(key, 0, -1)
         elif kind == "zset":
             out[key] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "set":
+            out[key] = sorted(client.smembers(key))
         else:
             out[key] = (kind, "unexpected")
     return out
