@@ -10,6 +10,7 @@ import pytest
 from wa_sessions.analytics.buckets import MESSAGES_BOUNDS, bucket_of, lua_buckets, quantile
 from wa_sessions.analytics.report import MAX_DAYS, Rollups, build_report, day_range
 from wa_sessions.errors import InvalidDayRange
+from wa_sessions.statemachine.redis import scripts
 
 DAY = date(2026, 1, 1)
 
@@ -94,3 +95,15 @@ def test_anything_but_a_yyyy_mm_dd_date_is_refused(value: str) -> None:
     """Short forms, impossible dates and datetimes are not days."""
     with pytest.raises(InvalidDayRange, match="from must be a date"):
         day_range(value or "x", "2026-03-01", today=DAY)
+
+
+def test_every_script_with_the_sessions_or_delivery_library_loads_the_rollups_first() -> None:
+    """Those libraries count in the analytics: a script without ``rollups`` before them would
+    fail the first time it opens or ends a session."""
+    for name in scripts.NAMES:
+        uses = scripts.spec(name).uses
+        if {"sessions", "delivery"} & set(uses):
+            assert "rollups" in uses, name
+            assert uses.index("rollups") < min(
+                uses.index(lib) for lib in ("sessions", "delivery") if lib in uses
+            ), name

@@ -3,7 +3,7 @@
 -- lease (when it applies a message and right before each automatic reply), not an inbox entry:
 -- see docs/ARCHITECTURE.md, "Agent takeover".
 --
--- Uses: sessions
+-- Uses: rollups, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
 -- ARGV:
 --   sid             str   the session
