@@ -78,15 +78,21 @@ def svg_bars(labels: Sequence[str], series: Sequence[Series], *, title: str, not
 def svg_histogram(distribution: Distribution, *, title: str, counted: str = "sessions") -> str:
     """A distribution's bucket counts as bars (of ``counted``), labelled by their upper
     bounds, with its p50/p95 in the description."""
+    counts = [b.count for b in distribution.buckets]
+    unit = distribution.unit
+    note = f" p50 {estimate(distribution.p50, unit)}, p95 {estimate(distribution.p95, unit)}."
+    return svg_bars(
+        bucket_labels(distribution), [Series(counted, counts, BAR_COLOUR)], title=title, note=note
+    )
+
+
+def bucket_labels(distribution: Distribution) -> list[str]:
+    """Each bucket's label (``≤5 min``, the last ``>48 h``): the chart's and its table's."""
     uppers = [b.upper for b in distribution.buckets]
-    labels = [
+    return [
         _bound_label(upper, distribution.unit, uppers[i - 1] if i else None)
         for i, upper in enumerate(uppers)
     ]
-    counts = [b.count for b in distribution.buckets]
-    unit = distribution.unit
-    note = f" p50 {_estimate(distribution.p50, unit)}, p95 {_estimate(distribution.p95, unit)}."
-    return svg_bars(labels, [Series(counted, counts, BAR_COLOUR)], title=title, note=note)
 
 
 def svg_top_items(items: Sequence[TopItem], *, title: str) -> str:
@@ -168,7 +174,8 @@ def _amount(value: float, unit: str) -> str:
     return f"{_number(value)} s"
 
 
-def _estimate(value: float | None, unit: str) -> str:
+def estimate(value: float | None, unit: str) -> str:
+    """A percentile for people: ``3.5 s``, ``1.5 h``, ``n/a`` when nothing was counted."""
     return "n/a" if value is None else _amount(round(value, 1), unit)
 
 

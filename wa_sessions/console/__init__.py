@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from wa_sessions.config import Settings
+from wa_sessions.console.analytics import analytics_routes
 from wa_sessions.console.auth import ConsoleAuth, ConsoleSessions, OperatorDirectory
 from wa_sessions.console.context import ConsoleContext
 from wa_sessions.console.conversation import ConversationReader
@@ -61,6 +62,7 @@ def install_console(app: FastAPI, deps: ConsoleDeps) -> ConsoleContext:
     install_error_pages(app, pages)
     app.include_router(sign_in_routes(ctx))
     app.include_router(session_routes(ctx))
+    app.include_router(analytics_routes(ctx))
     app.mount(
         f"{PREFIX}/static",
         StaticFiles(packages=[("wa_sessions.console", "static")]),
