@@ -164,7 +164,7 @@ def test_two_days_of_traffic_show_as_figures_charts_and_tables(shop: Shop) -> No
     ]
 
 
-def test_a_range_over_a_week_is_charted_per_day(shop: Shop) -> None:
+def test_a_range_over_three_days_is_charted_per_day(shop: Shop) -> None:
     """Eight days: one group of bars per day, and the table lists every day."""
     shop.message(ALICE, "hello")
 

@@ -34,9 +34,9 @@ from wa_sessions.console.pages import PREFIX
 from wa_sessions.errors import InvalidDayRange, InvalidPhoneNumber
 from wa_sessions.statemachine.identity import normalize_address
 
-#: Up to this many days the sessions chart has a group of bars per hour; beyond, per day
-#: (a week is 168 groups in the chart's 584 pixels; a quarter's 2,208 would be invisible).
-HOURLY_MAX_DAYS = 7
+#: Up to this many days the sessions chart has a group of bars per hour (72 groups of three
+#: bars in the chart's 584 pixels); beyond, per day: a week's 168 groups drew hairlines.
+HOURLY_MAX_DAYS = 3
 
 
 class BadDayRange(ConsoleRefusal):
