@@ -61,7 +61,13 @@ def make_console(
 ) -> Iterator[MakeConsole]:
     clients: list[TestClient] = []
 
-    def make(*, media: TwilioMedia | None = None, **settings: Any) -> Console:
+    def make(
+        *,
+        media: TwilioMedia | None = None,
+        service: SessionService | None = None,
+        **settings: Any,
+    ) -> Console:
+        """A console app; ``service``: one a test drives itself (a drain harness's)."""
         options: dict[str, Any] = {
             "admin_token": ADMIN_TOKEN,
             "operator_tokens": {"alice": ALICE_TOKEN},
@@ -69,7 +75,7 @@ def make_console(
         }
         options.update(settings)
         config = make_settings(**options)
-        service = SessionService(redis_client, business_number=BUSINESS, clock=clock)
+        service = service or SessionService(redis_client, business_number=BUSINESS, clock=clock)
         pubsub = redis.asyncio.Redis.from_url(redis_url)
         app = create_app(
             WebDeps(

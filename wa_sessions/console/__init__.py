@@ -17,12 +17,14 @@ from wa_sessions.console.analytics import analytics_routes
 from wa_sessions.console.auth import ConsoleAuth, ConsoleSessions, OperatorDirectory
 from wa_sessions.console.context import ConsoleContext
 from wa_sessions.console.conversation import ConversationReader
+from wa_sessions.console.conversation_routes import conversation_routes
 from wa_sessions.console.listing import SessionListing
 from wa_sessions.console.live import ChangeFeed
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.console.pages import PREFIX, Pages, build_templates, install_error_pages
 from wa_sessions.console.routes import session_routes, sign_in_routes
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.takeover import TakeoverService
 
 __all__ = ["ConsoleDeps", "install_console"]
 
@@ -38,8 +40,9 @@ class ConsoleDeps:
     media: TwilioMedia | None = None
 
 
-def install_console(app: FastAPI, deps: ConsoleDeps) -> ConsoleContext:
-    """Adds the console's routes, static files and error pages to ``app``."""
+def install_console(app: FastAPI, deps: ConsoleDeps, takeover: TakeoverService) -> ConsoleContext:
+    """Adds the console's routes, static files and error pages to ``app``; operators take
+    sessions over and reply through ``takeover`` (the session API's own)."""
     settings, service = deps.settings, deps.service
     store = service.store
     app.state.console_auth = ConsoleAuth(
@@ -53,6 +56,7 @@ def install_console(app: FastAPI, deps: ConsoleDeps) -> ConsoleContext:
     ctx = ConsoleContext(
         settings=settings,
         service=service,
+        takeover=takeover,
         pages=pages,
         listing=SessionListing(store, default_business=service.business_number),
         conversations=ConversationReader(store),
@@ -63,6 +67,7 @@ def install_console(app: FastAPI, deps: ConsoleDeps) -> ConsoleContext:
     app.include_router(sign_in_routes(ctx))
     app.include_router(session_routes(ctx))
     app.include_router(analytics_routes(ctx))
+    app.include_router(conversation_routes(ctx))
     app.mount(
         f"{PREFIX}/static",
         StaticFiles(packages=[("wa_sessions.console", "static")]),

@@ -11,12 +11,14 @@ from wa_sessions.console.live import ChangeFeed
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.console.pages import Pages
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.takeover import TakeoverService
 
 
 @dataclass(frozen=True)
 class ConsoleContext:
     settings: Settings
     service: SessionService
+    takeover: TakeoverService
     pages: Pages
     listing: SessionListing
     conversations: ConversationReader

@@ -39,6 +39,19 @@ class ChatItem:
     def sender(self) -> str:
         return str(self.message.metadata.get("sender") or "")
 
+    @property
+    def operator(self) -> str:
+        """The operator who wrote an outbound reply ('' for the automatic ones; a note about
+        an operator's reply names them in its text)."""
+        if self.kind != "outbound":
+            return ""
+        return str(self.message.metadata.get("operator") or "")
+
+    @property
+    def reason(self) -> str:
+        """A system note's reason (``taken_over``, ``outside_window``, ``not_taken_over``...)."""
+        return str(self.message.metadata.get("reason") or "")
+
 
 @dataclass(frozen=True)
 class ConversationPage:

@@ -1,6 +1,6 @@
 """The sessions list's read model: one page of rows over the existing indexes (``idx:active``,
-``idx:status:<status>``, ``idx:all``, a conversation's ``sessions`` zset for a phone search),
-each row read with one pipelined round trip for the whole page.
+``idx:status:<status>``, ``idx:all``, ``idx:takeover``, a conversation's ``sessions`` zset for
+a phone search), each row read with one pipelined round trip for the whole page.
 
 Pages are positions in the index (``start``): the business-number filter skips the index's
 entries of other numbers by their ``idx:conv`` value (an HMGET per chunk, no session read),
@@ -50,6 +50,8 @@ class ListQuery:
     #: A normalized customer address: that conversation's sessions only.
     phone: str | None = None
     start: int = 0
+    #: Sessions an operator holds only (``idx:takeover``, all of them active).
+    taken_over: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,10 @@ class SessionListing:
         self.default_business = default_business
         self.page_size = page_size
 
-    def _index(self, status: SessionStatus | None) -> str:
+    def _index(self, status: SessionStatus | None, taken_over: bool) -> str:
         keys = self.store.keys
+        if taken_over:
+            return keys.takeover
         if status is None:
             return keys.all
         if status is SessionStatus.ACTIVE:
@@ -162,7 +166,7 @@ class SessionListing:
         if query.phone is not None:
             return self._conversation_page(query, now)
         client = self.store.client
-        index = self._index(query.status)
+        index = self._index(query.status, query.taken_over)
         total = int(client.zcard(index))
         if query.business is None:
             ids = [
@@ -199,6 +203,8 @@ class SessionListing:
         rows = self._rows(pairs, now)
         if query.status is not None:
             rows = [r for r in rows if r.session.status is query.status]
+        if query.taken_over:
+            rows = [r for r in rows if r.session.taken_over_by]
         window = rows[query.start : query.start + self.page_size]
         end = query.start + len(window)
         return ListPage(

@@ -1,5 +1,5 @@
 """The console's routes under ``/console``: sign-in and sign-out, the sessions list and its
-live-update stream, a conversation with its Complete and Expire buttons, and the media proxy.
+live-update stream, and the media proxy (the conversation page: ``conversation_routes``).
 Every route but sign-in depends on ``require_operator`` (or ``operator_form`` for POSTs, which
 also checks the CSRF token)."""
 
@@ -18,7 +18,6 @@ from wa_sessions.console.auth import (
     COOKIE,
     CSRF_FIELD,
     PRE_COOKIE,
-    Conflict,
     ConsoleRefusal,
     NotFound,
     Operator,
@@ -32,13 +31,15 @@ from wa_sessions.console.listing import ListQuery
 from wa_sessions.console.live import stream
 from wa_sessions.console.media import MediaRefused
 from wa_sessions.console.pages import PREFIX
-from wa_sessions.errors import InvalidPhoneNumber, InvalidTransition, SessionNotFound
+from wa_sessions.errors import InvalidPhoneNumber
 from wa_sessions.metrics import CONSOLE_SIGN_INS
 from wa_sessions.statemachine.identity import normalize_address
 from wa_sessions.statemachine.models import SessionStatus
 
 SessionId = Annotated[uuid.UUID, Path(description="A session id (a UUID).")]
 _STATUSES = {s.value: s for s in SessionStatus}
+#: The list's status filter also offers the sessions an operator holds (all active).
+TAKEN_OVER = "taken_over"
 
 
 def _redirect(path: str) -> RedirectResponse:
@@ -133,14 +134,17 @@ def session_routes(ctx: ConsoleContext) -> APIRouter:
         phone: Annotated[str, Query(max_length=64)] = "",
         start: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
     ) -> Response:
-        if status and status not in _STATUSES:
-            raise ConsoleRefusal(f"status must be one of {', '.join(_STATUSES)} (or empty)")
+        if status and status not in _STATUSES and status != TAKEN_OVER:
+            raise ConsoleRefusal(
+                f"status must be one of {', '.join([*_STATUSES, TAKEN_OVER])} (or empty)"
+            )
         try:
             query = ListQuery(
                 status=_STATUSES.get(status),
                 business=_address(business, service.default_region),
                 phone=_address(phone, service.default_region),
                 start=start,
+                taken_over=status == TAKEN_OVER,
             )
         except InvalidPhoneNumber as exc:
             raise ConsoleRefusal(f"the phone or business number is not valid: {exc}") from exc
@@ -150,7 +154,7 @@ def session_routes(ctx: ConsoleContext) -> APIRouter:
             "sessions.html",
             page=page,
             filters={"status": status, "business": business, "phone": phone},
-            statuses=list(_STATUSES),
+            statuses=[*_STATUSES, TAKEN_OVER],
         )
 
     @router.get("/events")
@@ -164,49 +168,6 @@ def session_routes(ctx: ConsoleContext) -> APIRouter:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
-
-    @router.get("/sessions/{session_id}")
-    def conversation(
-        request: Request,
-        session_id: SessionId,
-        _: Annotated[Operator, Depends(require_operator)],
-        before: Annotated[int | None, Query(ge=0, le=1_000_000_000)] = None,
-    ) -> Response:
-        try:
-            summary = service.get_session_summary(str(session_id))
-        except SessionNotFound as exc:
-            raise NotFound(f"there is no session {session_id}") from exc
-        session = service.store.load(str(session_id), include_messages=False)
-        if session is None:
-            raise NotFound(f"there is no session {session_id}")
-        page = ctx.conversations.page(session, before)
-        return ctx.pages.render(request, "session.html", page=page, summary=summary)
-
-    def end(session_id: uuid.UUID, action: str) -> Response:
-        try:
-            if action == "complete":
-                service.complete_session(str(session_id))
-            else:
-                service.expire_session(str(session_id))
-        except SessionNotFound as exc:
-            raise NotFound(f"there is no session {session_id}") from exc
-        except InvalidTransition as exc:
-            raise Conflict(f"This session cannot be ended now: {exc}.") from exc
-        return _redirect(f"/sessions/{session_id}")
-
-    @router.post("/sessions/{session_id}/complete")
-    def complete(
-        session_id: SessionId,
-        _: Annotated[tuple[Operator, dict[str, str]], Depends(operator_form)],
-    ) -> Response:
-        return end(session_id, "complete")
-
-    @router.post("/sessions/{session_id}/expire")
-    def expire(
-        session_id: SessionId,
-        _: Annotated[tuple[Operator, dict[str, str]], Depends(operator_form)],
-    ) -> Response:
-        return end(session_id, "expire")
 
     @router.get("/media/{session_id}/{message_id}/{n}")
     async def media(

@@ -81,7 +81,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.include_router(session_api(deps))
     app.include_router(_operations(deps))
     if deps.console is not None:
-        console = install_console(app, deps.console)
+        console = install_console(app, deps.console, deps.takeovers)
     install_docs(app)
     return app
 
