@@ -9,9 +9,15 @@ import time
 import redis
 import redis.asyncio
 
+from tests.conftest import FakeClock
+from tests.console.conftest import Console
 from tests.integration.test_drain import HarnessFactory, conv_of, make_harness
+from tests.integration.test_effects import CONV
+from tests.integration.test_takeover import make_desk
+from tests.integration.test_webhook import BUSINESS
 from wa_sessions.console.listing import conversation_digest
 from wa_sessions.console.live import ChangeFeed, stream
+from wa_sessions.statemachine.redis.delivery import AsyncDeliveryStatuses
 from wa_sessions.statemachine.redis.keys import Keys
 
 __all__ = ["make_harness"]
@@ -140,3 +146,52 @@ def test_a_stream_ends_once_its_sign_in_is_revoked(redis_url: str) -> None:
         return [*chunks, str(listeners)]
 
     assert asyncio.run(scenario()) == ["retry: 3000\n\n", ": keepalive\n\n", "0"]
+
+
+def test_an_applied_delivery_status_and_a_takeover_change_publish_the_conversation(
+    redis_client: redis.Redis, redis_url: str, clock: FakeClock
+) -> None:
+    """A status callback that moves a reply forward publishes (ticks update live), a repeated
+    one does not; taking over and handing back publish too."""
+    desk = make_desk(redis_client, clock)
+    try:
+        desk.h.accept("hello")
+        desk.h.drain()
+        twilio_sid = desk.h.session().messages[-1].metadata["twilio_sid"]
+        pubsub = redis_client.pubsub()
+        pubsub.subscribe(CHANNEL)
+
+        async def record(status: str) -> None:
+            client = redis.asyncio.Redis.from_url(redis_url)
+            await AsyncDeliveryStatuses(client, desk.h.store.keys).record(
+                twilio_sid, status, "", at=clock()
+            )
+            await client.aclose()
+
+        asyncio.run(record("delivered"))
+        assert _published(pubsub) == [CONV]
+        asyncio.run(record("delivered"))
+        assert _published(pubsub, timeout=0.5) == []
+        sid = desk.session_id()
+        desk.takeover.take_over(sid, "alice")
+        desk.takeover.hand_back(sid, "alice")
+        assert _published(pubsub) == [CONV, CONV]
+        pubsub.close()
+    finally:
+        desk.h.deps.close()
+
+
+def test_the_newest_conversation_page_refreshes_its_chat_and_side_on_its_own_event(
+    signed_in: Console,
+) -> None:
+    """The chat re-reads itself on ``c-<digest>`` of its conversation and brings the side
+    panel (holder, summary, order) along out of band; the reply box is outside both."""
+    session = signed_in.service.add_message("+14155550100", "hello")
+    page = signed_in.client.get(f"/console/sessions/{session.session_id}").text
+    digest = conversation_digest(f"+14155550100|{BUSINESS}")
+    assert (
+        f'<div id="chat" hx-get="/console/sessions/{session.session_id}" '
+        f'hx-trigger="sse:c-{digest}" hx-select="#chat" hx-select-oob="#side" '
+        'hx-swap="outerHTML">'
+    ) in page
+    assert '<aside class="side" id="side">' in page

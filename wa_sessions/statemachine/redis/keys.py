@@ -66,8 +66,10 @@ key                              type    holds
                                          cookie's secret (the secret itself is never stored).
                                          TTL: ``CONSOLE_SESSION_HOURS``; sign-out deletes it
 ``P console:changes``            pubsub  (a channel, not a key) the conversation key of each
-                                         drain step that applied or committed something; the
-                                         web process fans it out to the console's live views
+                                         drain step that applied or committed something, each
+                                         session end, delivery status applied and takeover
+                                         change; the web process fans it out to the console's
+                                         live views
 ``P an:<biz>:h:<hour>``          hash    analytics rollup of one business number and UTC hour
                                          (``hour`` = epoch ms // 3,600,000; ``RollupField``):
                                          sessions started, ended per outcome, duration,
@@ -287,7 +289,8 @@ class Keys:
 
     @property
     def console_channel(self) -> str:
-        """The pub/sub channel of conversation changes (``drain_step.lua`` publishes)."""
+        """The pub/sub channel of conversation changes (``drain_step.lua``, session ends,
+        ``delivery_status.lua`` and ``takeover.lua`` publish)."""
         return f"{self.prefix}console:changes"
 
     @property

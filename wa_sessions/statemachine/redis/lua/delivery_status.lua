@@ -1,7 +1,8 @@
 -- delivery_status: one Twilio status callback. Deduplicated on MessageSid plus status, and
 -- applied only when it moves the reply's status forward. A callback that beats the commit of
 -- its reply is kept (for a day) and applied by map_outbound when the reply is committed.
--- Delivered, read, failed and undelivered count once per reply in the analytics rollups.
+-- Delivered, read, failed and undelivered count once per reply in the analytics rollups. An
+-- applied status publishes the conversation on the console's channel (live delivery ticks).
 --
 -- Uses: rollups, sessions, delivery
 -- KEYS: none (the reply's key is derived from its MessageSid, its session's from idx:conv)
@@ -30,5 +31,6 @@ local conv = conv_of(h[2])
 if conv then
   set_delivery(conv, h[2], h[3], h[4], status, ARG.error_code, ARG.at)
   rollup_delivery(biz_of(conv), tonumber(h[1] or '-1'), status, ARG.at_ms)
+  redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
 end
 return {'applied'}

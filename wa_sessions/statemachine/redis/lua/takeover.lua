@@ -1,7 +1,8 @@
 -- takeover: an operator takes an active session over (automatic replies stop for it) or hands
 -- it back, atomically, so two operators never both hold it. A field the drain reads under its
 -- lease (when it applies a message and right before each automatic reply), not an inbox entry:
--- see docs/ARCHITECTURE.md, "Agent takeover".
+-- see docs/ARCHITECTURE.md, "Agent takeover". A change publishes the conversation on the
+-- console's channel, so every open view shows who holds it.
 --
 -- Uses: rollups, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
@@ -26,6 +27,7 @@ if ARG.take then
   if not holder then
     redis.call('HSET', skey, S.taken_over_by, ARG.operator, S.taken_over_at, ARG.now)
     redis.call('ZADD', K_TAKEOVER, ARG.now, ARG.sid)
+    redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
   end
   return {'ok', ARG.operator}
 end
@@ -34,4 +36,5 @@ if holder ~= ARG.operator and not ARG.force then return {'held', holder} end
 redis.call('HDEL', skey, S.taken_over_by, S.taken_over_at)
 redis.call('HSET', skey, S.handed_back_at, ARG.now)
 redis.call('ZREM', K_TAKEOVER, ARG.sid)
+redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
 return {'ok', ''}
