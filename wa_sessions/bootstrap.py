@@ -178,8 +178,9 @@ def build_extractor(
 def build_media_fetcher(
     settings: Settings, ssl_context: ssl.SSLContext | None = None
 ) -> TwilioMediaFetcher:
-    """The image fetcher of the OpenAI extractor: Twilio's media hosts only, with the
-    account's credentials when both are set, trusting the system's CAs unless told otherwise."""
+    """The image fetcher of the OpenAI extractor and of the console's media proxy: Twilio's
+    media hosts only, with the account's credentials when both are set, trusting the system's
+    CAs unless told otherwise."""
     # Imported here: aiohttp is loaded only by processes that fetch media.
     from wa_sessions.orders.media import MediaCredentials, TwilioMediaFetcher
 
@@ -337,10 +338,5 @@ def build_console(settings: Settings, service: SessionService) -> ConsoleDeps:
     )
     media = None
     if settings.sends_through_twilio:
-        media = TwilioMedia(
-            account_sid=settings.twilio_account_sid,
-            auth_token=settings.twilio_auth_token,
-            api_base_url=settings.twilio_api_base_url,
-            timeout_seconds=settings.twilio_timeout_seconds,
-        )
+        media = TwilioMedia(build_media_fetcher(settings), account_sid=settings.twilio_account_sid)
     return ConsoleDeps(settings=settings, service=service, pubsub_redis=lambda: pubsub, media=media)

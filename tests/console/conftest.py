@@ -16,6 +16,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import FakeClock
 from tests.integration.test_webhook import BUSINESS, make_settings, wake_messages
+
+# The HTTPS stand-ins for Twilio's media host and CDN, for the media proxy's tests.
+from tests.media_servers import cdn, client_tls, media, media_ca  # noqa: F401
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.statemachine import SessionService
@@ -63,7 +66,7 @@ def make_console(
 
     def make(
         *,
-        media: TwilioMedia | None = None,
+        media_proxy: TwilioMedia | None = None,
         service: SessionService | None = None,
         **settings: Any,
     ) -> Console:
@@ -88,7 +91,7 @@ def make_console(
                     wake_message=wake_messages(),
                 ),
                 console=ConsoleDeps(
-                    settings=config, service=service, pubsub_redis=lambda: pubsub, media=media
+                    settings=config, service=service, pubsub_redis=lambda: pubsub, media=media_proxy
                 ),
             )
         )

@@ -1,11 +1,12 @@
 """The media proxy's fetch: a customer's image, read from Twilio with the account's basic auth
 and handed to the operator's browser (which has no Twilio credentials and must not get them).
 
-Only URLs of the account's own media on Twilio's API origin (``TWILIO_API_BASE_URL``: https
-in production) are fetched, so a stored URL cannot point the service at another host with the
-credentials; Twilio redirects to its CDN, and aiohttp drops the Authorization header when a
-redirect leaves the origin. Raster images only (no SVG: it can carry script), at most
-``MAX_MEDIA_BYTES``.
+The fetch is the worker's hardened one (``orders.media.TwilioMediaFetcher``): ``https`` only,
+Twilio's media hosts (``TWILIO_MEDIA_HOSTS``) for the first hop and redirects followed by hand
+to those or the CDN (``TWILIO_MEDIA_REDIRECT_HOSTS``), the credentials sent to a media host
+only, one deadline (``MEDIA_FETCH_DEADLINE_SECONDS``) and a size cap (``MAX_IMAGE_BYTES``).
+On top, the proxy fetches only the account's own media (its path) and serves raster images
+only (no SVG: it can carry script).
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
+from wa_sessions.orders.media import MediaSkip, MediaSkipped, TwilioMediaFetcher
 
-MAX_MEDIA_BYTES = 5 * 1024 * 1024
 #: What the proxy serves; anything else is refused.
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-_MAX_REDIRECTS = 3
+#: A URL the fetcher will not even try: the operator gets 404, as for a missing image.
+_NOT_TWILIOS = frozenset({MediaSkip.NOT_HTTPS, MediaSkip.BAD_URL, MediaSkip.HOST_NOT_ALLOWED})
+_WHY = {
+    MediaSkip.REDIRECT_REFUSED: "Twilio redirected the media to a host it may not come from",
+    MediaSkip.TOO_MANY_REDIRECTS: "Twilio redirected the media too many times",
+    MediaSkip.TOO_LARGE: "the media is over the size limit (MAX_IMAGE_BYTES)",
+    MediaSkip.TOO_SLOW: "Twilio's media did not arrive in time (MEDIA_FETCH_DEADLINE_SECONDS)",
+    MediaSkip.REFUSED: "Twilio refused the media (deleted, or the credentials are wrong)",
+    MediaSkip.UNAVAILABLE: "Twilio's media could not be fetched now",
+}
 
 
 class MediaRefused(Exception):
@@ -37,45 +46,24 @@ class Media:
 
 
 class TwilioMedia:
-    """Fetches media of one Twilio account from its API origin."""
+    """Fetches one Twilio account's media through the hardened fetcher."""
 
-    def __init__(
-        self, *, account_sid: str, auth_token: str, api_base_url: str, timeout_seconds: float
-    ) -> None:
-        base = urlsplit(api_base_url)
-        self.origin = (base.scheme, base.netloc)
+    def __init__(self, fetcher: TwilioMediaFetcher, *, account_sid: str) -> None:
+        self.fetcher = fetcher
         self.path_prefix = f"/2010-04-01/Accounts/{account_sid}/"
-        self._headers = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-
-    def allowed(self, url: str) -> bool:
-        parts = urlsplit(url)
-        return (parts.scheme, parts.netloc) == self.origin and parts.path.startswith(
-            self.path_prefix
-        )
 
     async def fetch(self, url: str) -> Media:
-        if not self.allowed(url):
-            raise MediaRefused("the media URL is not on the Twilio API host", status=404)
+        if not urlsplit(url).path.startswith(self.path_prefix):
+            raise MediaRefused("the media URL is not one of this Twilio account's", status=404)
         try:
-            async with (
-                aiohttp.ClientSession(timeout=self.timeout) as http,
-                http.get(url, headers=self._headers, max_redirects=_MAX_REDIRECTS) as response,
-            ):
-                if response.status != 200:
-                    raise MediaRefused(f"Twilio answered {response.status} for the media")
-                content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-                if content_type not in IMAGE_TYPES:
-                    raise MediaRefused("the media is not a JPEG, PNG, GIF or WebP image")
-                if (response.content_length or 0) > MAX_MEDIA_BYTES:
-                    raise MediaRefused(f"the media is over {MAX_MEDIA_BYTES} bytes")
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > MAX_MEDIA_BYTES:
-                        raise MediaRefused(f"the media is over {MAX_MEDIA_BYTES} bytes")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise MediaRefused(
-                f"Twilio's media could not be fetched ({type(exc).__name__})"
-            ) from exc
-        return Media(bytes(body), content_type)
+            async with self.fetcher.open_session() as http:
+                fetched = await self.fetcher.image(http, url)
+        except MediaSkipped as skip:
+            if skip.reason in _NOT_TWILIOS:
+                raise MediaRefused(
+                    "the media URL is not on Twilio's media hosts (TWILIO_MEDIA_HOSTS)", status=404
+                ) from skip
+            raise MediaRefused(_WHY.get(skip.reason, "the media could not be fetched")) from skip
+        if fetched.content_type not in IMAGE_TYPES:
+            raise MediaRefused("the media is not a JPEG, PNG, GIF or WebP image")
+        return Media(fetched.body, fetched.content_type)

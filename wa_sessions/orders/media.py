@@ -76,6 +76,14 @@ class MediaCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class FetchedImage:
+    """One image's bytes and the type the media host served it as."""
+
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
 class FetchedImages:
     """A message's images as data URLs, in order, and why the others were left out."""
 
@@ -141,7 +149,28 @@ class TwilioMediaFetcher:
             log.warning("image of message %s left out: %s (%s)", message.id, reason.value, detail)
         return fetched
 
+    async def image(self, http: aiohttp.ClientSession, raw_url: str) -> FetchedImage:
+        """One image for a reader other than the model (the console's media proxy): the same
+        checks, the policy's deadline and size cap; ``MediaSkipped`` says why not. Not counted
+        in ``wa_sessions_media_skipped_total`` (that is the model's); the caller counts."""
+        seconds = self.policy.deadline_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                return await self._download(http, raw_url)
+        except TimeoutError:
+            raise MediaSkipped(MediaSkip.TOO_SLOW, f"not fetched within {seconds:g} s") from None
+        except aiohttp.ClientError as exc:
+            raise MediaSkipped(
+                MediaSkip.UNAVAILABLE, f"media host unreachable ({type(exc).__name__})"
+            ) from None
+
     async def _fetch(self, http: aiohttp.ClientSession, raw_url: str, content_type: str) -> str:
+        fetched = await self._download(http, raw_url)
+        served = fetched.content_type
+        kind = served if served.startswith("image/") else content_type
+        return f"data:{kind};base64,{base64.b64encode(fetched.body).decode()}"
+
+    async def _download(self, http: aiohttp.ClientSession, raw_url: str) -> FetchedImage:
         url = self._checked(raw_url)
         for _hop in range(self.policy.max_redirects + 1):
             headers = {"Accept-Encoding": "identity"}
@@ -155,8 +184,7 @@ class TwilioMediaFetcher:
                     continue
                 body = await self._body(response)
                 served = response.headers.get("Content-Type", "").split(";")[0].strip()
-            kind = served if served.startswith("image/") else content_type
-            return f"data:{kind};base64,{base64.b64encode(body).decode()}"
+            return FetchedImage(body, served)
         raise MediaSkipped(
             MediaSkip.TOO_MANY_REDIRECTS, f"more than {self.policy.max_redirects} redirects"
         )
