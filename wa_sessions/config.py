@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
     #: A failed sign-in is answered after this delay (slows token guessing).
     console_sign_in_delay_seconds: float = Field(default=1.0, ge=0, le=10)
+    #: Failed sign-ins one client address may make per minute before the form answers 429
+    #: (0: no limit).
+    console_sign_in_failures_per_minute: int = Field(default=10, ge=0, le=10_000)
 
     # ---- Agent takeover (issue #13, takeover part) ----
     #: Longest operator reply the session API accepts (Twilio refuses bodies over 1,600).

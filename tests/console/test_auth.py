@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from tests.console.conftest import ALICE_TOKEN, Console
+from tests.console.conftest import ALICE_TOKEN, Console, MakeConsole
 from tests.integration.test_webhook import make_settings
 from wa_sessions.config import InsecureSettings, Settings
 
@@ -125,3 +125,45 @@ def test_short_operator_tokens_are_refused_outside_development() -> None:
     assert isinstance(settings, Settings)
     with pytest.raises(InsecureSettings, match="bob"):
         settings.check_secure()
+
+
+def test_failed_sign_ins_past_the_limit_get_429_even_with_the_right_token(
+    make_console: MakeConsole,
+) -> None:
+    """Three failures a minute from one address: the fourth attempt gets a readable 429 with
+    Retry-After, without its token being looked at, counted; another address is not
+    affected; the minute passing lifts it."""
+    console = make_console(console_sign_in_failures_per_minute=3, console_sign_in_delay_seconds=0)
+    before = _count("wa_sessions_console_sign_ins_total", outcome="rate_limited")
+    for _ in range(3):
+        assert console.sign_in("not-the-token").status_code == 401
+    limited = console.sign_in()
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "60"
+    assert "Too many failed sign-ins from your address" in limited.text
+    assert "wa_console=" not in limited.headers.get("set-cookie", "").split("wa_console_pre")[0]
+    assert _count("wa_sessions_console_sign_ins_total", outcome="rate_limited") == before + 1
+
+    keys = console.service.store.keys
+    other = make_console(console_sign_in_failures_per_minute=3, console_sign_in_delay_seconds=0)
+    other.client.headers["x-forwarded-for"] = "203.0.113.9"
+    assert other.sign_in().status_code == 429  # the proxy header is not trusted by default
+    trusting = make_console(console_sign_in_failures_per_minute=3, trust_proxy_headers=True)
+    trusting.client.headers["x-forwarded-for"] = "198.51.100.1, 203.0.113.9"
+    assert trusting.sign_in().status_code == 303
+    assert console.service.store.client.ttl(keys.console_sign_in_failures("testclient")) > 0
+    console.service.store.client.delete(keys.console_sign_in_failures("testclient"))
+    assert console.sign_in().status_code == 303
+
+
+def test_a_right_token_or_a_missing_one_does_not_count_as_a_failure(
+    make_console: MakeConsole,
+) -> None:
+    """Only wrong tokens count towards the limit."""
+    console = make_console(console_sign_in_failures_per_minute=1)
+    assert console.sign_in().status_code == 303
+    console.client.cookies.clear()
+    assert console.sign_in("").status_code == 400
+    assert console.sign_in().status_code == 303
+    keys = console.service.store.keys
+    assert console.service.store.client.get(keys.console_sign_in_failures("testclient")) is None

@@ -23,6 +23,7 @@ from wa_sessions.console.live import ChangeFeed
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.console.pages import PREFIX, Pages, build_templates, install_error_pages
 from wa_sessions.console.routes import session_routes, sign_in_routes
+from wa_sessions.console.throttle import SignInThrottle
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.takeover import TakeoverService
 
@@ -51,6 +52,10 @@ def install_console(app: FastAPI, deps: ConsoleDeps, takeover: TakeoverService) 
         ),
         directory=OperatorDirectory(settings.admin_token, settings.operator_tokens),
         secure_cookie=settings.public_base_url.lower().startswith("https://"),
+        throttle=SignInThrottle(
+            store.client, store.keys, settings.console_sign_in_failures_per_minute
+        ),
+        trust_proxy_headers=settings.trust_proxy_headers,
     )
     pages = Pages(build_templates())
     ctx = ConsoleContext(

@@ -19,6 +19,7 @@ import redis
 from fastapi import Depends, Request
 
 from wa_sessions.config import ADMIN_OPERATOR
+from wa_sessions.console.throttle import SignInThrottle
 from wa_sessions.metrics import CONSOLE_REFUSALS
 from wa_sessions.statemachine.redis.keys import ConsoleField, Keys
 
@@ -168,6 +169,18 @@ class ConsoleAuth:
     directory: OperatorDirectory
     #: The cookie gets ``Secure`` when the service is reached over https (PUBLIC_BASE_URL).
     secure_cookie: bool
+    throttle: SignInThrottle
+    #: Whether the client's address is the last hop of ``X-Forwarded-For`` (TRUST_PROXY_HEADERS).
+    trust_proxy_headers: bool = False
+
+    def client_address(self, request: Request) -> str:
+        """Whom a failed sign-in counts against: the peer, or behind a trusted proxy the
+        address it appended to ``X-Forwarded-For`` (earlier entries are the client's say)."""
+        if self.trust_proxy_headers:
+            forwarded = request.headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+            if forwarded:
+                return forwarded[:64]
+        return request.client.host if request.client else "unknown"
 
 
 def console_auth(request: Request) -> ConsoleAuth:

@@ -31,8 +31,9 @@ from wa_sessions.console.listing import ListQuery
 from wa_sessions.console.live import stream
 from wa_sessions.console.media import MediaRefused
 from wa_sessions.console.pages import PREFIX
+from wa_sessions.console.throttle import WINDOW_SECONDS
 from wa_sessions.errors import InvalidPhoneNumber
-from wa_sessions.metrics import CONSOLE_SIGN_INS
+from wa_sessions.metrics import API_ERRORS, CONSOLE_SIGN_INS
 from wa_sessions.statemachine.identity import normalize_address
 from wa_sessions.statemachine.models import SessionStatus
 
@@ -82,9 +83,22 @@ def sign_in_routes(ctx: ConsoleContext) -> APIRouter:
             )
         token = form.get("token", "")
         auth = console_auth(request)
+        address = auth.client_address(request)
+        if await asyncio.to_thread(auth.throttle.blocked, address):
+            CONSOLE_SIGN_INS.labels("rate_limited").inc()
+            API_ERRORS.labels("rate_limited").inc()
+            limited = sign_in_page(
+                request,
+                429,
+                "Too many failed sign-ins from your address; wait a minute and try again.",
+            )
+            limited.headers["Retry-After"] = str(WINDOW_SECONDS)
+            return limited
         operator = auth.directory.authenticate(token) if token else None
         if operator is None:
             CONSOLE_SIGN_INS.labels("refused" if token else "bad_request").inc()
+            if token:
+                await asyncio.to_thread(auth.throttle.failed, address)
             # Slows guessing: every failure waits before it is answered.
             await asyncio.sleep(settings.console_sign_in_delay_seconds)
             problem = "That token is not valid." if token else "Enter your token."

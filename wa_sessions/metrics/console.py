@@ -10,7 +10,8 @@ from prometheus_client import Counter
 CONSOLE_SIGN_INS = Counter(
     "wa_sessions_console_sign_ins_total",
     "Console sign-in attempts by outcome (ok, refused: a wrong token, bad_request: a form "
-    "without a token or with a forged pre-sign-in CSRF token).",
+    "without a token or with a forged pre-sign-in CSRF token, rate_limited: too many failures "
+    "from the client's address this minute).",
     ["outcome"],
 )
 CONSOLE_REFUSALS = Counter(

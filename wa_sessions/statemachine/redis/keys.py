@@ -65,6 +65,10 @@ key                              type    holds
                                          its forms), ``at``; ``<digest>`` is the SHA-256 of the
                                          cookie's secret (the secret itself is never stored).
                                          TTL: ``CONSOLE_SESSION_HOURS``; sign-out deletes it
+``P console:fail:<address>``     string  failed console sign-ins from one client address in
+                                         the current minute (``console/throttle.py``, against
+                                         ``CONSOLE_SIGN_IN_FAILURES_PER_MINUTE``); expires a
+                                         minute after its first failure
 ``P console:changes``            pubsub  (a channel, not a key) the conversation key of each
                                          drain step that applied or committed something, each
                                          session end, delivery status applied and takeover
@@ -286,6 +290,10 @@ class Keys:
 
     def console_session(self, digest: str) -> str:
         return f"{self.prefix}console:s:{digest}"
+
+    def console_sign_in_failures(self, address: str) -> str:
+        """Failed console sign-ins from the client ``address`` in the current minute."""
+        return f"{self.prefix}console:fail:{address}"
 
     @property
     def console_channel(self) -> str:
