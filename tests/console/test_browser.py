@@ -1,6 +1,7 @@
 """The console in Debian's Chromium, driven by Playwright, against the real service (web,
 worker and scheduler processes from the Procfile on a private Redis): sign in, watch a message
-posted to the signed webhook appear live, read the conversation, complete it, sign out; refused
+posted to the signed webhook appear live, read the conversation, complete it, sign out; take a
+conversation over, reply through the Twilio stand-in, see it delivered, hand back; refused
 without a cookie and with a forged CSRF token. Each page is checked with axe-core (no serious
 or critical violation) and photographed into docs/console/ (the README links the pictures).
 """
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.conftest import ADMIN_TOKEN, Service, e2e_redis, service_factory
+from tests.e2e.conftest import ADMIN_TOKEN, AUTH_TOKEN, Service, e2e_redis, service_factory
+from tests.fake_apis import Recorded, Reply, fake_twilio, twilio_message
 
 __all__ = ["e2e_redis", "service_factory"]
 pytestmark = pytest.mark.e2e
@@ -165,3 +167,63 @@ def test_a_visitor_without_a_cookie_is_refused(service_factory: Any, browser: Br
     assert post.status == 303
     assert post.headers["location"] == "/console/sign-in"
     context.close()
+
+
+ACCOUNT = "AC" + "0" * 32
+REPLY = "Yes, it left this morning."
+REPLY_SID = "SM" + "f" * 32
+TAKEOVER_PHONE = "+14155550124"
+
+
+def test_an_operator_takes_over_replies_sees_it_delivered_and_hands_back(
+    service_factory: Any, browser: Browser
+) -> None:
+    """Take over a conversation, send a reply (the Twilio stand-in receives it), watch it
+    appear in the chat with the operator's name and its ticks turn to delivered without a
+    reload, hand back; axe on the takeover state, photographed for the README."""
+    with fake_twilio(ACCOUNT, AUTH_TOKEN) as twilio_api:
+
+        def answer(request: Recorded) -> Reply:
+            form = request.form()
+            return Reply(201, twilio_message(form, REPLY_SID if form["Body"] == REPLY else None))
+
+        twilio_api.set_default(answer)
+        service: Service = service_factory(
+            TWILIO_ACCOUNT_SID=ACCOUNT, TWILIO_API_BASE_URL=twilio_api.base_url
+        ).start_all()
+        base = service.base_url
+        sim = service.simulator()
+        assert sim.send(TAKEOVER_PHONE, "Is my order on its way?").status == 200
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{base}/console/sign-in")
+        page.get_by_label("Operator token").fill(ADMIN_TOKEN)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name=TAKEOVER_PHONE).click()
+        expect(page.locator(".msg-outbound")).to_have_count(1, timeout=20_000)
+
+        page.get_by_role("button", name="Take over").click()
+        expect(page.locator(".badge-held")).to_have_text("Taken over by admin")
+        box = page.get_by_label(f"Your reply to {TAKEOVER_PHONE}")
+        box.fill(REPLY)
+        expect(page.locator("#reply-count")).to_have_text(f"{len(REPLY)} / 1600 characters")
+        page.get_by_role("button", name="Send reply").click()
+        expect(page.get_by_role("status")).to_contain_text("Reply queued")
+        mine = page.locator(".msg-operator")
+        expect(mine).to_contain_text(REPLY, timeout=20_000)
+        expect(mine).to_contain_text("admin (operator)")
+        assert [r.form()["Body"] for r in twilio_api.requests][-1] == REPLY
+
+        # Twilio's delivery callback: the ticks change on the open page, without a reload.
+        assert sim.send_status(REPLY_SID, "delivered", to=TAKEOVER_PHONE).status == 200
+        expect(mine.locator(".ticks-delivered")).to_have_text("✓✓", timeout=20_000)
+        check_accessibility(page)
+        photograph(page, "takeover")
+
+        page.get_by_role("button", name="Hand back").click()
+        expect(page.get_by_text("Automatic replies are on.")).to_be_visible()
+        expect(page.get_by_label(f"Your reply to {TAKEOVER_PHONE}")).to_have_count(0)
+        assert [e for e in errors if "Content Security Policy" in e] == []
+        context.close()
