@@ -45,6 +45,8 @@ ALLOWED_LABELS = {
     "trigger",
     "action",
     "result",
+    #: The console's live streams: opened, closed.
+    "event",
     "actor",
     "extractor",
     "reason",
