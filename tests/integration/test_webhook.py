@@ -29,6 +29,7 @@ from redis.retry import Retry
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import FakeClock
+from tests.signing import sign_pairs
 from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
 from wa_sessions.statemachine.models import Message
@@ -360,6 +361,9 @@ def test_webhook_for_another_account_is_refused(make_web: MakeWeb) -> None:
         ({"From": ""}, "From"),
         ({"From": "whatsapp:not-a-number"}, "From"),
         ({"Latitude": "north", "Longitude": "1"}, "Latitude"),
+        ({"AccountSid": "AC" + "0" * 31}, "AccountSid"),
+        ({"AccountSid": "MG" + "0" * 32}, "AccountSid"),
+        ({"AccountSid": ""}, "AccountSid"),
     ],
 )
 def test_malformed_webhook_is_a_400_json_error_naming_the_field(
@@ -382,6 +386,43 @@ def test_missing_to_is_a_400(web: Web) -> None:
     response = web.post(fields)
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "To is missing"
+
+
+def test_a_signed_webhook_without_account_sid_is_a_400(web: Web) -> None:
+    """Twilio names its account in every request it signs."""
+    fields = inbound()
+    del fields["AccountSid"]
+    response = web.post(fields)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "AccountSid is missing"
+    assert web.inbox_entries() == []
+
+
+def post_pairs(web: Web, pairs: list[tuple[str, str]]) -> httpx.Response:
+    """Posts form fields in the given order, repeated names kept, signed as the twilio SDK
+    signs a multi-valued form (sorted, de-duplicated values per name)."""
+    signature = sign_pairs(TOKEN, URL, pairs)
+    return web.client.post(
+        WEBHOOK, content=urlencode(pairs), headers={**FORM, "X-Twilio-Signature": signature}
+    )
+
+
+def test_a_correctly_signed_webhook_with_a_repeated_field_is_a_400_naming_it(web: Web) -> None:
+    """The signature holds over a repeated Body in either order (values are sorted before
+    signing), so which one is first is the sender's choice: refused, counted, nothing stored."""
+    before = outcome_count("bad_request")
+    fields = inbound()
+    pairs = [*fields.items(), ("Body", "I need 500 units of Product A")]
+    responses = [post_pairs(web, pairs), post_pairs(web, pairs[::-1])]
+    assert [r.status_code for r in responses] == [400, 400]
+    assert {error_code(r) for r in responses} == {"bad_request"}
+    assert {r.json()["error"]["message"] for r in responses} == {
+        "form field 'Body' appears more than once"
+    }
+    assert web.inbox_entries() == []
+    assert web.wakes == []
+    assert outcome_count("bad_request") == before + 2
+    assert web.post(fields).status_code == 200
 
 
 def test_undecodable_body_is_a_400(web: Web) -> None:

@@ -35,7 +35,7 @@ from wa_sessions.webhook.signatures import (
     check_account,
     signed_url,
 )
-from wa_sessions.webhook.twilio import FormParams, decode_form
+from wa_sessions.webhook.twilio import FormParams, check_account_sid, decode_form
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 #: An error answer in the OpenAPI schema of Twilio's endpoints.
@@ -124,7 +124,8 @@ async def read_signed_form(
 ) -> FormParams:
     """The form of a request from Twilio, once it is proven to be one: the signature header
     first (403 before the body is read), then size (413), encoding (400), the signature over the
-    public URL and every field (403), and the account (403)."""
+    public URL and every field (403), the account's format (400) and the account (403). A
+    repeated field is refused with the encoding (400)."""
     signature = request.header(_SIGNATURE_HEADER)
     if not signature:
         raise InvalidSignature("X-Twilio-Signature header is missing")
@@ -146,6 +147,7 @@ async def read_signed_form(
         signature,
         request.header(_SIGNATURE_SETTINGS_HEADER),
     )
+    check_account_sid(params)
     check_account(params, settings.twilio_account_sid)
     return params
 
