@@ -1,11 +1,14 @@
 """Settings, read from the environment once by the composition root and passed on as values.
 
 Outside ``ENVIRONMENT=development`` the service refuses to start without the secrets that keep
-it closed (Twilio's auth token for signatures, the admin token for the session API).
+it closed (Twilio's auth token for signatures, an admin token of at least 32 characters for the
+session API), without the https URL Twilio signs, and with a dedupe window shorter than the
+retention period (``check_secure``).
 """
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -32,6 +35,12 @@ RUN_DIR = Path(".run")
 DEV_ENV_FILE = RUN_DIR / "dev.env"
 
 
+#: ``RETENTION_DAYS`` unless set, and with it the default dedupe window.
+DEFAULT_RETENTION_DAYS = 30
+#: The shortest ``ADMIN_TOKEN`` served outside development (``secrets.token_hex(16)`` is 32).
+MIN_ADMIN_TOKEN_LENGTH = 32
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -55,7 +64,12 @@ class Settings(BaseSettings):
     # Twilio
     twilio_auth_token: str = ""
     twilio_account_sid: str = ""
+    #: The https URL Twilio calls (signatures cover it); required outside development.
     public_base_url: str = ""
+    #: Reverse proxies in front of the web process that append to X-Forwarded-Proto/-Host:
+    #: without PUBLIC_BASE_URL, the entry this many from the right names the signed URL.
+    forwarded_proxy_count: int = Field(default=0, ge=0, le=10)
+    #: Deprecated: ``true`` means FORWARDED_PROXY_COUNT=1 (``trusted_proxies``).
     trust_proxy_headers: bool = False
     business_number: str = DEFAULT_BUSINESS_NUMBER
     default_region: str | None = None
@@ -67,10 +81,12 @@ class Settings(BaseSettings):
     session_timeout_hours: float = Field(default=24.0, gt=0)
     carry_over_context_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_messages_per_session: int = Field(default=5000, ge=1)
-    retention_days: float = Field(default=30.0, gt=0)
+    retention_days: float = Field(default=float(DEFAULT_RETENTION_DAYS), gt=0)
 
     # Ingest and workers
-    dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    #: How long a MessageSid is remembered (replays refused): at least the retention period
+    #: outside development, since a request the service still holds data for must not apply again.
+    dedupe_ttl_seconds: int = Field(default=DEFAULT_RETENTION_DAYS * 24 * 3600, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_inbox_depth: int = Field(default=10_000, ge=1)
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
@@ -150,23 +166,54 @@ class Settings(BaseSettings):
         return self
 
     def check_secure(self) -> Self:
-        """Refuses to serve outside development without the secrets that keep the service
-        closed. Called by the web and worker entry points, not by operator scripts."""
+        """Refuses to serve outside development without what keeps the service closed: the
+        secrets (an ``ADMIN_TOKEN`` long enough not to be guessed), the https URL Twilio signs
+        (so no client-sent Host or forwarded header names it) and a dedupe window that covers
+        the retention period (Twilio's signature has no timestamp: a request captured once is
+        refused only while its MessageSid is remembered). Called by every process at start
+        (web, worker, scheduler), not by operator scripts."""
         if self.environment is Environment.DEVELOPMENT:
             return self
+        problems = []
         missing = [
             name
             for name, value in (
                 ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
                 ("ADMIN_TOKEN", self.admin_token),
+                ("PUBLIC_BASE_URL", self.public_base_url),
             )
             if not value
         ]
         if missing:
-            raise InsecureSettings(
-                f"{', '.join(missing)} must be set outside ENVIRONMENT=development"
+            problems.append(f"{', '.join(missing)} must be set outside ENVIRONMENT=development")
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+            problems.append(
+                f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters (it has "
+                f"{len(self.admin_token)}), e.g. from `openssl rand -hex 32`"
             )
+        if self.public_base_url:
+            parts = urlsplit(self.public_base_url)
+            if parts.scheme != "https" or not parts.hostname:
+                problems.append(
+                    "PUBLIC_BASE_URL must be the https URL Twilio calls, e.g. "
+                    "https://hooks.example.com"
+                )
+        retention_seconds = math.ceil(self.retention_days * 24 * 3600)
+        if self.dedupe_ttl_seconds < retention_seconds:
+            problems.append(
+                f"DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds}) must be at least the retention "
+                f"period (RETENTION_DAYS={self.retention_days:g}: {retention_seconds}), or a "
+                "replayed request would be applied again once its MessageSid is forgotten"
+            )
+        if problems:
+            raise InsecureSettings("; ".join(problems))
         return self
+
+    @property
+    def trusted_proxies(self) -> int:
+        """How many proxies' forwarded headers are believed (``TRUST_PROXY_HEADERS=true``, the
+        deprecated form, counts as one)."""
+        return self.forwarded_proxy_count or (1 if self.trust_proxy_headers else 0)
 
     @property
     def sends_through_twilio(self) -> bool:

@@ -331,16 +331,64 @@ def test_sha256_signature_is_accepted_when_the_settings_header_names_it(web: Web
 
 
 def test_forwarded_headers_rebuild_the_signed_url_only_when_trusted(make_web: MakeWeb) -> None:
-    """Without a public base URL, a trusted proxy's X-Forwarded-* name the URL Twilio signed."""
+    """Without a public base URL, a trusted proxy's X-Forwarded-* name the URL Twilio signed;
+    the deprecated TRUST_PROXY_HEADERS=true still means one proxy."""
     fields = inbound()
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.test"}
     url = "https://hooks.example.test" + WEBHOOK
-    trusted = make_web(public_base_url="", trust_proxy_headers=True)
-    untrusted = make_web(public_base_url="", trust_proxy_headers=False)
+    trusted = make_web(public_base_url="", forwarded_proxy_count=1)
+    deprecated = make_web(public_base_url="", trust_proxy_headers=True)
+    untrusted = make_web(public_base_url="")
     assert untrusted.post(fields, url=url, headers=proxied).status_code == 403
     assert trusted.post(fields, url=url, headers=proxied).status_code == 200
+    assert deprecated.post(inbound(), url=url, headers=proxied).status_code == 200
     # Without either, the URL the server saw is what must have been signed.
     assert untrusted.post(inbound(), url="http://testserver" + WEBHOOK).status_code == 200
+
+
+def test_a_forged_host_header_does_not_make_a_signature_valid(make_web: MakeWeb) -> None:
+    """With PUBLIC_BASE_URL (required outside development) the request's Host names nothing: a
+    request signed for the host an attacker controls, sent with that Host, is refused."""
+    web = make_web(public_base_url=BASE)
+    forged_url = "http://evil.test" + WEBHOOK
+    before = outcome_count("bad_signature")
+    response = web.post(inbound(), url=forged_url, headers={"Host": "evil.test"})
+    assert response.status_code == 403
+    assert error_code(response) == "invalid_signature"
+    assert outcome_count("bad_signature") == before + 1
+    assert web.inbox_entries() == []
+    assert web.post(inbound(), headers={"Host": "evil.test"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        [("X-Forwarded-Proto", "https, https"), ("X-Forwarded-Host", "evil.test, hooks.test")],
+        [
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.test"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "hooks.test"),
+        ],
+    ],
+    ids=["appended", "own-line"],
+)
+def test_a_forged_leftmost_x_forwarded_host_does_not_make_a_signature_valid(
+    make_web: MakeWeb, forwarded: list[tuple[str, str]]
+) -> None:
+    """Behind one proxy, the client's own X-Forwarded-Host entry (left of the one the proxy
+    appends, in the same line or a line of its own) is never the signed URL; the proxy's is."""
+    web = make_web(public_base_url="", forwarded_proxy_count=1)
+
+    def post(signed_for: str) -> httpx.Response:
+        fields = inbound()
+        signature = RequestValidator(TOKEN).compute_signature(signed_for + WEBHOOK, fields)
+        headers = [*FORM.items(), ("X-Twilio-Signature", signature), *forwarded]
+        return web.client.post(WEBHOOK, content=urlencode(fields), headers=httpx.Headers(headers))
+
+    assert post("https://evil.test").status_code == 403
+    assert web.inbox_entries() == []
+    assert post("https://hooks.test").status_code == 200
 
 
 def test_webhook_for_another_account_is_refused(make_web: MakeWeb) -> None:

@@ -337,44 +337,62 @@ def test_public_base_url_wins_over_request_url_and_forwarded_headers() -> None:
         path="/twilio-webhook-opt",
         query="x=1",
         public_base_url="https://example.test/",
-        trust_proxy_headers=True,
+        forwarded_proxy_count=1,
         forwarded_proto="http",
         forwarded_host="evil.test",
     )
     assert url == "https://example.test/twilio-webhook-opt?x=1"
 
 
-def test_forwarded_headers_are_used_only_when_trusted() -> None:
-    """X-Forwarded-* rebuild the URL when the proxy is trusted, its first hop winning."""
+def rebuild(proxies: int, proto: str | None, host: str | None) -> str:
+    return signed_url(
+        request_url="http://10.0.0.5:8000/twilio-webhook-opt",
+        path="/twilio-webhook-opt",
+        query="",
+        public_base_url="",
+        forwarded_proxy_count=proxies,
+        forwarded_proto=proto,
+        forwarded_host=host,
+    )
 
-    def rebuild(trusted: bool) -> str:
-        return signed_url(
-            request_url="http://10.0.0.5:8000/twilio-webhook-opt",
-            path="/twilio-webhook-opt",
-            query="",
-            public_base_url="",
-            trust_proxy_headers=trusted,
-            forwarded_proto="https, http",
-            forwarded_host="hooks.example.test, proxy.internal",
-        )
 
-    assert rebuild(True) == "https://hooks.example.test/twilio-webhook-opt"
-    assert rebuild(False) == "http://10.0.0.5:8000/twilio-webhook-opt"
+def test_forwarded_headers_are_used_only_when_proxies_are_configured() -> None:
+    """X-Forwarded-* rebuild the URL only with FORWARDED_PROXY_COUNT set."""
+    assert rebuild(1, "https", "hooks.example.test") == (
+        "https://hooks.example.test/twilio-webhook-opt"
+    )
+    assert rebuild(0, "https", "hooks.example.test") == "http://10.0.0.5:8000/twilio-webhook-opt"
+
+
+@pytest.mark.parametrize(
+    ("proxies", "proto", "host", "expected"),
+    [
+        # The client sent its own entries; the one proxy appended what it saw from Twilio.
+        (1, "http, https", "evil.test, hooks.example.test", "https://hooks.example.test"),
+        # Two proxies: the outer one saw Twilio, the inner one appended the outer's request.
+        (2, "https, http", "hooks.example.test, lb.internal", "https://hooks.example.test"),
+        (2, "x, https, http", "evil.test, hooks.example.test, lb", "https://hooks.example.test"),
+        (1, " HTTPS ", " hooks.example.test ", "https://hooks.example.test"),
+    ],
+)
+def test_the_forwarded_entry_is_counted_from_the_right_by_the_proxies_in_front(
+    proxies: int, proto: str, host: str, expected: str
+) -> None:
+    """Proxies append: the entry ``proxies`` from the right is the outermost proxy's; what
+    is left of it came from the client and is never the signed URL."""
+    assert rebuild(proxies, proto, host) == expected + "/twilio-webhook-opt"
 
 
 def test_request_url_is_used_without_base_url_or_complete_forwarded_headers() -> None:
-    """A trusted proxy that sends only one header, or an odd scheme, is not believed."""
-    for proto, host in (("https", None), (None, "h.test"), ("ftp", "h.test")):
-        url = signed_url(
-            request_url="http://testserver/twilio-webhook-opt",
-            path="/twilio-webhook-opt",
-            query="",
-            public_base_url="",
-            trust_proxy_headers=True,
-            forwarded_proto=proto,
-            forwarded_host=host,
-        )
-        assert url == "http://testserver/twilio-webhook-opt"
+    """A header missing, with fewer entries than proxies, or an odd scheme is not believed."""
+    for proxies, proto, host in (
+        (1, "https", None),
+        (1, None, "h.test"),
+        (1, "ftp", "h.test"),
+        (2, "https", "h.test"),
+        (1, "https", "h.test, "),
+    ):
+        assert rebuild(proxies, proto, host) == "http://10.0.0.5:8000/twilio-webhook-opt"
 
 
 # ---- signatures -----------------------------------------------------------------------------

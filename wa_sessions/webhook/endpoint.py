@@ -94,6 +94,12 @@ class TwilioRequest:
         value = self.headers.get(name)
         return None if value is None else value.decode("latin-1")
 
+    def joined_header(self, name: bytes) -> str | None:
+        """Every line of a repeated header, comma-joined in order (one list, as HTTP reads
+        it): a proxy may add its own line rather than append to the client's."""
+        values = [value for key, value in self.scope["headers"] if key == name]
+        return b", ".join(values).decode("latin-1") if values else None
+
     async def body(self, limit: int) -> bytes:
         """The body, refused as soon as it is known to exceed ``limit`` (declared or streamed)."""
         declared = self.headers.get(b"content-length")
@@ -132,6 +138,7 @@ async def read_signed_form(
     params = decode_form(await request.body(settings.max_body_bytes))
     scope = request.scope
     query = scope.get("query_string", b"").decode("latin-1")
+    proxies = 0 if settings.public_base_url else settings.trusted_proxies
     checker.check(
         signed_url(
             # The URL as this server received it, built only when nothing overrides it.
@@ -139,9 +146,9 @@ async def read_signed_form(
             path=scope["path"],
             query=query,
             public_base_url=settings.public_base_url,
-            trust_proxy_headers=settings.trust_proxy_headers,
-            forwarded_proto=request.header(b"x-forwarded-proto"),
-            forwarded_host=request.header(b"x-forwarded-host"),
+            forwarded_proxy_count=proxies,
+            forwarded_proto=request.joined_header(b"x-forwarded-proto") if proxies else None,
+            forwarded_host=request.joined_header(b"x-forwarded-host") if proxies else None,
         ),
         params,
         signature,
