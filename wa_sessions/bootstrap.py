@@ -9,6 +9,7 @@ Nothing here, or anywhere in the package, builds a client or a broker at import 
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from wa_sessions.config import DEV_ENV_FILE, Settings
+from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
@@ -48,6 +49,18 @@ log = logging.getLogger(__name__)
 def load_settings() -> Settings:
     """The service's settings, from the environment only."""
     return Settings.load()
+
+
+def load_serving_settings() -> Settings:
+    """The settings of a process that serves (worker, scheduler), checked before it builds
+    anything: outside development an insecure configuration ends the process at start with
+    one line naming every problem on stderr (exit 2), rather than at its first message."""
+    settings = load_settings()
+    try:
+        return settings.check_secure()
+    except InsecureSettings as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_operator_settings() -> Settings:
@@ -247,7 +260,7 @@ def setup_worker() -> WorkerProcess:
     global broker, so this sets it; the actors are already declared on it, and importing
     ``wa_sessions.workers.actors`` afterwards builds nothing. What it built is returned for
     callers that close it (tests)."""
-    worker = build_worker(load_settings().check_secure())
+    worker = build_worker(load_serving_settings())
     dramatiq.set_broker(worker.broker)
     return worker
 
@@ -257,6 +270,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself."""
     settings = (settings or load_settings()).check_secure()
     install_log_redaction()
+    if settings.trust_proxy_headers:
+        log.warning("TRUST_PROXY_HEADERS is deprecated: set FORWARDED_PROXY_COUNT=1 instead")
     service = build_service(settings)
     queue = QueueKeys()
     return create_web_app(
