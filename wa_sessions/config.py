@@ -24,7 +24,7 @@ from wa_sessions.replies.templates import (
     check_template,
 )
 from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
-from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS
+from wa_sessions.statemachine.redis.inbox import DEFAULT_DEDUPE_TTL_SECONDS, DEFAULT_LEASE_SECONDS
 
 #: Where Twilio posts delivery status callbacks (``webhook/status.py`` serves it).
 STATUS_CALLBACK_PATH = "/twilio-status"
@@ -35,7 +35,7 @@ RUN_DIR = Path(".run")
 DEV_ENV_FILE = RUN_DIR / "dev.env"
 
 
-#: ``RETENTION_DAYS`` unless set, and with it the default dedupe window.
+#: ``RETENTION_DAYS`` unless set (the default dedupe window covers it).
 DEFAULT_RETENTION_DAYS = 30
 #: The shortest ``ADMIN_TOKEN`` served outside development (``secrets.token_hex(16)`` is 32).
 MIN_ADMIN_TOKEN_LENGTH = 32
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # Ingest and workers
     #: How long a MessageSid is remembered (replays refused): at least the retention period
     #: outside development, since a request the service still holds data for must not apply again.
-    dedupe_ttl_seconds: int = Field(default=DEFAULT_RETENTION_DAYS * 24 * 3600, ge=60)
+    dedupe_ttl_seconds: int = Field(default=DEFAULT_DEDUPE_TTL_SECONDS, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_inbox_depth: int = Field(default=10_000, ge=1)
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)

@@ -30,6 +30,7 @@ from twilio.request_validator import RequestValidator
 
 from tests.conftest import FakeClock
 from tests.signing import sign_pairs
+from wa_sessions import bootstrap
 from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
 from wa_sessions.statemachine.models import Message
@@ -270,6 +271,25 @@ def test_redelivered_message_sid_is_stored_once_and_answered_200(web: Web) -> No
     assert len(web.inbox_entries()) == 1
     assert web.wakes == [CONV]
     assert outcome_count("duplicate") == before + 1
+
+
+@pytest.mark.parametrize("days_later", [8, 29])
+def test_a_replay_after_the_old_seven_day_window_is_still_a_duplicate(
+    make_web: MakeWeb, clock: FakeClock, days_later: int
+) -> None:
+    """Twilio's signature has no timestamp: a captured request replayed days later, past the
+    7 days markers used to be kept, is refused and counted as a duplicate while the service
+    still holds the message (the production policy: the settings' defaults)."""
+    web = make_web(inbox_policy=bootstrap.inbox_policy(make_settings()))
+    fields = inbound()
+    assert web.post(fields).status_code == 200
+    clock.advance(days=days_later)
+    before = outcome_count("duplicate")
+    replay = web.post(fields)
+    assert replay.status_code == 200
+    assert replay.text.endswith("<Response/>")
+    assert outcome_count("duplicate") == before + 1
+    assert len(web.inbox_entries()) == 1
 
 
 def test_media_message_is_queued_with_its_media(web: Web) -> None:

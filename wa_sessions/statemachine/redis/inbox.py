@@ -28,11 +28,17 @@ from wa_sessions.statemachine.steps import IngestOutcome
 
 #: A drain's lease on a conversation; bounds how long a dead worker's phone waits.
 DEFAULT_LEASE_SECONDS = 5.0
+#: How long a MessageSid is remembered unless configured: the default retention period (30
+#: days), since Twilio's signature has no timestamp and a replay must stay refused while the
+#: service holds the message. The ingest script looks a new sid up in each day's bucket: 31
+#: lookups instead of 8 for a week, measured 15.5 -> 31 us of Redis time per ingest (20,000
+#: ingests, ``INFO commandstats``), against ~340 us of the webhook's own CPU per request.
+DEFAULT_DEDUPE_TTL_SECONDS = 30 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
 class InboxPolicy:
-    dedupe_ttl_seconds: int = 7 * 24 * 3600
+    dedupe_ttl_seconds: int = DEFAULT_DEDUPE_TTL_SECONDS
     max_depth: int = 10_000
     lease_seconds: float = DEFAULT_LEASE_SECONDS
 
