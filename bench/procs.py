@@ -75,6 +75,8 @@ class Processes:
             WORKER_PROCESSES="2",
             WORKER_THREADS=str(WORKER_THREADS),
             PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
+            # Checked on every request (its cost measured), never reached by the loads' phones.
+            INGEST_MESSAGES_PER_MINUTE="60000",
             dramatiq_prom_db=str(self.metrics_dir),
             PYTHONPATH=str(ROOT),
         )

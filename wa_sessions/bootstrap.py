@@ -102,6 +102,7 @@ def inbox_policy(settings: Settings) -> InboxPolicy:
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
         max_depth=settings.max_inbox_depth,
         lease_seconds=settings.lease_seconds,
+        messages_per_minute=settings.ingest_messages_per_minute,
     )
 
 

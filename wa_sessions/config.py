@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     dedupe_ttl_seconds: int = Field(default=DEFAULT_DEDUPE_TTL_SECONDS, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_inbox_depth: int = Field(default=10_000, ge=1)
+    #: Inbound messages one conversation may send a minute (up to that many at once, then one
+    #: every 60/N s); more are refused with 429 ``rate_limited``. 0: no limit.
+    ingest_messages_per_minute: int = Field(default=60, ge=0, le=60_000)
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
     drain_batch_size: int = Field(default=100, ge=1)
     redrive_interval_seconds: float = Field(default=1.0, gt=0)

@@ -62,3 +62,9 @@ class InboxFull(WaSessionsError):
     """A conversation's inbox holds the configured maximum of unapplied messages."""
 
     code = "inbox_full"
+
+
+class RateLimited(WaSessionsError):
+    """A conversation sent more messages in a minute than ``INGEST_MESSAGES_PER_MINUTE``."""
+
+    code = "rate_limited"

@@ -532,6 +532,51 @@ def test_full_inbox_is_a_429(make_web: MakeWeb) -> None:
     assert len(web.inbox_entries()) == 1
 
 
+def test_a_phone_over_its_rate_gets_429_while_another_is_served_until_the_minute_passes(
+    make_web: MakeWeb, clock: FakeClock
+) -> None:
+    """INGEST_MESSAGES_PER_MINUTE=3: the phone's 4th message within the minute is refused with
+    a JSON 429 ``rate_limited`` (counted), stored nowhere and not marked seen, while another
+    phone is served and a retry of an accepted message is still a duplicate; the minute over,
+    the phone is accepted again, the refused message included."""
+    web = make_web(inbox_policy=bootstrap.inbox_policy(make_settings(ingest_messages_per_minute=3)))
+    limited, accepted = outcome_count("rate_limited"), outcome_count("accepted")
+    first = [inbound(body=f"m{n}") for n in range(3)]
+    assert [web.post(fields).status_code for fields in first] == [200] * 3
+    over = inbound(body="m3")
+    refused = web.post(over)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"] == {
+        "code": "rate_limited",
+        "message": "this conversation sent more than 3 messages in a minute; retry later",
+    }
+    assert outcome_count("rate_limited") == limited + 1
+    assert web.post(first[0]).status_code == 200  # Twilio's retry: a duplicate, as before
+    assert web.post(inbound(OTHER, body="other phone")).status_code == 200
+    assert len(web.inbox_entries()) == 3
+    assert len(web.inbox_entries(f"{OTHER}|{BUSINESS}")) == 1
+
+    clock.advance(seconds=19)
+    assert web.post(over).status_code == 429
+    clock.advance(seconds=1)  # one message every 20 s once the burst is spent
+    assert web.post(over).status_code == 200
+    assert web.post(inbound(body="m4")).status_code == 429
+    clock.advance(seconds=60)
+    assert [web.post(inbound(body=f"n{n}")).status_code for n in range(4)] == [200] * 3 + [429]
+    contents = [json.loads(e.split("\t", 4)[4])["content"] for e in web.inbox_entries()]
+    assert contents == ["m0", "m1", "m2", "m3", "n0", "n1", "n2"]
+    assert outcome_count("accepted") == accepted + 8
+    assert outcome_count("rate_limited") == limited + 4
+
+
+def test_no_rate_limit_when_ingest_messages_per_minute_is_zero(make_web: MakeWeb) -> None:
+    """0 turns the limit off: a hundred messages in the same instant are all accepted."""
+    web = make_web(inbox_policy=bootstrap.inbox_policy(make_settings(ingest_messages_per_minute=0)))
+    assert {web.post(inbound(body=f"m{n}")).status_code for n in range(100)} == {200}
+    assert len(web.inbox_entries()) == 100
+
+
 def test_redis_down_is_a_503_so_twilio_retries(make_web: MakeWeb) -> None:
     """With Redis unreachable the webhook, the API and the health check answer 503."""
     down = unreachable_redis()

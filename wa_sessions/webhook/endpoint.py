@@ -20,6 +20,7 @@ from wa_sessions.errors import (
     InboxFull,
     InvalidPhoneNumber,
     InvalidSignature,
+    RateLimited,
     WaSessionsError,
 )
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
@@ -70,6 +71,8 @@ def _outcome_of(exc: BaseException) -> str:
         return "bad_request"
     if isinstance(exc, InboxFull):
         return "inbox_full"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
     if isinstance(exc, ServiceUnavailableError):
         return "unavailable"
     return "error"

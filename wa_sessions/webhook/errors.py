@@ -28,6 +28,7 @@ from wa_sessions.errors import (
     InvalidPhoneNumber,
     InvalidSignature,
     InvalidTransition,
+    RateLimited,
     SessionAlreadyActive,
     SessionNotFound,
     WaSessionsError,
@@ -87,6 +88,7 @@ _STATUS: dict[type, int] = {
     SessionAlreadyActive: 409,
     PayloadTooLargeError: 413,
     InboxFull: 429,
+    RateLimited: 429,
     ServiceUnavailableError: 503,
 }
 _HEADERS: dict[type, Mapping[str, str]] = {
