@@ -7,8 +7,9 @@ written after its delay with ``loop.call_later``, so a waiting request blocks no
 as the cheapest correct option measured here (see ``docs/BENCHMARKS.md``, replies section).
 
 - ``POST /v1/responses``: a completed Responses API answer whose one message holds the JSON of
-  an ``ExtractionResult`` adding 5 x "Product A" (what ``client.responses.parse(...,
-  text_format=ExtractionResult)`` parses), with a fresh ``resp_`` id.
+  an ``ExtractionResult`` adding 5 x "Product A" (what the service's extractor
+  validates, as ``responses.parse(..., text_format=ExtractionResult)`` would), with a fresh
+  ``resp_`` id.
 - ``POST /2010-04-01/Accounts/{sid}/Messages.json``: 201 with a message resource (fresh ``SM``
   sid, status ``queued``). It does not echo ``to``/``body`` (the service reads only ``sid``
   and ``status``) and checks neither auth nor fields, to stay cheap; it records the arrival

@@ -193,7 +193,8 @@ def extraction_reply(result: ExtractionResult) -> Reply:
 
 class FakeOpenAI(FakeAPI):
     """``POST /v1/responses`` (bearer key, structured-output request) and ``GET /media/<id>``
-    (a Twilio-style media URL that needs the account's basic auth)."""
+    (a Twilio-style media URL that needs the account's basic auth, over plain http: one the
+    image fetcher must never request; ``tests/media_servers.py`` has the https ones)."""
 
     def __init__(self, default_result: ExtractionResult | None = None) -> None:
         result = default_result or ExtractionResult.nothing()

@@ -9,9 +9,10 @@ Nothing here, or anywhere in the package, builds a client or a broker at import 
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import dramatiq
 import redis
@@ -23,8 +24,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
+from wa_sessions.console import ConsoleDeps
+from wa_sessions.console.media import TwilioMedia
 from wa_sessions.metrics.collectors import RedisStateCollector
+from wa_sessions.metrics.orders import DAILY_CAP_FALLBACKS
+from wa_sessions.orders.daily_cap import DailyCappedExtractor
 from wa_sessions.orders.extractor import OrderExtractor
+from wa_sessions.orders.media_policy import MediaPolicy
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
 from wa_sessions.ratelimit import RateGate
 from wa_sessions.redaction import install_log_redaction
@@ -33,15 +39,20 @@ from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.statemachine.redis.limits import RedisSharedLimit
+from wa_sessions.statemachine.redis.limits import RedisDailyCallCap, RedisSharedLimit
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.takeover import TakeoverService
 from wa_sessions.webhook import WebDeps
 from wa_sessions.webhook import create_app as create_web_app
+from wa_sessions.webhook.server import DeadlineHttpToolsProtocol, raise_open_file_limit
 from wa_sessions.workers import broker as dramatiq_broker
 from wa_sessions.workers.actors import DRAIN_CONVERSATION, Actors, declare_actors, drain_sender
 from wa_sessions.workers.broker import DrainWakeMessages, StopDrainLoop, queued_age_ms
 from wa_sessions.workers.handlers import WorkerDeps
 from wa_sessions.workers.queues import QueueKeys
+
+if TYPE_CHECKING:
+    from wa_sessions.orders.media import TwilioMediaFetcher
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +130,17 @@ def build_service(settings: Settings, client: redis.Redis | None = None) -> Sess
     )
 
 
+def build_takeover(settings: Settings, service: SessionService) -> TakeoverService:
+    """Take over, hand back, reply: an operator's reply wakes its conversation's drain from
+    the push itself (Dramatiq's message layout), so no process needs a broker to reply."""
+    return TakeoverService(
+        service,
+        wake_message=DrainWakeMessages(QueueKeys(), DRAIN_CONVERSATION),
+        wake_ttl_ms=inbox_policy(settings).wake_ttl_ms,
+        max_reply_chars=settings.operator_reply_max_chars,
+    )
+
+
 def build_inbox(settings: Settings, service: SessionService) -> Inbox:
     return Inbox(service.store, inbox_policy(settings))
 
@@ -129,31 +151,19 @@ def build_extractor(
     """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor. OpenAI
     calls pass a ``RateGate``: ``OPENAI_MAX_CONCURRENCY`` per process, and, with
     ``shared_limit_client``, ``OPENAI_REQUESTS_PER_MINUTE`` and 429 pauses across the
-    deployment."""
+    deployment, and ``OPENAI_DAILY_CALLS_PER_PHONE`` per customer (then rule-based)."""
     if not settings.openai_api_key:
         return RuleBasedOrderExtractor()
     # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
-    from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
+    from wa_sessions.orders.openai import OpenAIOrderExtractor
 
+    keys = Keys(settings.redis_key_prefix)
     shared = (
-        RedisSharedLimit(
-            shared_limit_client,
-            Keys(settings.redis_key_prefix),
-            "openai",
-            settings.openai_requests_per_minute,
-        )
+        RedisSharedLimit(shared_limit_client, keys, "openai", settings.openai_requests_per_minute)
         if shared_limit_client is not None
         else None
     )
-
-    media_auth = None
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        media_auth = TwilioMediaAuth(
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
-            host=urlsplit(settings.twilio_api_base_url).hostname or "api.twilio.com",
-        )
-    return OpenAIOrderExtractor(
+    openai_extractor = OpenAIOrderExtractor(
         api_key=settings.openai_api_key,
         model=settings.openai_model,
         base_url=settings.openai_base_url or None,
@@ -163,8 +173,41 @@ def build_extractor(
             budget_seconds=settings.openai_retry_budget_seconds,
         ),
         history_limit=settings.openai_history_messages,
-        media_auth=media_auth,
+        media=build_media_fetcher(settings),
         gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
+    )
+    if shared_limit_client is None or not settings.openai_daily_calls_per_phone:
+        return openai_extractor
+    return DailyCappedExtractor(
+        openai_extractor,
+        RuleBasedOrderExtractor(),
+        RedisDailyCallCap(
+            shared_limit_client, keys, "openai", settings.openai_daily_calls_per_phone
+        ),
+        on_fallback=DAILY_CAP_FALLBACKS.inc,
+    )
+
+
+def build_media_fetcher(
+    settings: Settings, ssl_context: ssl.SSLContext | None = None
+) -> TwilioMediaFetcher:
+    """The image fetcher of the OpenAI extractor: Twilio's media hosts only, with the
+    account's credentials when both are set, trusting the system's CAs unless told otherwise."""
+    # Imported here: aiohttp is loaded only by processes that fetch media.
+    from wa_sessions.orders.media import MediaCredentials, TwilioMediaFetcher
+
+    credentials = None
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        credentials = MediaCredentials(settings.twilio_account_sid, settings.twilio_auth_token)
+    return TwilioMediaFetcher(
+        MediaPolicy(
+            hosts=tuple(settings.twilio_media_hosts),
+            redirect_hosts=tuple(settings.twilio_media_redirect_hosts),
+            deadline_seconds=settings.media_fetch_deadline_seconds,
+            max_bytes=settings.max_image_bytes,
+        ),
+        credentials=credentials,
+        ssl_context=ssl_context or ssl.create_default_context(),
     )
 
 
@@ -268,11 +311,16 @@ def setup_worker() -> WorkerProcess:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The web process: uvicorn ``--factory wa_sessions.bootstrap:create_app``. It needs no
-    Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself."""
+    Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself. It
+    also readies the process for many connections: the request deadline of the Procfile's
+    protocol class (``--http``), and the open files limit raised to its hard limit."""
     settings = (settings or load_settings()).check_secure()
     install_log_redaction()
     if settings.trust_proxy_headers:
         log.warning("TRUST_PROXY_HEADERS is deprecated: set FORWARDED_PROXY_COUNT=1 instead")
+    # uvicorn calls this factory after importing its protocol class and before serving.
+    DeadlineHttpToolsProtocol.configure(request_timeout_seconds=settings.request_timeout_seconds)
+    raise_open_file_limit()
     service = build_service(settings)
     queue = QueueKeys()
     return create_web_app(
@@ -286,5 +334,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 wake_message=DrainWakeMessages(queue, DRAIN_CONVERSATION),
             ),
             scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
+            console=build_console(settings, service),
+            takeover=build_takeover(settings, service),
         )
     )
+
+
+def build_console(settings: Settings, service: SessionService) -> ConsoleDeps:
+    """The console's dependencies: its live-update subscription gets a client of its own (a
+    subscribed connection serves nothing else), without a read timeout (it waits for
+    messages); the media proxy needs the Twilio account's credentials."""
+    pubsub = redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+    )
+    media = None
+    if settings.sends_through_twilio:
+        media = TwilioMedia(
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token,
+            api_base_url=settings.twilio_api_base_url,
+            timeout_seconds=settings.twilio_timeout_seconds,
+        )
+    return ConsoleDeps(settings=settings, service=service, pubsub_redis=lambda: pubsub, media=media)

@@ -9,6 +9,7 @@ retention period (``check_secure``).
 from __future__ import annotations
 
 import math
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Self
@@ -17,6 +18,13 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from wa_sessions.orders.media_policy import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS,
+    DEFAULT_TWILIO_MEDIA_HOSTS,
+    DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS,
+    check_host_entries,
+)
 from wa_sessions.replies.templates import (
     EMPTY_ORDER_TEMPLATE,
     NOTHING_TEMPLATE,
@@ -48,6 +56,36 @@ class Environment(StrEnum):
 
 class InsecureSettings(ValueError):
     """A secret that production must have is missing."""
+
+
+#: An operator's name as the console shows it and records it (``OPERATOR_TOKENS``).
+OPERATOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+#: The operator the admin token signs in as.
+ADMIN_OPERATOR = "admin"
+
+
+def parse_operator_tokens(value: str) -> dict[str, str]:
+    """``name:token,name:token`` as a mapping; refuses malformed pairs, bad or repeated names
+    and a token used twice (it would sign in as either), naming the pair but never the token."""
+    operators: dict[str, str] = {}
+    for position, pair in enumerate((p.strip() for p in value.split(",")), start=1):
+        if not pair:
+            continue
+        name, sep, token = pair.partition(":")
+        name, token = name.strip(), token.strip()
+        if not sep or not token:
+            raise ValueError(f"OPERATOR_TOKENS pair {position} is not name:token")
+        if not OPERATOR_NAME.match(name):
+            raise ValueError(
+                f"OPERATOR_TOKENS pair {position}: the name must be 1-40 letters, digits, "
+                "'_', '.' or '-'"
+            )
+        if name == ADMIN_OPERATOR or name in operators:
+            raise ValueError(f"OPERATOR_TOKENS names {name!r} twice (admin is ADMIN_TOKEN's)")
+        if token in operators.values():
+            raise ValueError(f"OPERATOR_TOKENS pair {position} repeats another's token")
+        operators[name] = token
+    return operators
 
 
 class Settings(BaseSettings):
@@ -123,6 +161,13 @@ class Settings(BaseSettings):
     #: Drains one worker process keeps in flight at once (each may wait for OpenAI or Twilio).
     worker_max_in_flight: int = Field(default=256, ge=1)
 
+    # Web process (the HTTP server and what it answers besides Twilio)
+    #: Longest a client may take to send one whole request, headers and body, from its first
+    #: byte (or from connecting); then the server answers 408 and closes the connection.
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    #: When set, ``/metrics`` needs ``Authorization: Bearer <token>``; empty, it is public.
+    metrics_token: str = ""
+
     # Replies (through Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set, else logged)
     twilio_api_base_url: str = "https://api.twilio.com"
     twilio_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -131,6 +176,44 @@ class Settings(BaseSettings):
     reply_order_template: str = ORDER_TEMPLATE
     reply_empty_order_template: str = EMPTY_ORDER_TEMPLATE
     reply_nothing_template: str = NOTHING_TEMPLATE
+
+    # Media fetching and the per-phone OpenAI cap (orders/media.py, orders/daily_cap.py)
+    #: Hosts of Twilio's media URLs: only ``https`` URLs on them are fetched, and only they are
+    #: sent the account's credentials. Comma-separated; a leading dot matches any subdomain.
+    twilio_media_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TWILIO_MEDIA_HOSTS)
+    )
+    #: Where a media URL may redirect to (Twilio's CDN), besides the media hosts themselves.
+    twilio_media_redirect_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS)
+    )
+    #: One deadline for fetching all of a message's images, redirects and bytes included.
+    media_fetch_deadline_seconds: float = Field(
+        default=DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS, gt=0, le=60
+    )
+    #: Larger images are left out (WhatsApp's own cap is 5 MB).
+    max_image_bytes: int = Field(default=DEFAULT_MAX_IMAGE_BYTES, ge=1024)
+    #: OpenAI extractions one customer may cause per UTC day; past it, rule-based. 0: no cap.
+    openai_daily_calls_per_phone: int = Field(default=500, ge=0)
+
+    @field_validator("twilio_media_hosts", "twilio_media_redirect_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return check_host_entries(value) if isinstance(value, list) else value
+
+    # ---- Operator console (issue #13, console core: wa_sessions/console) -------------------
+    #: Named operators besides ``admin`` (who signs in with ADMIN_TOKEN): ``name:token,...``.
+    operator_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    #: How long a console sign-in lasts (the server-side console session's TTL).
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    #: A failed sign-in is answered after this delay (slows token guessing).
+    console_sign_in_delay_seconds: float = Field(default=1.0, ge=0, le=10)
+
+    # ---- Agent takeover (issue #13, takeover part) ----
+    #: Longest operator reply the session API accepts (Twilio refuses bodies over 1,600).
+    operator_reply_max_chars: int = Field(default=1600, ge=1, le=1600)
 
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:
@@ -149,6 +232,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("operator_tokens", mode="before")
+    @classmethod
+    def _parse_operator_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_operator_tokens(value)
         return value
 
     @field_validator("reply_order_template", "reply_empty_order_template", "reply_nothing_template")
@@ -207,6 +297,12 @@ class Settings(BaseSettings):
                 f"DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds}) must be at least the retention "
                 f"period (RETENTION_DAYS={self.retention_days:g}: {retention_seconds}), or a "
                 "replayed request would be applied again once its MessageSid is forgotten"
+            )
+        short = [name for name, token in self.operator_tokens.items() if len(token) < 32]
+        if short:
+            problems.append(
+                f"OPERATOR_TOKENS: the tokens of {', '.join(sorted(short))} must be at least "
+                "32 characters outside ENVIRONMENT=development"
             )
         if problems:
             raise InsecureSettings("; ".join(problems))

@@ -68,3 +68,16 @@ class RateLimited(WaSessionsError):
     """A conversation sent more messages in a minute than ``INGEST_MESSAGES_PER_MINUTE``."""
 
     code = "rate_limited"
+
+
+class TakeoverConflict(WaSessionsError):
+    """An operator acted on a session another operator holds (or that nobody holds, when the
+    action needs it held: a reply, a hand-back)."""
+
+    code = "takeover_conflict"
+
+
+class OutsideWindow(WaSessionsError):
+    """A free-form reply after WhatsApp's 24-hour customer-service window closed."""
+
+    code = "outside_window"

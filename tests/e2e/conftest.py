@@ -304,6 +304,7 @@ class PrometheusServer:
         *,
         rule_files: list[Path] | None = None,
         interval_seconds: float = 1.0,
+        credentials_file: Path | None = None,
     ) -> None:
         self.binary = binary
         self.dir = tmp / "prometheus-server"
@@ -311,16 +312,18 @@ class PrometheusServer:
         self.port = free_port()
         self.log_path = self.dir / "prometheus.log"
         interval = f"{int(interval_seconds * 1000)}ms"
+        scrape: dict[str, Any] = {
+            "job_name": "wa-sessions",
+            "scrape_timeout": interval,
+            "static_configs": [{"targets": targets}],
+        }
+        if credentials_file is not None:
+            # As deploy/prometheus/prometheus.yml does for METRICS_TOKEN.
+            scrape["authorization"] = {"type": "Bearer", "credentials_file": str(credentials_file)}
         config = {
             "global": {"scrape_interval": interval, "evaluation_interval": interval},
             "rule_files": [str(path) for path in rule_files or []],
-            "scrape_configs": [
-                {
-                    "job_name": "wa-sessions",
-                    "scrape_timeout": interval,
-                    "static_configs": [{"targets": targets}],
-                }
-            ],
+            "scrape_configs": [scrape],
         }
         # JSON is YAML: no YAML writer needed.
         (self.dir / "prometheus.yml").write_text(json.dumps(config, indent=2))

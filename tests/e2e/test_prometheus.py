@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "5m"}
 #: Idle timeout of the service under test: long enough for the checks, short for an expiry.
 TIMEOUT_SECONDS = 10.0
+METRICS_TOKEN = "e2e-metrics-token"
 
 
 def phone(i: int) -> str:
@@ -71,12 +73,23 @@ def converse(sim: TwilioSimulator, number: str, count: int) -> dict[str, Any]:
 
 @pytest.fixture
 def observed_service(service_factory: Callable[..., Service]) -> Service:
-    """The service with a short idle timeout and fast sweep and metrics jobs."""
+    """The service with a short idle timeout, fast sweep and metrics jobs, and ``/metrics``
+    behind ``METRICS_TOKEN``, as production should run it."""
     return service_factory(
         SESSION_TIMEOUT_HOURS=str(TIMEOUT_SECONDS / 3600),
         EXPIRY_SWEEP_INTERVAL_SECONDS="0.5",
         METRICS_EVENTS_INTERVAL_SECONDS="0.5",
+        METRICS_TOKEN=METRICS_TOKEN,
     ).start_all()
+
+
+@pytest.fixture
+def metrics_token_file(tmp_path: Path) -> Path:
+    """The token where Prometheus reads it (``credentials_file``), readable by its owner only."""
+    path = tmp_path / "metrics-token"
+    path.write_text(METRICS_TOKEN + "\n")
+    path.chmod(0o600)
+    return path
 
 
 @pytest.mark.timeout(120)
@@ -84,12 +97,17 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
     observed_service: Service,
     prometheus_factory: Callable[..., PrometheusServer],
     prometheus_tools: PrometheusTools,
+    metrics_token_file: Path,
 ) -> None:
-    """Messages, a completion and an expiry, scraped by Prometheus: every dashboard query
-    answers with finite data, active sessions equal the API's count, the rules evaluate."""
+    """Messages, a completion and an expiry, scraped by Prometheus (with the metrics token,
+    as the deploy config does): every dashboard query answers with finite data, active
+    sessions equal the API's count, the rules evaluate."""
     service = observed_service
     sim = service.simulator()
-    prom = prometheus_factory([f"127.0.0.1:{service.port}"], rule_files=[ALERTS])
+    assert sim.request("GET", "/metrics").status == 401
+    prom = prometheus_factory(
+        [f"127.0.0.1:{service.port}"], rule_files=[ALERTS], credentials_file=metrics_token_file
+    )
     # Scraped before any traffic: counters start from their zero samples, so increase() and
     # rate() see every event that follows.
     wait_for(lambda: scalar(prom, 'up{job="wa-sessions"}') == 1.0, 15, "the first scrape")
@@ -202,13 +220,19 @@ def test_live_metrics_pass_promtool_and_carry_no_personal_data(
 
 
 def test_alert_rules_pass_promtool_check_and_unit_tests(
-    prometheus_tools: PrometheusTools,
+    prometheus_tools: PrometheusTools, tmp_path: Path
 ) -> None:
-    """alerts.yml is valid and its alerts fire (or stay quiet) as alerts.test.yml says."""
+    """alerts.yml is valid and its alerts fire (or stay quiet) as alerts.test.yml says; the
+    scrape config is valid once its metrics token file is written beside it."""
     deploy = ROOT / "deploy" / "prometheus"
+    installed = tmp_path / "prometheus"
+    installed.mkdir()
+    for name in ("prometheus.yml", "alerts.yml"):
+        shutil.copy(deploy / name, installed / name)
+    (installed / "metrics-token").write_text("a-token\n")
     for args in (
         ["check", "rules", str(ALERTS)],
-        ["check", "config", str(deploy / "prometheus.yml")],
+        ["check", "config", str(installed / "prometheus.yml")],
         ["test", "rules", str(deploy / "alerts.test.yml")],
     ):
         result = subprocess.run(

@@ -57,6 +57,7 @@ from wa_sessions.statemachine.steps import (
     DrainStep,
     EffectsCommit,
     IngestOutcome,
+    SessionNow,
     to_ms,
 )
 from wa_sessions.workers.drain import DrainContext, DrainReport, drain
@@ -137,15 +138,13 @@ class RecordingStore:
     async def extend_lease(self, conv: str, token: str, *, lease_ms: int) -> bool:
         return await self.inner.extend_lease(conv, token, lease_ms=lease_ms)
 
-    async def status_of(self, conv: str, session_id: str) -> str | None:
-        return await self.inner.status_of(conv, session_id)
+    async def read_now(self, conv: str, session_id: str) -> SessionNow:
+        return await self.inner.read_now(conv, session_id)
 
-    async def extend_lease_and_read_status(
+    async def extend_lease_and_read(
         self, conv: str, token: str, session_id: str, *, lease_ms: int
-    ) -> tuple[bool, str | None]:
-        return await self.inner.extend_lease_and_read_status(
-            conv, token, session_id, lease_ms=lease_ms
-        )
+    ) -> tuple[bool, SessionNow]:
+        return await self.inner.extend_lease_and_read(conv, token, session_id, lease_ms=lease_ms)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis
@@ -143,29 +144,34 @@ class Harness:
 HarnessFactory = Callable[..., Harness]
 
 
+def build_harness(
+    redis_client: redis.Redis,
+    clock: FakeClock,
+    *,
+    extractor: OrderExtractor | None = None,
+    sender: OutboundSender | None = None,
+    lease_seconds: float = 5.0,
+    session_timeout_hours: float = 48.0,
+) -> Harness:
+    """The drain's dependencies over the test Redis, with a fake clock and the given parts."""
+    service = SessionService(redis_client, clock=clock, session_timeout_hours=session_timeout_hours)
+    inbox = Inbox(service.store, InboxPolicy(lease_seconds=lease_seconds))
+    woken: list[str] = []
+    deps = WorkerDeps(
+        service=service,
+        inbox=inbox,
+        wake=woken.append,
+        lease_seconds=lease_seconds,
+        extractor=extractor or RuleBasedOrderExtractor(),
+        sender=sender or LogSender(),
+    )
+    return Harness(service, inbox, deps, clock, woken)
+
+
 @pytest.fixture
 def make_harness(redis_client: redis.Redis, clock: FakeClock) -> HarnessFactory:
-    def make(
-        *,
-        extractor: OrderExtractor | None = None,
-        sender: OutboundSender | None = None,
-        lease_seconds: float = 5.0,
-        session_timeout_hours: float = 48.0,
-    ) -> Harness:
-        service = SessionService(
-            redis_client, clock=clock, session_timeout_hours=session_timeout_hours
-        )
-        inbox = Inbox(service.store, InboxPolicy(lease_seconds=lease_seconds))
-        woken: list[str] = []
-        deps = WorkerDeps(
-            service=service,
-            inbox=inbox,
-            wake=woken.append,
-            lease_seconds=lease_seconds,
-            extractor=extractor or RuleBasedOrderExtractor(),
-            sender=sender or LogSender(),
-        )
-        return Harness(service, inbox, deps, clock, woken)
+    def make(**options: Any) -> Harness:
+        return build_harness(redis_client, clock, **options)
 
     return make
 

@@ -1,10 +1,10 @@
 """The OpenAI extractor through the real ``openai`` SDK against a local fake of the Responses
-API: structured output, image input, timeouts, rate limits, server errors and bad output."""
+API: structured output, timeouts, rate limits, server errors and bad output. (Image input, and
+what may be fetched for it: ``tests/reliability/test_media_fetch.py``.)"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,9 +14,6 @@ import pytest
 
 from tests.fake_apis import (
     OPENAI_KEY,
-    PNG,
-    TWILIO_SID,
-    TWILIO_TOKEN,
     FakeOpenAI,
     Reply,
     extraction_reply,
@@ -31,7 +28,7 @@ from wa_sessions.orders.models import (
     OrderDetails,
     OrderItem,
 )
-from wa_sessions.orders.openai import OpenAIOrderExtractor, TwilioMediaAuth
+from wa_sessions.orders.openai import OpenAIOrderExtractor
 from wa_sessions.retries import FailureReason, RetryPolicy
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
 
@@ -79,7 +76,6 @@ def extractor(
         model="gpt-test",
         base_url=api.api_url,
         policy=policy or RetryPolicy(timeout_seconds=2, max_retries=2, budget_seconds=6),
-        media_auth=TwilioMediaAuth(TWILIO_SID, TWILIO_TOKEN, host="127.0.0.1"),
         sleep=recorder(recorded),
     )
 
@@ -127,37 +123,6 @@ def test_structured_output_is_parsed_into_the_result(api: FakeOpenAI) -> None:
     assert "customer: 3 boxes of apples" in prompt
     assert "business: ✅ Order received: 3 boxes of apples" in prompt
     assert prompt.endswith("I need 5 units of Product A")
-
-
-def test_an_image_message_sends_the_image_inline_fetched_with_twilio_auth(api: FakeOpenAI) -> None:
-    """The media URL is fetched with the account's basic auth and passed as a data URL."""
-    result = extract(
-        extractor(api),
-        ExtractionRequest(message("this one please", media_url=api.media_url("ME1"))),
-    )
-
-    assert result == FIVE_OF_A
-    media_get, model_call = api.requests
-    assert media_get.path == "/media/ME1"
-    parts = model_call.json()["input"][0]["content"]
-    assert parts[1]["type"] == "input_image"
-    assert parts[1]["image_url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
-
-
-def test_an_image_the_media_host_refuses_is_a_failure_not_a_crash(api: FakeOpenAI) -> None:
-    """Without the right credentials the media host answers 401: a recorded failure."""
-    plain = OpenAIOrderExtractor(
-        api_key=OPENAI_KEY,
-        model="gpt-test",
-        base_url=api.api_url,
-        policy=RetryPolicy(timeout_seconds=2, budget_seconds=6),
-    )
-
-    result = extract(plain, ExtractionRequest(message("x", media_url=api.media_url("ME1"))))
-
-    assert isinstance(result, ExtractionFailure)
-    assert result.reason is FailureReason.OTHER
-    assert "401" in result.detail
 
 
 def test_a_hung_api_times_out_within_the_budget(api: FakeOpenAI) -> None:

@@ -15,6 +15,9 @@ from fastapi.testclient import TestClient
 # The e2e fixtures, resolved here against this directory's ``e2e_redis``.
 from tests.e2e.conftest import e2e_client, service, service_factory  # noqa: F401
 from tests.integration.test_webhook import make_settings
+
+# The HTTPS media servers, for the image fetcher's tests.
+from tests.media_servers import cdn, client_tls, media, media_ca  # noqa: F401
 from tests.reliability.harness import FUZZ_ADMIN_TOKEN, FUZZ_BASE_URL, FUZZ_TWILIO_TOKEN, Web
 from wa_sessions.embedded_redis import EmbeddedRedis
 from wa_sessions.statemachine import SessionService

@@ -224,3 +224,24 @@ def test_redis_location_hides_the_password() -> None:
     )
     assert Settings(redis_url="redis://u:s3cret@db/0").redis_location == "redis://u:***@db/0"
     assert Settings(redis_url="redis://db:6379/0").redis_location == "redis://db:6379/0"
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "30.5", "600"])
+def test_a_request_timeout_outside_0_to_30_seconds_is_refused(
+    monkeypatch: pytest.MonkeyPatch, seconds: str
+) -> None:
+    """Zero would cut every request; more than Twilio's 15 s (with room) would let slow
+    clients hold connections for long: the setting names its bounds."""
+    monkeypatch.setenv("REQUEST_TIMEOUT_SECONDS", seconds)
+    with pytest.raises(ValueError, match="request_timeout_seconds"):
+        Settings()
+
+
+def test_the_request_timeout_defaults_to_10_seconds_and_reads_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, 10 s; ``REQUEST_TIMEOUT_SECONDS=2.5`` gives 2.5."""
+    monkeypatch.delenv("REQUEST_TIMEOUT_SECONDS", raising=False)
+    assert Settings().request_timeout_seconds == 10.0
+    monkeypatch.setenv("REQUEST_TIMEOUT_SECONDS", "2.5")
+    assert Settings().request_timeout_seconds == 2.5

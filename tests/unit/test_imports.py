@@ -159,6 +159,7 @@ DOMAIN = (
     "wa_sessions.statemachine.memory",
     "wa_sessions.orders.merge",
     "wa_sessions.orders.models",
+    "wa_sessions.orders.daily_cap",
 )
 
 

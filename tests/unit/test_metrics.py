@@ -43,6 +43,7 @@ ALLOWED_LABELS = {
     "direction",
     "type",
     "trigger",
+    "action",
     "result",
     "actor",
     "extractor",
@@ -51,6 +52,7 @@ ALLOWED_LABELS = {
     "error_code",
     "queue",
     "state",
+    "phase",
 }
 
 
@@ -92,6 +94,7 @@ class FakeState:
 
     active: int = 0
     waiting: int = 0
+    taken_over: int = 0
     oldest_ms: int | None = None
     sizes: dict[str, int] = field(default_factory=dict)
     down: bool = False
@@ -110,6 +113,9 @@ class FakeState:
 
     def pending_summary(self) -> tuple[int, int | None]:
         return self.waiting, self.oldest_ms
+
+    def count_taken_over(self) -> int:
+        return self.taken_over
 
 
 def collect(collector: RedisStateCollector) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -194,6 +200,7 @@ def test_collector_reports_active_sessions_inboxes_and_queue_depth() -> None:
     """Values come straight from the store's reads; the oldest wait is measured from now."""
     state = FakeState(
         active=7,
+        taken_over=2,
         waiting=2,
         oldest_ms=1_000_000,
         sizes={"ns:q": 4, "ns:q.DQ": 1, "ns:q.XQ": 3},
@@ -203,6 +210,7 @@ def test_collector_reports_active_sessions_inboxes_and_queue_depth() -> None:
     assert samples == {
         ("wa_sessions_redis_up", ()): 1,
         ("wa_sessions_sessions_active", ()): 7,
+        ("wa_sessions_sessions_taken_over", ()): 2,
         ("wa_sessions_inbox_conversations_waiting", ()): 2,
         ("wa_sessions_inbox_oldest_waiting_seconds", ()): 12.5,
         ("wa_sessions_queue_messages", (("queue", "q"), ("state", "ready"))): 4,

@@ -24,15 +24,24 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from wa_sessions.metrics.console import (
+    CONSOLE_LIVE_STREAMS,
+    CONSOLE_REFUSALS,
+    CONSOLE_SIGN_INS,
+)
 from wa_sessions.metrics.orders import (
     DELIVERY_FAILURES,
     DELIVERY_STATUS,
     EXTRACTION_FAILURES,
+    EXTRACTION_FALLBACKS,
     EXTRACTION_LATENCY,
     EXTRACTIONS,
+    MEDIA_SKIPPED,
     ORDERS_EXTRACTED,
     REPLIES,
 )
+from wa_sessions.metrics.takeover import OPERATOR_REPLIES, TAKEOVERS
+from wa_sessions.metrics.takeover import initialise_series as _initialise_takeover_series
 from wa_sessions.statemachine.models import MessageDirection, MessageType
 
 __all__ = [
@@ -40,24 +49,32 @@ __all__ = [
     "ACTOR_MESSAGES",
     "API_ERRORS",
     "API_REQUESTS",
+    "CONSOLE_LIVE_STREAMS",
+    "CONSOLE_REFUSALS",
+    "CONSOLE_SIGN_INS",
     "DELIVERY_FAILURES",
     "DELIVERY_STATUS",
     "DRAINS",
     "EXTRACTIONS",
     "EXTRACTION_FAILURES",
+    "EXTRACTION_FALLBACKS",
     "EXTRACTION_LATENCY",
+    "MEDIA_SKIPPED",
     "MESSAGES",
     "OPERATIONS",
+    "OPERATOR_REPLIES",
     "ORDERS_EXTRACTED",
     "QUEUE_LAG",
     "REDRIVES",
     "REPLIES",
+    "REQUEST_TIMEOUTS",
     "SESSIONS_ENDED",
     "SESSIONS_STARTED",
     "SESSION_DURATION",
     "SESSION_MESSAGES",
     "SESSION_OUTCOMES",
     "SWEEP_EXPIRED",
+    "TAKEOVERS",
     "WEBHOOK_LATENCY",
     "WEBHOOK_REQUESTS",
     "render_metrics",
@@ -86,6 +103,8 @@ _ACTOR_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0
 
 #: Final statuses a session can end in; anything else (a future status) is counted as ``other``.
 SESSION_OUTCOMES = ("completed", "expired")
+#: What a request still lacked when the web process' deadline closed its connection.
+REQUEST_TIMEOUT_PHASES = ("headers", "body", "idle")
 
 WEBHOOK_REQUESTS = Counter(
     "wa_sessions_webhook_requests_total",
@@ -110,6 +129,13 @@ API_ERRORS = Counter(
     "wa_sessions_api_errors_total",
     "Requests refused with an error body, by error code.",
     ["code"],
+)
+REQUEST_TIMEOUTS = Counter(
+    "wa_sessions_request_timeouts_total",
+    "Connections the web process closed because a request was not received within "
+    "REQUEST_TIMEOUT_SECONDS, by what was still missing (headers, body, or idle: stray bytes "
+    "between requests). Those with no response started were answered 408 first.",
+    ["phase"],
 )
 MESSAGES = Counter(
     "wa_sessions_messages_total",
@@ -176,9 +202,12 @@ def _initialise_series() -> None:
         SESSIONS_ENDED.labels(outcome)
         SESSION_DURATION.labels(outcome)
         SESSION_MESSAGES.labels(outcome)
+    for phase in REQUEST_TIMEOUT_PHASES:
+        REQUEST_TIMEOUTS.labels(phase)
     for direction in MessageDirection:
         for message_type in MessageType:
             MESSAGES.labels(direction.value, message_type.value)
+    _initialise_takeover_series()
 
 
 _initialise_series()

@@ -37,6 +37,8 @@ class SessionState(Protocol):
 
     def pending_summary(self) -> tuple[int, int | None]: ...
 
+    def count_taken_over(self) -> int: ...
+
 
 def queue_depths(client: redis.Redis, queues: Sequence[QueueKeys]) -> dict[tuple[str, str], int]:
     """Messages per (queue, state) of Dramatiq's Redis broker, read in one round trip."""
@@ -50,7 +52,8 @@ def queue_depths(client: redis.Redis, queues: Sequence[QueueKeys]) -> dict[tuple
 
 
 class RedisStateCollector(Collector):
-    """``wa_sessions_sessions_active``, ``wa_sessions_inbox_*``, ``wa_sessions_queue_messages``
+    """``wa_sessions_sessions_active``, ``wa_sessions_sessions_taken_over``,
+    ``wa_sessions_inbox_*``, ``wa_sessions_queue_messages``
     and ``wa_sessions_redis_up``, read from Redis when Prometheus scrapes."""
 
     def __init__(
@@ -77,6 +80,7 @@ class RedisStateCollector(Collector):
         try:
             active = self.store.count_active()
             waiting, oldest_ms = self.store.pending_summary()
+            taken_over = self.store.count_taken_over()
             depths = queue_depths(self.store.client, self.queues)
         except Exception:  # a scrape must succeed whatever Redis does; the gauge says it failed
             log.warning("metrics: Redis did not answer the scrape's reads", exc_info=True)
@@ -89,6 +93,12 @@ class RedisStateCollector(Collector):
             "wa_sessions_sessions_active",
             "Sessions active now, across all processes (the active index in Redis).",
             value=active,
+        )
+        yield GaugeMetricFamily(
+            "wa_sessions_sessions_taken_over",
+            "Active sessions an operator has taken over (automatic replies off), across all "
+            "processes (the takeover index in Redis).",
+            value=taken_over,
         )
         yield GaugeMetricFamily(
             "wa_sessions_inbox_conversations_waiting",

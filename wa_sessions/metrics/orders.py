@@ -31,7 +31,8 @@ ORDERS_EXTRACTED = Counter(
 )
 REPLIES = Counter(
     "wa_sessions_replies_total",
-    "Outbound replies by sender (twilio, log) and outcome (sent, logged, failed, outside_window).",
+    "Outbound replies by sender (twilio, log) and outcome (sent, logged, failed, outside_window, "
+    "session_ended, taken_over: an operator holds the session).",
     ["sender", "outcome"],
 )
 DELIVERY_STATUS = Counter(
@@ -45,3 +46,18 @@ DELIVERY_FAILURES = Counter(
     "Outbound messages that failed or were undelivered, by Twilio ErrorCode.",
     ["error_code"],
 )
+MEDIA_SKIPPED = Counter(
+    "wa_sessions_media_skipped_total",
+    "Images of inbound messages left out of an OpenAI extraction (the model read the text "
+    "alone), by reason (not_https, host_not_allowed, bad_url, redirect_refused, "
+    "too_many_redirects, too_large, too_slow, refused, unavailable).",
+    ["reason"],
+)
+EXTRACTION_FALLBACKS = Counter(
+    "wa_sessions_extraction_fallbacks_total",
+    "Messages extracted by the rule-based extractor instead of OpenAI, by reason (daily_cap: "
+    "the customer is over OPENAI_DAILY_CALLS_PER_PHONE today).",
+    ["reason"],
+)
+#: The fallback of ``orders.daily_cap`` (at zero from the start, so ``rate()`` sees the first).
+DAILY_CAP_FALLBACKS = EXTRACTION_FALLBACKS.labels("daily_cap")

@@ -19,6 +19,8 @@ class ExtractionRequest:
     message: Message
     history: list[Message] = field(default_factory=list)
     order: OrderDetails = field(default_factory=OrderDetails)
+    #: The customer's address (the session's phone), for limits kept per customer.
+    customer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

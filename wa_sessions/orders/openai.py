@@ -2,11 +2,14 @@
 into ``ExtractionResult``.
 
 The model sees the current order, the session's recent history and the new message (and its
-image, fetched with the Twilio account's credentials and inlined as a data URL, since Twilio
-media URLs need HTTP basic auth that OpenAI cannot send). The SDK's own retries are off: the
-call runs inside ``retries.call_with_retries`` so its whole cost stays within the budget the
-drain extended its lease for, behind the process' ``RateGate``. Every failure comes back as an
-``ExtractionFailure``.
+images, fetched by ``media.TwilioMediaFetcher`` with the Twilio account's credentials and
+inlined as data URLs, since Twilio media URLs need HTTP basic auth that OpenAI cannot send). The
+images are fetched once, before the OpenAI call and outside its retries, within their own
+deadline (at most what the retry budget leaves after one attempt's timeout); an image left out
+leaves the model the text. The SDK's own retries are off: the call runs inside
+``retries.call_with_retries`` with what the fetch left of the budget, so the whole extraction
+stays within the budget the drain extended its lease for, behind the process' ``RateGate``.
+Every failure comes back as an ``ExtractionFailure``.
 
 The call is the SDK's own ``AsyncOpenAI.post("/responses", ...)`` (its documented way to
 send a request body as is) over its aiohttp transport, with the strict JSON schema of
@@ -26,11 +29,10 @@ bound by its own CPU.
 from __future__ import annotations
 
 import asyncio
-import base64
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx2
@@ -43,8 +45,9 @@ from openai.types.responses import (
 )
 
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest
+from wa_sessions.orders.media import FetchedImages, TwilioMediaFetcher
 from wa_sessions.orders.models import ExtractionResult
-from wa_sessions.orders.openai_errors import MediaUnavailable, classify_error
+from wa_sessions.orders.openai_errors import classify_error
 from wa_sessions.orders.openai_prompt import (
     INSTRUCTIONS,
     TEXT_FORMAT,
@@ -52,20 +55,7 @@ from wa_sessions.orders.openai_prompt import (
     prompt_text,
 )
 from wa_sessions.retries import CallFailure, Gate, RetryPolicy, call_with_retries
-from wa_sessions.statemachine.models import Message, MessageType
-
-DEFAULT_TWILIO_MEDIA_HOST = "api.twilio.com"
-#: Larger images are not worth a model call from a chat (WhatsApp caps images at 5 MB).
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class TwilioMediaAuth:
-    """Credentials sent only to Twilio's media host (redirects elsewhere drop them)."""
-
-    account_sid: str
-    auth_token: str
-    host: str = DEFAULT_TWILIO_MEDIA_HOST
+from wa_sessions.statemachine.models import MessageType
 
 
 class OpenAIOrderExtractor:
@@ -84,14 +74,14 @@ class OpenAIOrderExtractor:
         policy: RetryPolicy,
         base_url: str | None = None,
         history_limit: int = 20,
-        media_auth: TwilioMediaAuth | None = None,
+        media: TwilioMediaFetcher | None = None,
         gate: Gate | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.model = model
         self.policy = policy
         self.history_limit = history_limit
-        self.media_auth = media_auth
+        self.media = media or TwilioMediaFetcher()
         self.budget_seconds = policy.budget_seconds
         self.gate = gate
         self._api_key = api_key
@@ -112,9 +102,7 @@ class OpenAIOrderExtractor:
                 max_retries=0,
                 http_client=openai.DefaultAioHttpClient(),
             )
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.policy.timeout_seconds)
-            )
+            self._http = self.media.open_session()
         return self._client, self._http
 
     async def close(self) -> None:
@@ -125,31 +113,37 @@ class OpenAIOrderExtractor:
         self._client = self._http = None
 
     async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
-        images: dict[str, str] = {}
         client, http = self._clients()
+        policy = self.policy
+        images = FetchedImages()
+        if request.message.message_type is MessageType.IMAGE:
+            started = time.monotonic()
+            deadline = min(
+                self.media.policy.deadline_seconds, policy.budget_seconds - policy.timeout_seconds
+            )
+            images = await self.media.images(http, request.message, deadline_seconds=deadline)
+            left = policy.budget_seconds - (time.monotonic() - started)
+            policy = replace(policy, budget_seconds=max(policy.timeout_seconds, left))
 
         async def attempt() -> ExtractionResult:
-            if request.message.message_type is MessageType.IMAGE and not images:
-                images.update(await self._images(http, request.message))
-            return await self._ask(client, request, list(images.values()))
+            return await self._ask(client, request, images)
 
         kwargs: dict[str, Any] = {"sleep": self._sleep} if self._sleep else {}
-        outcome = await call_with_retries(
-            attempt, classify_error, self.policy, gate=self.gate, **kwargs
-        )
+        outcome = await call_with_retries(attempt, classify_error, policy, gate=self.gate, **kwargs)
         if isinstance(outcome, CallFailure):
             return ExtractionFailure(outcome.reason, outcome.detail, outcome.attempts)
         return outcome.value
 
     async def _ask(
-        self, client: openai.AsyncOpenAI, request: ExtractionRequest, image_urls: list[str]
+        self, client: openai.AsyncOpenAI, request: ExtractionRequest, images: FetchedImages
     ) -> ExtractionResult:
+        text = prompt_text(request, images_left_out=len(images.skipped))
         content: ResponseInputMessageContentListParam = [
-            ResponseInputTextParam(type="input_text", text=prompt_text(request))
+            ResponseInputTextParam(type="input_text", text=text)
         ]
         content += [
             ResponseInputImageParam(type="input_image", image_url=url, detail="auto")
-            for url in image_urls
+            for url in images.data_urls
         ]
         body = {
             "model": self.model,
@@ -160,35 +154,3 @@ class OpenAIOrderExtractor:
         }
         answer = await client.post("/responses", cast_to=httpx2.Response, body=body)
         return ResponseOutput.model_validate_json(answer.content).parsed()
-
-    async def _images(self, http: aiohttp.ClientSession, message: Message) -> dict[str, str]:
-        """Each image of the message as a data URL, in order."""
-        urls: dict[str, str] = {}
-        for index, media in enumerate(message.metadata.get("media") or []):
-            content_type = str(media.get("content_type") or "")
-            if not content_type.startswith("image/"):
-                continue
-            urls[str(index)] = await self._fetch(http, str(media.get("url") or ""), content_type)
-        return urls
-
-    async def _fetch(self, http: aiohttp.ClientSession, url: str, content_type: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise MediaUnavailable("media URL is not http(s)")
-        headers = {}
-        if self.media_auth and parts.hostname == self.media_auth.host:
-            headers["Authorization"] = aiohttp.encode_basic_auth(
-                self.media_auth.account_sid, self.media_auth.auth_token
-            )
-        # Redirects (Twilio's media URLs redirect to a CDN) drop the credentials: aiohttp
-        # strips Authorization when a redirect leaves the origin.
-        async with http.get(url, headers=headers) as response:
-            response.raise_for_status()
-            body = bytearray()
-            async for chunk in response.content.iter_chunked(64 * 1024):
-                body += chunk
-                if len(body) > MAX_IMAGE_BYTES:
-                    raise MediaUnavailable(f"image is over {MAX_IMAGE_BYTES} bytes")
-            served = response.headers.get("Content-Type", "").split(";")[0].strip()
-        kind = served if served.startswith("image/") else content_type
-        return f"data:{kind};base64,{base64.b64encode(bytes(body)).decode()}"

@@ -1,12 +1,11 @@
-"""How the OpenAI extractor classifies a failure for retrying: the SDK's errors, the image
-fetch's, and an answer that does not fit the schema."""
+"""How the OpenAI extractor classifies a failure for retrying: the SDK's errors and an answer
+that does not fit the schema. (The image fetch runs before the call and never fails it:
+``media.py``.)"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-import aiohttp
 import openai
 import pydantic
 
@@ -15,10 +14,6 @@ from wa_sessions.retries import Classified, FailureReason, parse_retry_after
 
 class InvalidOutput(Exception):
     """The model answered, but not with an ``ExtractionResult`` (a refusal, an empty answer)."""
-
-
-class MediaUnavailable(Exception):
-    """The message's image could not be fetched for a reason another attempt will not fix."""
 
 
 def classify_error(exc: Exception) -> Classified:
@@ -63,7 +58,7 @@ def classify_error(exc: Exception) -> Classified:
         return Classified(
             FailureReason.INVALID_OUTPUT, False, f"model output does not fit the schema: {what}"
         )
-    return _classify_media(exc)
+    return Classified(FailureReason.OTHER, False, f"unexpected {type(exc).__name__}")
 
 
 def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -76,26 +71,6 @@ def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _classify_media(exc: Exception) -> Classified:
-    if isinstance(exc, asyncio.TimeoutError):
-        return Classified(FailureReason.TIMEOUT, True, "fetching the image timed out")
-    if isinstance(exc, aiohttp.ClientResponseError):
-        status = exc.status
-        if status == 429:
-            retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            return Classified(
-                FailureReason.RATE_LIMITED, True, "media host rate limit (429)", retry_after
-            )
-        if status >= 500:
-            return Classified(FailureReason.SERVER_ERROR, True, f"media host error ({status})")
-        return Classified(FailureReason.OTHER, False, f"media host refused the image ({status})")
-    if isinstance(exc, aiohttp.ClientError):
-        return Classified(FailureReason.CONNECTION, True, "could not connect to the media host")
-    if isinstance(exc, MediaUnavailable):
-        return Classified(FailureReason.OTHER, False, str(exc))
-    return Classified(FailureReason.OTHER, False, f"unexpected {type(exc).__name__}")
 
 
 def _retry_after_ms(value: str | None) -> float | None:

@@ -69,8 +69,10 @@ TEXT_FORMAT: dict[str, Any] = {
 }
 
 
-def prompt_text(request: ExtractionRequest) -> str:
-    """The user turn: current order, recent history (oldest first), then the new message."""
+def prompt_text(request: ExtractionRequest, *, images_left_out: int = 0) -> str:
+    """The user turn: current order, recent history (oldest first), then the new message.
+    ``images_left_out``: the message's images that could not be fetched (the model is told, so
+    that "this one please" is read as unclear rather than as nothing)."""
     order = request.order.model_dump(mode="json", exclude_none=True)
     lines = [f"Current order (JSON): {json.dumps(order, ensure_ascii=False)}", ""]
     history = [m for m in request.history if m.id != request.message.id]
@@ -88,5 +90,11 @@ def prompt_text(request: ExtractionRequest) -> str:
     lines.append("New message from the customer:")
     lines.append(request.message.content or "(no text)")
     if request.message.message_type is MessageType.IMAGE:
-        lines.append("(The customer also sent the attached image.)")
+        if images_left_out:
+            lines.append(
+                f"(The customer also sent {images_left_out} image(s) that could not be loaded: "
+                "go by the text alone.)"
+            )
+        else:
+            lines.append("(The customer also sent the attached image.)")
     return "\n".join(lines)

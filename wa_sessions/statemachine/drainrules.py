@@ -19,11 +19,12 @@ from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.lifecycle import Trigger
 from wa_sessions.statemachine.models import DELIVERY_RANK, MessageDirection, MessageType
 
-#: Inbox entry kinds: a message, an operator's complete, an operator's expire.
-MESSAGE, COMPLETE, EXPIRE = (
+#: Inbox entry kinds: a message, an operator's complete, expire, reply.
+MESSAGE, COMPLETE, EXPIRE, OPERATOR_REPLY = (
     EntryKind.MESSAGE.value,
     EntryKind.COMPLETE.value,
     EntryKind.EXPIRE.value,
+    EntryKind.OPERATOR_REPLY.value,
 )
 
 #: The session counter lives in the last four hex digits of a drain's id base.
@@ -53,7 +54,7 @@ def parse_entry(raw: str) -> InboxEntry | None:
     if match is None:
         return None
     ts, kind, a, b, payload = match.groups()
-    if kind not in (MESSAGE, COMPLETE, EXPIRE):
+    if kind not in (MESSAGE, COMPLETE, EXPIRE, OPERATOR_REPLY):
         return None  # a kind nobody writes: dropped, never guessed at
     return InboxEntry(int(ts), kind, a, b, payload)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from wa_sessions.statemachine.models import Message
+from wa_sessions.statemachine.models import Message, MessageDirection
 
 
 class EntryKind(StrEnum):
@@ -21,6 +21,9 @@ class EntryKind(StrEnum):
     MESSAGE = "m"
     COMPLETE = "c"
     EXPIRE = "x"
+    #: An operator's reply to a session they took over: ``a`` the session, ``b`` the operator,
+    #: the payload the outbound message JSON (``metadata.operator`` names them).
+    OPERATOR_REPLY = "o"
     #: Not stored: what the drain reports for an entry it could not parse (and dropped).
     MALFORMED = "?"
 
@@ -54,6 +57,23 @@ def operation_entry(
 ) -> str:
     """An operator's complete or expire; an empty ``session_id`` means the active session."""
     return encode_entry(accepted_ms, OPERATION_KINDS[trigger], session_id, operation_id, reason)
+
+
+def operator_reply_entry(session_id: str, operator: str, message: Message, accepted_ms: int) -> str:
+    """An operator's reply, queued behind the conversation's waiting entries; the drain sends
+    it in order like an automatic reply (``workers/operator_replies.py``)."""
+    return encode_entry(
+        accepted_ms,
+        EntryKind.OPERATOR_REPLY,
+        session_id,
+        operator,
+        message.model_dump_json(exclude_defaults=True),
+    )
+
+
+def is_operator_reply(message: Message) -> bool:
+    """Whether a pending-effect record's message is an operator's reply (not a customer's)."""
+    return message.direction is MessageDirection.OUTBOUND and "operator" in message.metadata
 
 
 def effect_record(session_id: str, message: Message) -> str:

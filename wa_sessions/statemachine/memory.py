@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wa_sessions.statemachine import drainrules as rules
+from wa_sessions.statemachine import sessionrules
 from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.memory_apply import MemoryApply
 from wa_sessions.statemachine.steps import (
@@ -25,6 +26,7 @@ from wa_sessions.statemachine.steps import (
     EffectsCommit,
     EffectSession,
     EntryResult,
+    SessionNow,
 )
 
 if TYPE_CHECKING:
@@ -122,9 +124,21 @@ class InMemoryStore(MemoryApply):
                     )
                     opened += int(result.created)
                     appended[result.session_id] = appended.get(result.session_id, 0) + 1
-                    if rules.queues_effects(policy.effects, entry.a, entry.b):
+                    if rules.queues_effects(
+                        policy.effects, entry.a, entry.b
+                    ) and sessionrules.auto_reply(
+                        self.sessions[result.session_id], entry.accepted_ms
+                    ):
                         pending.append(rules.effect_record(result.session_id, entry.payload))
                     since = rules.advance_since(since, len(pending), entry.accepted_ms)
+                elif entry.kind == rules.OPERATOR_REPLY:
+                    result = self._apply_reply(conv, entry, policy)
+                    if result.detail == "queued":
+                        # Ends the batch: the reply is stored before what came after it.
+                        pending.append(rules.effect_record(entry.a, entry.payload))
+                        applied += 1
+                        results.append(result)
+                        break
                 else:
                     result = self._apply_operation(conv, c, entry, now_ms, policy)
                 applied += 1
@@ -158,6 +172,7 @@ class InMemoryStore(MemoryApply):
                 phone=session.phone if session is not None else "",
                 business=session.business if session is not None else "",
                 tail=rules.effect_tail(messages, policy.history, own, group.indexes),
+                taken_over_by=session.taken_over_by if session is not None else None,
             )
         return DrainStep("ok", released, committed, results, pending, sessions)
 
@@ -168,16 +183,18 @@ class InMemoryStore(MemoryApply):
         c.lease = (token, self.clock() + lease_ms)
         return True
 
-    async def status_of(self, conv: str, session_id: str) -> str | None:
+    async def read_now(self, conv: str, session_id: str) -> SessionNow:
         session = self.sessions.get(session_id)
-        return session.status if session is not None else None
+        if session is None:
+            return SessionNow(None)
+        return SessionNow(session.status, session.taken_over_by)
 
-    async def extend_lease_and_read_status(
+    async def extend_lease_and_read(
         self, conv: str, token: str, session_id: str, *, lease_ms: int
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, SessionNow]:
         return (
             await self.extend_lease(conv, token, lease_ms=lease_ms),
-            await self.status_of(conv, session_id),
+            await self.read_now(conv, session_id),
         )
 
     async def close(self) -> None:

@@ -111,6 +111,21 @@ class MemoryApply(MemoryState):
             accepted_ms=entry.accepted_ms,
         )
 
+    def _apply_reply(self, conv: str, entry: InboxEntry, policy: DrainPolicy) -> EntryResult:
+        """An operator's reply to session ``entry.a`` of this conversation."""
+        session = self.sessions.get(entry.a) if entry.a else None
+        if session is not None and session.conv != conv:
+            session = None
+        return EntryResult(
+            "ok",
+            EntryKind.OPERATOR_REPLY,
+            session_id=entry.a,
+            detail=sessionrules.reply_outcome(session, policy.effects),
+            target_session_id=entry.a,
+            operation_id=entry.b,
+            accepted_ms=entry.accepted_ms,
+        )
+
     def _commit_group(
         self, group: SessionEffects, commit: EffectsCommit, policy: DrainPolicy
     ) -> str:

@@ -101,6 +101,9 @@ class Session(BaseModel):
     messages: list[Message] = Field(default_factory=list)
     context: dict[str, Any] = Field(default_factory=dict)
     order_details: dict[str, Any] | None = None
+    #: The operator who took the session over (automatic replies are off), and when.
+    taken_over_by: str | None = None
+    taken_over_at: datetime | None = None
 
     def window_open(self, now: datetime) -> bool:
         """Whether a free-form (non-template) reply may be sent to the customer at ``now``."""

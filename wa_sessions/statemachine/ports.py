@@ -6,12 +6,19 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from wa_sessions.statemachine.steps import DrainPolicy, DrainStep, EffectsCommit, IngestOutcome
+from wa_sessions.statemachine.steps import (
+    DrainPolicy,
+    DrainStep,
+    EffectsCommit,
+    IngestOutcome,
+    SessionNow,
+)
 
 
 class DrainStore(Protocol):
     """What a drain needs of the store, awaited on the worker's drain loop: one fenced step at
-    a time, lease extensions before slow calls, and the status read right before a reply."""
+    a time, lease extensions before slow calls, and the status and takeover read right before
+    a reply."""
 
     async def drain_step(
         self,
@@ -32,14 +39,14 @@ class DrainStore(Protocol):
         """Lengthens the lease; False when it is no longer ``token``'s."""
         ...
 
-    async def status_of(self, conv: str, session_id: str) -> str | None:
-        """The session's stored status now, None when it is gone."""
+    async def read_now(self, conv: str, session_id: str) -> SessionNow:
+        """The session's stored status and takeover now."""
         ...
 
-    async def extend_lease_and_read_status(
+    async def extend_lease_and_read(
         self, conv: str, token: str, session_id: str, *, lease_ms: int
-    ) -> tuple[bool, str | None]:
-        """``extend_lease`` and ``status_of`` at once (one round trip to Redis)."""
+    ) -> tuple[bool, SessionNow]:
+        """``extend_lease`` and ``read_now`` at once (one round trip to Redis)."""
         ...
 
     async def close(self) -> None: ...

@@ -58,6 +58,28 @@ class SessionState:
     end_reason: str | None = None
     context: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    #: The operator holding the session, and when it was last handed back (``takeover.lua``).
+    taken_over_by: str | None = None
+    handed_back_ms: int | None = None
+
+
+def auto_reply(session: SessionState, accepted_ms: int) -> bool:
+    """Whether a customer's message accepted at ``accepted_ms`` gets effects (extraction, an
+    automatic reply): not while an operator holds the session, nor for one accepted before its
+    last hand-back."""
+    if session.taken_over_by is not None:
+        return False
+    return session.handed_back_ms is None or accepted_ms >= session.handed_back_ms
+
+
+def reply_outcome(session: SessionState | None, effects: bool) -> str:
+    """What applying an operator's reply to ``session`` does: ``queued`` (an effect record),
+    ``missing``, ``invalid:<state>`` for an ended session, ``dropped`` with effects off."""
+    if session is None:
+        return "missing"
+    if session.status != _ACTIVE:
+        return f"invalid:{session.status}"
+    return "queued" if effects else "dropped"
 
 
 class CannotReceive(Exception):
@@ -118,6 +140,7 @@ def end_session(
     session.status = dest
     session.ended_ms = now_ms
     session.end_reason = reason
+    session.taken_over_by = None
     return True, dest
 
 

@@ -87,7 +87,7 @@ class EffectSession:
     that handed them out: status (None once the session is gone), the stored order JSON, the
     last inbound time, the addresses, and its last messages as stored JSON (the extractor's
     history, then the records' own messages), where a record's own message is the record's
-    index in ``DrainStep.effects`` instead."""
+    index in ``DrainStep.effects`` instead; the operator holding it, if any."""
 
     session_id: str
     status: str | None
@@ -96,6 +96,17 @@ class EffectSession:
     phone: str
     business: str
     tail: list[str | int]
+    #: The operator who holds the session (None: automatic replies are on).
+    taken_over_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionNow:
+    """What a reply re-reads of its session right before it leaves: its status (None once
+    gone) and the operator holding it (None: nobody)."""
+
+    status: str | None
+    taken_over_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

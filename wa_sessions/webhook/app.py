@@ -7,15 +7,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.security import HTTPBearer
 from redis.exceptions import RedisError
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from wa_sessions import __version__
 from wa_sessions.config import STATUS_CALLBACK_PATH
+from wa_sessions.console import install_console
+from wa_sessions.console.context import ConsoleContext
 from wa_sessions.metrics import render_metrics
+from wa_sessions.security_headers import SecurityHeaders
 from wa_sessions.webhook import errors
+from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import ERROR, TwilioEndpoint, WebDeps
 from wa_sessions.webhook.errors import ServiceUnavailableError
@@ -48,7 +53,11 @@ def create_app(deps: WebDeps) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if console is not None:
+            await console.feed.close()
         deps.inbox.close()
+
+    console: ConsoleContext | None = None
 
     app = WebApp(
         lifespan=lifespan,
@@ -65,15 +74,26 @@ def create_app(deps: WebDeps) -> FastAPI:
         ),
     )
     errors.install(app, uncounted_routes=frozenset({WEBHOOK_PATH, STATUS_CALLBACK_PATH}))
+    # Added last, so outermost: the guard's own 500 gets the headers too.
+    app.add_middleware(SecurityHeaders)
     app.twilio_endpoints = {WEBHOOK_PATH: install_inbound_webhook(app, deps)}
     app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(session_api(deps))
     app.include_router(_operations(deps))
+    if deps.console is not None:
+        console = install_console(app, deps.console)
     install_docs(app)
     return app
 
 
 # ---- operations ----------------------------------------------------------------------------
+
+
+_metrics_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsToken",
+    description="The service's METRICS_TOKEN, when it is set.",
+)
 
 
 def _operations(deps: WebDeps) -> APIRouter:
@@ -90,10 +110,17 @@ def _operations(deps: WebDeps) -> APIRouter:
             raise ServiceUnavailableError("redis did not answer the ping")
         return Health(status="ok")
 
+    token = deps.settings.metrics_token
+    # Unset, the endpoint is public (development); production should set METRICS_TOKEN.
+    refusal = "a valid metrics bearer token is required"
+    guard = [Depends(require_bearer(token, _metrics_bearer, refusal))] if token else []
+
     @router.get(
         "/metrics",
         response_class=PlainTextResponse,
         summary="Prometheus exposition",
+        dependencies=guard,
+        responses={401: ERROR} if token else None,
     )
     def metrics() -> Response:
         body, content_type = render_metrics(

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from wa_sessions.config import Settings
+from wa_sessions.console import ConsoleDeps
 from wa_sessions.errors import (
     BadRequest,
     InboxFull,
@@ -26,6 +27,7 @@ from wa_sessions.errors import (
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
 from wa_sessions.statemachine.redis.inbox import AsyncInbox
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.statemachine.takeover import TakeoverService
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.errors import PayloadTooLargeError, ServiceUnavailableError
 from wa_sessions.webhook.schemas import ErrorBody
@@ -56,10 +58,28 @@ class WebDeps:
     service: SessionService
     inbox: AsyncInbox
     scrape_collectors: tuple[Collector, ...] = ()
+    #: The operators' console under ``/console`` (None: not served).
+    console: ConsoleDeps | None = None
+    #: Agent takeover; by default over ``service``, waking drains as the inbox does.
+    takeover: TakeoverService | None = None
 
     def __post_init__(self) -> None:
         if self.inbox.wake_message is None:
             raise ValueError("WebDeps needs an inbox that enqueues drain wake-ups itself")
+        if self.takeover is None:
+            default = TakeoverService(
+                self.service,
+                wake_message=self.inbox.wake_message,
+                wake_ttl_ms=self.inbox.policy.wake_ttl_ms,
+                max_reply_chars=self.settings.operator_reply_max_chars,
+            )
+            object.__setattr__(self, "takeover", default)
+
+    @property
+    def takeovers(self) -> TakeoverService:
+        """``takeover``, never None once built."""
+        assert self.takeover is not None
+        return self.takeover
 
 
 def _outcome_of(exc: BaseException) -> str:

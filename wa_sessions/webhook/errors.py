@@ -28,9 +28,11 @@ from wa_sessions.errors import (
     InvalidPhoneNumber,
     InvalidSignature,
     InvalidTransition,
+    OutsideWindow,
     RateLimited,
     SessionAlreadyActive,
     SessionNotFound,
+    TakeoverConflict,
     WaSessionsError,
 )
 from wa_sessions.metrics import API_ERRORS, API_REQUESTS
@@ -86,6 +88,8 @@ _STATUS: dict[type, int] = {
     SessionNotFound: 404,
     InvalidTransition: 409,
     SessionAlreadyActive: 409,
+    TakeoverConflict: 409,
+    OutsideWindow: 409,
     PayloadTooLargeError: 413,
     InboxFull: 429,
     RateLimited: 429,

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from wa_sessions.statemachine.models import Message, Session, SessionStatus, WindowState
+from wa_sessions.statemachine.takeover import OPERATOR_PATTERN, REPLY_PATTERN, TWILIO_BODY_LIMIT
 
 
 class ErrorDetail(BaseModel):
@@ -44,6 +45,11 @@ class SessionView(BaseModel):
     window: WindowState = Field(
         description="WhatsApp's 24-hour customer-service window, from the last inbound message."
     )
+    taken_over_by: str | None = Field(
+        default=None,
+        description="The operator holding the session (automatic replies off), or null.",
+    )
+    taken_over_at: datetime | None = None
 
     @classmethod
     def of(cls, session: Session, now: datetime) -> SessionView:
@@ -66,6 +72,8 @@ class SessionView(BaseModel):
                 last_inbound_at=session.last_inbound_at,
                 closes_at=session.window_closes_at(),
             ),
+            taken_over_by=session.taken_over_by,
+            taken_over_at=session.taken_over_at,
         )
 
 
@@ -93,6 +101,44 @@ class SessionList(BaseModel):
 
 class SessionEnded(BaseModel):
     message: str
+    session: SessionView
+
+
+class OperatorAction(BaseModel):
+    """Who takes a session over or hands it back."""
+
+    operator: str = Field(
+        description="The operator's name (letters, digits, _ . @ -).",
+        # Documented here, checked by TakeoverService (its refusal names the rule).
+        json_schema_extra={"pattern": OPERATOR_PATTERN},
+    )
+    force: bool = Field(
+        default=False,
+        description="Hand back: even when another operator holds the session.",
+    )
+
+
+class OperatorReplyRequest(BaseModel):
+    operator: str = Field(description="The operator holding the session.", pattern=OPERATOR_PATTERN)
+    text: str = Field(
+        description="The reply, sent as free-form WhatsApp text (OPERATOR_REPLY_MAX_CHARS "
+        "at most).",
+        json_schema_extra={"pattern": REPLY_PATTERN},
+        max_length=TWILIO_BODY_LIMIT,
+    )
+
+
+class TakeoverChanged(BaseModel):
+    message: str
+    session: SessionView
+
+
+class OperatorReplyQueued(BaseModel):
+    message: str
+    reply_id: str = Field(
+        description="The reply's message id in the history (replaced by Twilio's MessageSid "
+        "once sent through Twilio)."
+    )
     session: SessionView
 
 

@@ -1,25 +1,28 @@
 """The session API: the admin-token-guarded routes that read sessions and end them, over
-``SessionService``."""
+``SessionService``, and agent takeover (take over, hand back, reply) over ``TakeoverService``."""
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, Query
+from fastapi.security import HTTPBearer
 
 from wa_sessions.errors import SessionNotFound
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
+from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.endpoint import ERROR, WebDeps
-from wa_sessions.webhook.errors import UnauthorizedError
 from wa_sessions.webhook.schemas import (
     ActiveSessions,
+    OperatorAction,
+    OperatorReplyQueued,
+    OperatorReplyRequest,
     SessionDetail,
     SessionEnded,
     SessionList,
     SessionView,
+    TakeoverChanged,
 )
 
 MAX_PAGE = 1000
@@ -41,18 +44,10 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 def session_api(deps: WebDeps) -> APIRouter:
     """The session API's routes, each behind the admin bearer token."""
     service = deps.service
-    expected = deps.settings.admin_token.encode()
-
-    def require_admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    ) -> None:
-        # An unset token locks the API rather than opening it.
-        if (
-            not expected
-            or credentials is None
-            or not hmac.compare_digest(credentials.credentials.encode(), expected)
-        ):
-            raise UnauthorizedError("a valid admin bearer token is required")
+    # An unset token locks the API rather than opening it.
+    require_admin = require_bearer(
+        deps.settings.admin_token, _bearer, "a valid admin bearer token is required"
+    )
 
     router = APIRouter(dependencies=[Depends(require_admin)], tags=["sessions"])
 
@@ -147,5 +142,45 @@ def session_api(deps: WebDeps) -> APIRouter:
     )
     def session_summary(session_id: uuid.UUID) -> SessionSummary:
         return service.get_session_summary(str(session_id))
+
+    takeover = deps.takeovers
+
+    @router.post(
+        "/sessions/{session_id}/takeover",
+        responses=_responses(400, 401, 404, 409),
+        summary="An operator takes an active session over: automatic replies stop for it",
+    )
+    def take_over(session_id: uuid.UUID, body: OperatorAction) -> TakeoverChanged:
+        session = takeover.take_over(str(session_id), body.operator)
+        return TakeoverChanged(
+            message=f"Session taken over by {body.operator}",
+            session=SessionView.of(session, service.clock()),
+        )
+
+    @router.post(
+        "/sessions/{session_id}/handback",
+        responses=_responses(400, 401, 404, 409),
+        summary="Hand a session back: automatic replies resume for messages from now on",
+    )
+    def hand_back(session_id: uuid.UUID, body: OperatorAction) -> TakeoverChanged:
+        session = takeover.hand_back(str(session_id), body.operator, force=body.force)
+        return TakeoverChanged(
+            message="Session handed back to automatic replies",
+            session=SessionView.of(session, service.clock()),
+        )
+
+    @router.post(
+        "/sessions/{session_id}/reply",
+        status_code=202,
+        responses=_responses(400, 401, 404, 409),
+        summary="Queue an operator's reply; the phone's worker sends it in order",
+    )
+    def reply(session_id: uuid.UUID, body: OperatorReplyRequest) -> OperatorReplyQueued:
+        queued = takeover.send_operator_reply(str(session_id), body.operator, body.text)
+        return OperatorReplyQueued(
+            message="Reply queued; the conversation's worker sends it",
+            reply_id=queued.reply_id,
+            session=SessionView.of(queued.session, service.clock()),
+        )
 
     return router

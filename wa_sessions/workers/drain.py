@@ -165,6 +165,12 @@ def _observe(step: DrainStep, now_ms: int, report: DrainReport) -> None:
             messages[result.direction, result.message_type] += 1
             metrics.QUEUE_LAG.observe(max(0, now_ms - result.accepted_ms) / 1000)
             continue
+        if result.kind is EntryKind.OPERATOR_REPLY:
+            # Queued ones are counted when their effects commit (sent, failed, ...).
+            if result.detail != "queued":
+                outcome = "dropped" if result.detail == "dropped" else "session_ended"
+                labelled(metrics.OPERATOR_REPLIES, outcome).inc()
+            continue
         # Session ends are counted from the store's ended-events list, whichever path ended them.
         trigger = _KIND_TRIGGER.get(result.kind, "unknown")
         outcome = result.detail

@@ -30,31 +30,30 @@ from wa_sessions.metrics import MESSAGES
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest, OrderExtractor
 from wa_sessions.orders.merge import merge_order
 from wa_sessions.orders.models import ExtractionResult, OrderDetails
-from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
+from wa_sessions.replies.sender import OutboundSender, SendFailure
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import FailureReason
-from wa_sessions.statemachine.entries import parse_effect_record
-from wa_sessions.statemachine.models import (
-    CUSTOMER_SERVICE_WINDOW,
-    Message,
-    SessionStatus,
-)
+from wa_sessions.statemachine.entries import is_operator_reply, parse_effect_record
+from wa_sessions.statemachine.models import Message, SessionStatus
 from wa_sessions.statemachine.steps import (
     DrainStep,
     EffectMessage,
     EffectsCommit,
     EffectSession,
     SessionEffects,
-    from_ms,
 )
 from wa_sessions.workers.lease import Lease
+from wa_sessions.workers.operator_replies import OperatorReplyRun
 from wa_sessions.workers.records import (
     History,
     SessionCounts,
     covers,
+    failure_note,
     labelled,
     outbound_record,
+    send_reply,
     system_note,
+    window_closed_at,
 )
 
 log = logging.getLogger(__name__)
@@ -80,6 +79,8 @@ class EffectsBatch:
     def count(self, effects: Effects, committed: list[str]) -> None:
         sessions = self.commit.sessions
         for session, counts, outcome in zip(sessions, self.counts, committed, strict=False):
+            # Counted once the step committed, whether or not the session was still active.
+            counts.count_operator_replies()
             if outcome == "ok":
                 counts.count(effects.extractor.name, effects.sender.name)
                 for note in session.messages:
@@ -96,16 +97,29 @@ def drop_effects(step: DrainStep, now: datetime) -> EffectsBatch:
 async def run_effects(
     lease: Lease, effects: Effects, step: DrainStep, clock: Callable[[], datetime]
 ) -> EffectsBatch | None:
-    """Runs the effects of the pending records ``step`` handed out, in order, grouped by
-    session. None when the lease was lost before a slow call (nothing may be committed)."""
+    """Runs the effects of the pending records ``step`` handed out, in order: customers'
+    messages grouped by session, each operator's reply on its own. None when the lease was
+    lost before a slow call (nothing may be committed)."""
+    units: list[tuple[str, list[tuple[int, Message]], bool]] = []
     groups: dict[str, list[tuple[int, Message]]] = {}
     for index, record in enumerate(step.effects, 1):
         session_id, message = parse_effect_record(record)
-        groups.setdefault(session_id, []).append((index, message))
+        if is_operator_reply(message):
+            units.append((session_id, [(index, message)], True))
+            continue
+        group = groups.get(session_id)
+        if group is None:
+            group = groups[session_id] = []
+            units.append((session_id, group, False))
+        group.append((index, message))
     outcomes: list[SessionEffects] = []
     counts: list[SessionCounts] = []
-    for session_id, messages in groups.items():
-        run = _SessionRun(lease, effects, clock, session_id, messages)
+    for session_id, messages, operator in units:
+        run: _SessionRun | OperatorReplyRun
+        if operator:
+            run = OperatorReplyRun(lease, effects.sender, clock, session_id, messages[0][1])
+        else:
+            run = _SessionRun(lease, effects, clock, session_id, messages)
         outcome = await run.run(step.sessions.get(session_id))
         if outcome is None:
             return None
@@ -184,7 +198,7 @@ class _SessionRun:
             if not await self.lease.cover(extractor.budget_seconds):
                 return None
             started = perf_counter()
-            request = ExtractionRequest(message, history.before(index), order)
+            request = ExtractionRequest(message, history.before(index), order, session.phone)
             extracted = await _extract(extractor, request)
             counts.seconds.append(perf_counter() - started)
             if isinstance(extracted, ExtractionFailure):
@@ -216,22 +230,20 @@ class _SessionRun:
         return order, changed, understood, answered
 
     async def _reply(self, session: EffectSession, body: str) -> bool:
-        """Sends (or, outside the window or for a session ended meanwhile, declines to send)
-        the session's reply and notes what happened. False when the lease was lost."""
+        """Sends (or, outside the window, for a session ended meanwhile or one an operator
+        took over, declines to send) the session's reply and notes what happened. False when
+        the lease was lost."""
         now = self.clock()
         ids = self.ids
         counts = self.counts
-        last_inbound = (
-            from_ms(session.last_inbound_ms) if session.last_inbound_ms is not None else None
-        )
-        if last_inbound is None or now >= last_inbound + CUSTOMER_SERVICE_WINDOW:
-            closed = last_inbound + CUSTOMER_SERVICE_WINDOW if last_inbound else None
+        closed = window_closed_at(session.last_inbound_ms, now)
+        if closed is not None:
             self.notes.append(
                 system_note(
                     now,
                     "Reply not sent: WhatsApp's 24-hour customer-service window closed at "
-                    f"{closed.isoformat() if closed else 'an unknown time'}; only approved "
-                    "templates may be sent now.",
+                    f"{closed.isoformat() if session.last_inbound_ms else 'an unknown time'}; "
+                    "only approved templates may be sent now.",
                     event="reply_skipped",
                     reason="outside_window",
                     **covers(ids),
@@ -240,32 +252,31 @@ class _SessionRun:
             counts.replies["outside_window"] += 1
             return True
         sender = self.effects.sender
-        covered, status = await self.lease.cover_and_read_status(
-            sender.budget_seconds, self.session_id
-        )
+        covered, live = await self.lease.cover_and_read(sender.budget_seconds, self.session_id)
         if not covered:
             return False
-        if status != SessionStatus.ACTIVE.value:
+        if live.status != SessionStatus.ACTIVE.value:
             # Ended while the extraction ran: the commit appends nothing to it, and the
             # customer must not be told their order was received.
             counts.replies["session_ended"] += 1
             return True
-        sent = await _send(sender, to=session.phone, from_=session.business, body=body)
-        at = self.clock()
-        if isinstance(sent, SendFailure):
-            code = f", error {sent.code}" if sent.code else ""
+        if live.taken_over_by is not None:
+            # Taken over while the extraction ran: the operator answers now, not the service.
             self.notes.append(
                 system_note(
-                    at,
-                    f"Reply failed ({sent.reason.value}{code}, {sent.attempts} attempt(s)): "
-                    f"{sent.detail}.",
-                    event="reply_failed",
-                    reason=sent.reason.value,
-                    error_code=sent.code,
-                    attempts=sent.attempts,
+                    now,
+                    f"Automatic reply not sent: {live.taken_over_by} took the conversation over.",
+                    event="reply_skipped",
+                    reason="taken_over",
                     **covers(ids),
                 )
             )
+            counts.replies["taken_over"] += 1
+            return True
+        sent = await send_reply(sender, to=session.phone, from_=session.business, body=body)
+        at = self.clock()
+        if isinstance(sent, SendFailure):
+            self.notes.append(failure_note(at, "Reply", sent, **covers(ids)))
             counts.replies["failed"] += 1
             return True
         self.notes.append(outbound_record(at, body, sender.name, sent, ids))
@@ -282,13 +293,3 @@ async def _extract(
         # An extractor bug must not wedge the phone: the records would be retried forever.
         log.exception("order extractor %s raised", extractor.name)
         return ExtractionFailure(FailureReason.OTHER, f"extractor error: {type(exc).__name__}")
-
-
-async def _send(
-    sender: OutboundSender, *, to: str, from_: str, body: str
-) -> SendResult | SendFailure:
-    try:
-        return await sender.send(to=to, from_=from_, body=body)
-    except Exception as exc:
-        log.exception("reply sender %s raised", sender.name)
-        return SendFailure(FailureReason.OTHER, f"sender error: {type(exc).__name__}")

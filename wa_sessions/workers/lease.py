@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wa_sessions.statemachine.ports import DrainStore
+from wa_sessions.statemachine.steps import SessionNow
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,14 @@ class Lease:
             self.conv, self.token, lease_ms=self._ms(budget_seconds)
         )
 
-    async def cover_and_read_status(
+    async def cover_and_read(
         self, budget_seconds: float, session_id: str
-    ) -> tuple[bool, str | None]:
-        """``cover`` and the session's status now, in one round trip (the status alone for a
-        local call)."""
+    ) -> tuple[bool, SessionNow]:
+        """``cover`` and the session's status and takeover now, in one round trip (the read
+        alone for a local call)."""
         if budget_seconds <= 0:
-            return True, await self.store.status_of(self.conv, session_id)
-        return await self.store.extend_lease_and_read_status(
+            return True, await self.store.read_now(self.conv, session_id)
+        return await self.store.extend_lease_and_read(
             self.conv, self.token, session_id, lease_ms=self._ms(budget_seconds)
         )
 

@@ -1,9 +1,11 @@
 """What a drained batch's effects leave behind, apart from how they run them: the extractor's
-view of the session's history, the messages appended to the session (the reply, system notes)
-and the metrics counted once the commit has succeeded."""
+view of the session's history, the messages appended to the session (the reply, system notes),
+the window and send steps automatic and operators' replies share, and the metrics counted once
+the commit has succeeded."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -11,9 +13,18 @@ from datetime import datetime
 from typing import Any
 
 from wa_sessions.metrics import orders as metrics
-from wa_sessions.replies.sender import SendResult
-from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
-from wa_sessions.statemachine.steps import EffectMessage
+from wa_sessions.metrics.takeover import OPERATOR_REPLIES
+from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
+from wa_sessions.retries import FailureReason
+from wa_sessions.statemachine.models import (
+    CUSTOMER_SERVICE_WINDOW,
+    Message,
+    MessageDirection,
+    MessageType,
+)
+from wa_sessions.statemachine.steps import EffectMessage, from_ms
+
+log = logging.getLogger(__name__)
 
 _children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
@@ -38,6 +49,7 @@ class SessionCounts:
     failures: Counter[str] = field(default_factory=Counter)
     orders_changed: int = 0
     replies: Counter[str] = field(default_factory=Counter)
+    operator_replies: Counter[str] = field(default_factory=Counter)
 
     def count(self, extractor: str, sender: str) -> None:
         name = extractor
@@ -53,6 +65,10 @@ class SessionCounts:
             metrics.ORDERS_EXTRACTED.inc(self.orders_changed)
         for outcome, n in self.replies.items():
             labelled(metrics.REPLIES, sender, outcome).inc(n)
+
+    def count_operator_replies(self) -> None:
+        for outcome, n in self.operator_replies.items():
+            labelled(OPERATOR_REPLIES, outcome).inc(n)
 
 
 class History:
@@ -88,7 +104,10 @@ class History:
 
 
 def covers(ids: list[str]) -> dict[str, Any]:
-    """Metadata naming the messages a reply (or a note about it) answers."""
+    """Metadata naming the messages a reply (or a note about it) answers (none: an operator's
+    reply answers no one message)."""
+    if not ids:
+        return {}
     if len(ids) == 1:
         return {"in_reply_to": ids[0]}
     return {"in_reply_to": ids[-1], "replies_to": ids}
@@ -107,20 +126,63 @@ def system_note(at: datetime, content: str, **metadata: Any) -> EffectMessage:
     )
 
 
+def window_closed_at(last_inbound_ms: int | None, now: datetime) -> datetime | None:
+    """When WhatsApp's 24-hour window closed, if it is closed at ``now`` (the epoch when no
+    inbound message is known); None while a free-form reply may still be sent."""
+    if last_inbound_ms is None:
+        return from_ms(0)
+    closes = from_ms(last_inbound_ms) + CUSTOMER_SERVICE_WINDOW
+    return closes if now >= closes else None
+
+
+def failure_note(at: datetime, what: str, sent: SendFailure, **metadata: Any) -> EffectMessage:
+    """The system note about a send that failed (``what``: "Reply", "Operator reply ...")."""
+    code = f", error {sent.code}" if sent.code else ""
+    return system_note(
+        at,
+        f"{what} failed ({sent.reason.value}{code}, {sent.attempts} attempt(s)): {sent.detail}.",
+        event="reply_failed",
+        reason=sent.reason.value,
+        error_code=sent.code,
+        attempts=sent.attempts,
+        **metadata,
+    )
+
+
+async def send_reply(
+    sender: OutboundSender, *, to: str, from_: str, body: str
+) -> SendResult | SendFailure:
+    """``sender.send``; a sender bug becomes a failure, not a wedged phone."""
+    try:
+        return await sender.send(to=to, from_=from_, body=body)
+    except Exception as exc:
+        log.exception("reply sender %s raised", sender.name)
+        return SendFailure(FailureReason.OTHER, f"sender error: {type(exc).__name__}")
+
+
 def outbound_record(
-    at: datetime, body: str, sender: str, sent: SendResult, ids: list[str]
+    at: datetime,
+    body: str,
+    sender: str,
+    sent: SendResult,
+    ids: list[str],
+    *,
+    message_id: str | None = None,
+    **extra: Any,
 ) -> EffectMessage:
+    """The stored reply (``extra``: more metadata, e.g. the operator who wrote it)."""
     metadata: dict[str, Any] = {
         "sender": sender,
         "sent": sent.sent,
         "delivery_status": sent.status,
         **covers(ids),
+        **extra,
     }
     if sent.sid:
         metadata["twilio_sid"] = sent.sid
     return EffectMessage(
         Message(
-            id=sent.sid or f"out-{uuid.uuid4().hex}",
+            id=sent.sid or message_id or f"out-{uuid.uuid4().hex}",
             content=body,
             message_type=MessageType.TEXT,
             direction=MessageDirection.OUTBOUND,

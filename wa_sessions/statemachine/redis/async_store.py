@@ -28,7 +28,7 @@ from wa_sessions.statemachine.redis.calls import (
 )
 from wa_sessions.statemachine.redis.keys import Keys, SessionField
 from wa_sessions.statemachine.redis.resp import Command, RespPipe
-from wa_sessions.statemachine.steps import DrainPolicy, DrainStep, EffectsCommit
+from wa_sessions.statemachine.steps import DrainPolicy, DrainStep, EffectsCommit, SessionNow
 
 _SCRIPTS = ("drain_step", "extend_lease")
 
@@ -100,27 +100,40 @@ class AsyncDrainStore:
         keys, args = extend_lease_call(self.keys, conv, token, lease_ms=lease_ms)
         return bool(int(await self._run("extend_lease", keys, args)))
 
-    async def extend_lease_and_read_status(
+    async def extend_lease_and_read(
         self, conv: str, token: str, session_id: str, *, lease_ms: int
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, SessionNow]:
         """Right before a reply: lengthens the lease over the send and reads the session's
-        status, in one round trip. (False, ...) when the lease is no longer ours."""
+        status and takeover, in one round trip. (False, ...) when the lease is no longer ours."""
         keys, args = extend_lease_call(self.keys, conv, token, lease_ms=lease_ms)
-        status = ("HGET", self.keys.session(conv, session_id), SessionField.STATUS.value)
-        extended, value = await self._run_then("extend_lease", keys, args, status)
-        return bool(int(extended)), _text(value)
+        extended, fields = await self._run_then(
+            "extend_lease", keys, args, self._read_command(conv, session_id)
+        )
+        return bool(int(extended)), _now(fields)
 
-    async def status_of(self, conv: str, session_id: str) -> str | None:
-        """The session's status now (read right before a reply leaves)."""
-        key = self.keys.session(conv, session_id)
-        [value] = await self._pipe.execute([("HGET", key, SessionField.STATUS.value)])
-        if isinstance(value, Exception):
-            raise value
-        return _text(value)
+    async def read_now(self, conv: str, session_id: str) -> SessionNow:
+        """The session's status and takeover now (read right before a reply leaves)."""
+        [fields] = await self._pipe.execute([self._read_command(conv, session_id)])
+        if isinstance(fields, Exception):
+            raise fields
+        return _now(fields)
+
+    def _read_command(self, conv: str, session_id: str) -> Command:
+        return (
+            "HMGET",
+            self.keys.session(conv, session_id),
+            SessionField.STATUS.value,
+            SessionField.TAKEN_OVER_BY.value,
+        )
 
     async def close(self) -> None:
         self._pipe.close()
         await self.client.aclose()
+
+
+def _now(fields: Any) -> SessionNow:
+    status, holder = fields
+    return SessionNow(_text(status), _text(holder))
 
 
 def _text(value: Any) -> str | None:

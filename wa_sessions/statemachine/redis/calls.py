@@ -174,6 +174,7 @@ def parse_drain_step(reply: Any) -> DrainStep:
                 phone=as_str(s[4]) if s[4] is not None else "",
                 business=as_str(s[5]) if s[5] is not None else "",
                 tail=[x if isinstance(x, int) else as_str(x) for x in s[6]],
+                taken_over_by=as_str(s[7]) if len(s) > 7 and s[7] is not None else None,
             )
             for s in sessions
         },

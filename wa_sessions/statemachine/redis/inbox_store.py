@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import cast
 
 from wa_sessions.statemachine.redis.calls import (
+    QueuedWake,
     as_str,
     drain_step_call,
     ingest_call,
@@ -50,8 +51,17 @@ class InboxStore(ScriptedStore):
         )
         return IngestOutcome(int(self._scripts["ingest"](keys=keys, args=args)))
 
-    def push_operation(self, conv: str, entry: str, *, accepted_ms: int, wake_ttl_ms: int) -> bool:
-        """Appends an operator entry; True when a drain wake-up must be enqueued."""
+    def push_operation(
+        self,
+        conv: str,
+        entry: str,
+        *,
+        accepted_ms: int,
+        wake_ttl_ms: int,
+        wake: QueuedWake | None = None,
+    ) -> bool:
+        """Appends an operator entry; True when a drain wake-up must be enqueued (never with
+        ``wake``: the script enqueues that message itself when one is needed)."""
         k = self.keys
         result = self._run(
             "push_op",
@@ -60,13 +70,27 @@ class InboxStore(ScriptedStore):
                 "wake": k.conv_wake(conv),
                 "pending": k.pending,
                 "wake_ttl": k.wake_ttl,
+                "queue": wake.queue_key if wake else None,
+                "queue_messages": wake.messages_key if wake else None,
             },
             entry=entry,
             conv=conv,
             accepted_ms=accepted_ms,
             wake_ttl_ms=wake_ttl_ms,
+            wake_id=wake.message_id if wake else None,
+            wake_message=wake.data if wake else None,
         )
         return int(result) == 2
+
+    def takeover(
+        self, session_id: str, operator: str, *, take: bool, force: bool, now_ms: int
+    ) -> tuple[str, str]:
+        """Takes a session over or hands it back (the ``takeover`` script): (``ok``, holder
+        after) or a refusal (``missing``, ``ended``, ``held``, ``free``) and its detail."""
+        outcome, detail = self._run(
+            "takeover", sid=session_id, operator=operator, take=take, force=force, now=now_ms
+        )
+        return as_str(outcome), as_str(detail)
 
     def drain_step(
         self,

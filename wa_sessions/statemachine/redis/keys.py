@@ -10,7 +10,9 @@ key                              type    holds
 ===============================  ======  =====================================================
 ``P c:{conv}:s:<sid>``           hash    one session (``SessionField``): status, addresses,
                                          times, counters, ``ctx:<name>`` -> JSON value per
-                                         context key, ``order`` -> the order details JSON
+                                         context key, ``order`` -> the order details JSON,
+                                         ``op``/``op_at`` the operator who took it over and
+                                         when, ``hb`` when it was last handed back
 ``P c:{conv}:s:<sid>:m``         list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
@@ -30,6 +32,9 @@ key                              type    holds
 ``P idx:all``                    zset    every session by created time (admin listing)
 ``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
 ``P idx:ended``                  zset    ended sessions by end time (retention purge)
+``P idx:takeover``               zset    active sessions taken over by an operator, by
+                                         takeover time (the takeover gauge; an ending
+                                         session leaves it)
 ``P idx:pending``                zset    conversations with a non-empty inbox or pending
                                          effects, by the acceptance time of their oldest
                                          entry (re-drive)
@@ -51,9 +56,21 @@ key                              type    holds
                                          (``tokens``, ``at``): ``ratelimit.RedisSharedLimit``
 ``P limit:<api>:pause``          string  set for as long as the API asked (429 Retry-After)
                                          that no request start
+``P limit:<api>:day:<d>:<c>``    string  calls of the API customer ``c`` caused on UTC day
+                                         ``d`` (``YYYYMMDD``), against
+                                         ``OPENAI_DAILY_CALLS_PER_PHONE``; expires an hour
+                                         after the day ends
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
                                          <message_count> <reason>``, consumed by the metrics
                                          job (capped at 100,000 when nobody consumes it)
+``P console:s:<digest>``         hash    one operator's console sign-in (``ConsoleField``):
+                                         ``op`` (the operator), ``csrf`` (the CSRF token of
+                                         its forms), ``at``; ``<digest>`` is the SHA-256 of the
+                                         cookie's secret (the secret itself is never stored).
+                                         TTL: ``CONSOLE_SESSION_HOURS``; sign-out deletes it
+``P console:changes``            pubsub  (a channel, not a key) the conversation key of each
+                                         drain step that applied or committed something; the
+                                         web process fans it out to the console's live views
 ===============================  ======  =====================================================
 
 Every key of one conversation, its sessions and their histories included, carries the
@@ -94,6 +111,11 @@ class SessionField(StrEnum):
     MESSAGE_COUNT = "count"
     TRIMMED = "trimmed"
     ORDER = "order"
+    #: The operator who took the session over (absent: automatic replies are on).
+    TAKEN_OVER_BY = "op"
+    TAKEN_OVER_AT = "op_at"
+    #: When it was last handed back: messages accepted before then get no automatic reply.
+    HANDED_BACK_AT = "hb"
 
 
 class SessionFieldPrefix(StrEnum):
@@ -116,6 +138,15 @@ class OutboundField(StrEnum):
     STATUS = "status"
     RANK = "rank"
     ERROR_CODE = "error_code"
+
+
+class ConsoleField(StrEnum):
+    """The fields of an operator's console sign-in (``Keys.console_session``)."""
+
+    OPERATOR = "op"
+    CSRF = "csrf"
+    #: When the operator signed in (epoch ms).
+    AT = "at"
 
 
 class BucketField(StrEnum):
@@ -186,6 +217,11 @@ class Keys:
         return f"{self.prefix}idx:ended"
 
     @property
+    def takeover(self) -> str:
+        """The ``idx:takeover`` zset: sessions taken over by an operator."""
+        return f"{self.prefix}idx:takeover"
+
+    @property
     def pending(self) -> str:
         return f"{self.prefix}idx:pending"
 
@@ -198,6 +234,18 @@ class Keys:
 
     def rate_pause(self, api: str) -> str:
         return f"{self.prefix}limit:{api}:pause"
+
+    def daily_calls(self, api: str, day: str, customer: str) -> str:
+        """One customer's calls of ``api`` on ``day`` (``YYYYMMDD``, UTC)."""
+        return f"{self.prefix}limit:{api}:day:{day}:{customer}"
+
+    def console_session(self, digest: str) -> str:
+        return f"{self.prefix}console:s:{digest}"
+
+    @property
+    def console_channel(self) -> str:
+        """The pub/sub channel of conversation changes (``drain_step.lua`` publishes)."""
+        return f"{self.prefix}console:changes"
 
     @property
     def wake_ttl(self) -> str:
@@ -235,8 +283,10 @@ class Keys:
                 f"local K_ALL = {_lua_string(self.all)}",
                 f"local K_ENDED = {_lua_string(self.ended)}",
                 f"local K_PENDING = {_lua_string(self.pending)}",
+                f"local K_TAKEOVER = {_lua_string(self.takeover)}",
                 f"local K_ENDED_EVENTS = {_lua_string(self.ended_events)}",
                 f"local K_WAKE_TTL = {_lua_string(self.wake_ttl)}",
+                f"local K_CONSOLE_CHANNEL = {_lua_string(self.console_channel)}",
                 "",
             ]
         )

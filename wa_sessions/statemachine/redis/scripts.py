@@ -72,6 +72,8 @@ NAMES = (
     "redrive",
     "migrate_sessions",
     "take_token",
+    "take_daily_call",
+    "takeover",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.

@@ -25,6 +25,7 @@ def session_from_hash(fields: dict[str, str], raw_messages: Sequence[str]) -> Se
     order = fields.get(f.ORDER)
     last_in = fields.get(f.LAST_INBOUND)
     ended = fields.get(f.ENDED)
+    taken_at = fields.get(f.TAKEN_OVER_AT)
     return Session(
         session_id=fields[f.SESSION_ID],
         phone_number=fields[f.PHONE],
@@ -41,6 +42,8 @@ def session_from_hash(fields: dict[str, str], raw_messages: Sequence[str]) -> Se
         messages=[Message.model_validate_json(m) for m in raw_messages],
         context=context,
         order_details=json.loads(order) if order else None,
+        taken_over_by=fields.get(f.TAKEN_OVER_BY) or None,
+        taken_over_at=from_ms(taken_at) if taken_at else None,
     )
 
 

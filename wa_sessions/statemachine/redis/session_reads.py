@@ -94,6 +94,10 @@ class SessionReads(ScriptedStore):
     def count_active(self) -> int:
         return int(self.client.zcard(self.keys.active))
 
+    def count_taken_over(self) -> int:
+        """Active sessions an operator holds (the takeover index)."""
+        return int(self.client.zcard(self.keys.takeover))
+
     def page(self, index: str, *, offset: int, limit: int) -> tuple[list[str], int]:
         """Ids from an index zset, newest first, and the index's size."""
         pipe = self.client.pipeline(transaction=False)

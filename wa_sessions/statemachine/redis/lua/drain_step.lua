@@ -2,13 +2,17 @@
 -- that it is still ours), commits the effects of the records the drain has run, then hands out
 -- what comes next (the effects list's head while records are pending, else a batch of the
 -- inbox, applied here) or gives the lease up when nothing is left. Everything is fenced by the
--- lease token, and the committed records must be the effects list's head, in order.
+-- lease token, and the committed records must be the effects list's head, in order. A step
+-- that applied or committed anything publishes the conversation on the console's channel.
 --
 -- Applying: entries are applied in acceptance order and popped in the same step (exactly once).
 -- With effects on, an inbound text or image message also appends its record (<sid>\t<message
--- JSON>) to the effects list; the batch then stops before any entry that could end the session
--- of those records (an operator complete or expire, or a message accepted a timeout or more
--- after them), so their effects find it still active. Nothing is applied while records are
+-- JSON>) to the effects list, unless an operator has taken its session over or it was accepted
+-- before the session was last handed back; an operator's reply to an active session appends
+-- its outbound message's record and ends the batch (the reply is stored before the messages
+-- accepted after it). The batch stops before any entry that could end the
+-- session of those records (an operator entry, or a message accepted a timeout or more after
+-- them), so their effects find it still active. Nothing is applied while records are
 -- pending: a drain finishes those first. Sessions opened here get the ids that follow id_base
 -- (a random UUID from the caller) in its last four hex digits: one random id serves a drain's
 -- sessions (the caller passes the last id used; a step stops before the counter would wrap).
@@ -43,7 +47,7 @@
 -- entry status, kind, a, b, accepted_ms, sid, created, detail, the pending records (up to
 -- batch), per session of those records {sid, status, order, last_in, phone, biz, its last
 -- messages (history plus those appended since; a record's own message as its 1-based index in
--- the records)}}.
+-- the records), the operator holding it or nil}}.
 
 -- Takes the lease or checks it. Returns the refusal ('busy', 'lease') or nil.
 local function hold_lease()
@@ -89,6 +93,25 @@ local function commit_effects(commit)
   return committed
 end
 
+-- Whether applying an inbound message to `sid` at `t` queues its effects: not while an operator
+-- holds the session, nor for a message accepted before its last hand-back.
+local function auto_reply(sid, t)
+  local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.taken_over_by, S.handed_back_at)
+  return not h[1] and (not h[2] or t >= tonumber(h[2]))
+end
+
+-- An operator's reply to `sid`: queued as an effect record while the session is active (its
+-- effects re-check the takeover and the window right before the send). Returns the outcome.
+local function apply_reply(sid, payload, pending)
+  local status = false
+  if sid ~= '' then status = redis.call('HGET', k_sess(ARG.conv, sid), S.status) end
+  if not status then return 'missing' end
+  if status ~= 'active' then return 'invalid:' .. status end
+  if not ARG.effects then return 'dropped' end
+  pending[#pending + 1] = sid .. '\t' .. payload
+  return 'queued'
+end
+
 -- An operator's complete or expire of `target` (empty: the active session) at `t`.
 -- Returns the session it applied to ('' if none) and the outcome.
 local function apply_operation(kind, target, t, reason)
@@ -129,8 +152,9 @@ local function apply_batch(pending)
     -- is at least that).
     if since and (kind ~= ENTRY.message or t - since >= ARG.timeout_ms) then break end
     if kind == ENTRY.message and id_last + opened >= 65535 then break end
-    local status, sid, created, detail = 'ok', '', 0, ''
-    if not ts or (kind ~= ENTRY.message and kind ~= ENTRY.complete and kind ~= ENTRY.expire) then
+    local status, sid, created, detail, last = 'ok', '', 0, '', false
+    if not ts or (kind ~= ENTRY.message and kind ~= ENTRY.complete and kind ~= ENTRY.expire
+        and kind ~= ENTRY.operator_reply) then
       -- Unparsable, or of a kind nobody writes: dropped, never guessed at.
       status, kind, a, b, ts, detail = 'bad', ENTRY.malformed, '', '', '0', 'malformed entry'
     elseif kind == ENTRY.message then
@@ -144,10 +168,16 @@ local function apply_batch(pending)
       sid, created, detail = r[1], r[2], r[3]
       opened = opened + created
       appended[sid] = (appended[sid] or 0) + 1
-      if ARG.effects and a == 'inbound' and (b == 'text' or b == 'image') then
+      if ARG.effects and a == 'inbound' and (b == 'text' or b == 'image')
+          and auto_reply(sid, t) then
         pending[#pending + 1] = sid .. '\t' .. payload
       end
       if #pending > 0 and (not since or t > since) then since = t end
+    elseif kind == ENTRY.operator_reply then
+      -- Applied only with no record pending in this batch (it stops before operator entries);
+      -- a queued reply ends the batch, so it is stored before the messages accepted after it.
+      sid, detail = a, apply_reply(a, payload, pending)
+      last = #pending > 0
     else
       sid, detail = apply_operation(kind, a, t, payload)
     end
@@ -155,6 +185,7 @@ local function apply_batch(pending)
     local n = #results
     results[n + 1], results[n + 2], results[n + 3], results[n + 4] = status, kind, a, b
     results[n + 5], results[n + 6], results[n + 7], results[n + 8] = ts, sid, created, detail
+    if last then break end
   end
   flush()
   return results, appended
@@ -192,8 +223,7 @@ local function effect_sessions(pending, appended)
   end
   for k, sid in ipairs(sessions) do
     local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.status, S.order, S.last_inbound,
-      S.phone,
-      S.business)
+      S.phone, S.business, S.taken_over_by)
     local tail = {}
     if ARG.history > 0 then
       local n = ARG.history + (appended[sid] or counts[sid])
@@ -201,7 +231,7 @@ local function effect_sessions(pending, appended)
         tail[#tail + 1] = index[sid][raw] or raw
       end
     end
-    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail}
+    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail, h[6]}
   end
   return sessions
 end
@@ -220,4 +250,7 @@ if #pending == 0 then
   if not results then return appended end
 end
 local released = release_or_extend(#results / 8, pending)
+-- The console's live views re-read the conversation (one PUBLISH per step that changed it;
+-- without subscribers it costs a lookup in an empty table).
+if #results > 0 or #committed > 0 then redis.call('PUBLISH', K_CONSOLE_CHANNEL, ARG.conv) end
 return {'ok', released, committed, results, pending, effect_sessions(pending, appended)}

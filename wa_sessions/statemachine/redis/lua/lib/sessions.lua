@@ -23,10 +23,16 @@ local function end_session(conv, sid, trigger, now, reason, keep_ms)
   local ak = k_active(conv)
   if redis.call('GET', ak) == sid then redis.call('DEL', ak) end
   redis.call('ZREM', K_ACTIVE, sid)
+  -- An ended session is held by no operator (the takeover gauge counts live ones only).
+  if redis.call('ZREM', K_TAKEOVER, sid) == 1 then
+    redis.call('HDEL', skey, S.taken_over_by, S.taken_over_at)
+  end
   redis.call('ZADD', k_status(dest), now, sid)
   redis.call('ZADD', K_ENDED, now, sid)
   redis.call('PEXPIRE', skey, keep_ms)
   redis.call('PEXPIRE', k_msgs(conv, sid), keep_ms)
+  -- The console's live views learn of every end, whoever ended it (sweep, operator, drain).
+  redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
   return true, dest
 end
 

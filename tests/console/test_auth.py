@@ -1,0 +1,127 @@
+"""Signing in and out of the console, the cookie's flags, CSRF, and refusals of unsigned
+visitors: through the ASGI client on the test Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
+
+from tests.console.conftest import ALICE_TOKEN, Console
+from tests.integration.test_webhook import make_settings
+from wa_sessions.config import InsecureSettings, Settings
+
+
+def _count(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_the_admin_token_signs_in_with_a_strict_httponly_secure_cookie(console: Console) -> None:
+    """Sign-in redirects to the list with an HttpOnly, SameSite=Strict, Secure cookie."""
+    answer = console.sign_in()
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/"
+    cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith("wa_console="))
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert "Secure" in cookie
+    assert "Path=/console" in cookie
+    page = console.client.get("/console/")
+    assert page.status_code == 200
+    assert "Signed in as <strong>admin</strong>" in page.text
+
+
+def test_an_operator_token_signs_in_as_that_operator(console: Console) -> None:
+    """OPERATOR_TOKENS' name:token pairs sign in as the named operator."""
+    assert console.sign_in(ALICE_TOKEN).status_code == 303
+    assert "Signed in as <strong>alice</strong>" in console.client.get("/console/").text
+
+
+def test_a_wrong_token_is_refused_slowly_and_counted(console: Console) -> None:
+    """A wrong token gets 401 with the sign-in page naming the problem, after the delay."""
+    before = _count("wa_sessions_console_sign_ins_total", outcome="refused")
+    started = time.monotonic()
+    answer = console.sign_in("not-the-token")
+    assert time.monotonic() - started >= 0.2
+    assert answer.status_code == 401
+    assert "That token is not valid." in answer.text
+    assert "wa_console=" not in answer.headers.get("set-cookie", "").split("wa_console_pre")[0]
+    assert _count("wa_sessions_console_sign_ins_total", outcome="refused") == before + 1
+
+
+def test_a_sign_in_without_the_forms_token_is_refused(console: Console) -> None:
+    """The sign-in form carries a double-submit token: a cross-site post has no cookie pair."""
+    console.client.cookies.clear()
+    answer = console.post("/console/sign-in", {"token": "whatever", "csrf_token": "forged"})
+    assert answer.status_code == 403
+    assert "sign-in form had expired" in answer.text
+
+
+def test_an_unsigned_visitor_is_sent_to_sign_in_and_partials_get_401(console: Console) -> None:
+    """Pages redirect to sign-in; htmx requests and the event stream get 401."""
+    page = console.client.get("/console/", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/console/sign-in"
+    assert console.client.get("/console/", headers={"HX-Request": "true"}).status_code == 401
+    assert console.client.get("/console/events").status_code == 401
+
+
+def test_a_forged_csrf_token_gets_a_readable_403(signed_in: Console) -> None:
+    """A POST whose CSRF token is not the console session's is refused with a page."""
+    sid = signed_in.service.add_message("+14155550100", "hi").session_id
+    answer = signed_in.post(f"/console/sessions/{sid}/complete", {"csrf_token": "forged"})
+    assert answer.status_code == 403
+    assert "CSRF token does not match" in answer.text
+    assert "text/html" in answer.headers["content-type"]
+    assert signed_in.service.get_session_by_id(sid, include_messages=False).status == "active"  # type: ignore[union-attr]
+
+
+def test_the_csrf_header_is_accepted_for_htmx_requests(signed_in: Console) -> None:
+    """htmx sends the token in X-CSRF-Token (hx-headers) instead of a form field."""
+    sid = signed_in.service.add_message("+14155550100", "hi").session_id
+    token = signed_in.csrf()
+    answer = signed_in.post(f"/console/sessions/{sid}/complete", headers={"X-CSRF-Token": token})
+    assert answer.status_code == 303
+
+
+def test_sign_out_revokes_the_console_session(signed_in: Console) -> None:
+    """After sign-out, the old cookie no longer opens a page (the Redis hash is gone)."""
+    cookie = signed_in.client.cookies.get("wa_console")
+    assert cookie
+    answer = signed_in.post("/console/sign-out", {"csrf_token": signed_in.csrf()})
+    assert answer.status_code == 303
+    signed_in.client.cookies.set("wa_console", cookie, domain="example.test", path="/console")
+    page = signed_in.client.get("/console/", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/console/sign-in"
+
+
+def test_the_console_session_expires_with_its_ttl(signed_in: Console) -> None:
+    """The Redis hash of a sign-in carries CONSOLE_SESSION_HOURS as its TTL."""
+    client = signed_in.service.store.client
+    keys = client.keys("wa:console:s:*")
+    assert len(keys) == 1
+    assert 12 * 3600 - 5 <= client.ttl(keys[0]) <= 12 * 3600
+
+
+def test_operator_tokens_are_parsed_and_checked() -> None:
+    """name:token pairs; malformed pairs, bad names and repeated tokens are refused."""
+    assert make_settings(operator_tokens="a:" + "x" * 32 + ", b:" + "y" * 32).operator_tokens == {
+        "a": "x" * 32,
+        "b": "y" * 32,
+    }
+    for bad in ("nocolon", "a b:tok", "admin:" + "x" * 32, "a:t1,a:t2", "a:same,b:same"):
+        with pytest.raises(ValidationError):
+            make_settings(operator_tokens=bad)
+
+
+def test_short_operator_tokens_are_refused_outside_development() -> None:
+    """Outside development each operator token must be at least 32 characters."""
+    settings = make_settings(
+        environment="production", admin_token="a" * 40, operator_tokens="bob:short"
+    )
+    assert isinstance(settings, Settings)
+    with pytest.raises(InsecureSettings, match="bob"):
+        settings.check_secure()

@@ -1,0 +1,70 @@
+"""The operators' console: server-rendered pages under ``/console`` in the web process (Jinja2
+templates, vendored htmx for partial updates and server-sent events), behind a sign-in.
+``install_console`` adds it to the app; docs/CONSOLE.md describes it and its security model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from wa_sessions.config import Settings
+from wa_sessions.console.auth import ConsoleAuth, ConsoleSessions, OperatorDirectory
+from wa_sessions.console.context import ConsoleContext
+from wa_sessions.console.conversation import ConversationReader
+from wa_sessions.console.listing import SessionListing
+from wa_sessions.console.live import ChangeFeed
+from wa_sessions.console.media import TwilioMedia
+from wa_sessions.console.pages import PREFIX, Pages, build_templates, install_error_pages
+from wa_sessions.console.routes import session_routes, sign_in_routes
+from wa_sessions.statemachine.service import SessionService
+
+__all__ = ["ConsoleDeps", "install_console"]
+
+
+@dataclass(frozen=True)
+class ConsoleDeps:
+    """What the console needs from the composition root. ``pubsub_redis`` gives the client of
+    the process' one live-update subscription (built now, connected on first use)."""
+
+    settings: Settings
+    service: SessionService
+    pubsub_redis: Callable[[], redis.asyncio.Redis]
+    media: TwilioMedia | None = None
+
+
+def install_console(app: FastAPI, deps: ConsoleDeps) -> ConsoleContext:
+    """Adds the console's routes, static files and error pages to ``app``."""
+    settings, service = deps.settings, deps.service
+    store = service.store
+    app.state.console_auth = ConsoleAuth(
+        sessions=ConsoleSessions(
+            store.client, store.keys, int(settings.console_session_hours * 3600)
+        ),
+        directory=OperatorDirectory(settings.admin_token, settings.operator_tokens),
+        secure_cookie=settings.public_base_url.lower().startswith("https://"),
+    )
+    pages = Pages(build_templates())
+    ctx = ConsoleContext(
+        settings=settings,
+        service=service,
+        pages=pages,
+        listing=SessionListing(store, default_business=service.business_number),
+        conversations=ConversationReader(store),
+        feed=ChangeFeed(deps.pubsub_redis, store.keys.console_channel),
+        media=deps.media,
+    )
+    install_error_pages(app, pages)
+    app.include_router(sign_in_routes(ctx))
+    app.include_router(session_routes(ctx))
+    app.mount(
+        f"{PREFIX}/static",
+        StaticFiles(packages=[("wa_sessions.console", "static")]),
+        name="console-static",
+    )
+    app.state.console = ctx
+    return ctx
