@@ -8,7 +8,6 @@ retention period (``check_secure``).
 
 from __future__ import annotations
 
-import math
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +30,7 @@ from wa_sessions.replies.templates import (
     ORDER_TEMPLATE,
     check_template,
 )
+from wa_sessions.security_checks import insecure_settings
 from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
 from wa_sessions.statemachine.redis.inbox import DEFAULT_DEDUPE_TTL_SECONDS, DEFAULT_LEASE_SECONDS
 
@@ -45,8 +45,6 @@ DEV_ENV_FILE = RUN_DIR / "dev.env"
 
 #: ``RETENTION_DAYS`` unless set (the default dedupe window covers it).
 DEFAULT_RETENTION_DAYS = 30
-#: The shortest ``ADMIN_TOKEN`` served outside development (``secrets.token_hex(16)`` is 32).
-MIN_ADMIN_TOKEN_LENGTH = 32
 
 
 class Environment(StrEnum):
@@ -259,51 +257,20 @@ class Settings(BaseSettings):
         return self
 
     def check_secure(self) -> Self:
-        """Refuses to serve outside development without what keeps the service closed: the
-        secrets (an ``ADMIN_TOKEN`` long enough not to be guessed), the https URL Twilio signs
-        (so no client-sent Host or forwarded header names it) and a dedupe window that covers
-        the retention period (Twilio's signature has no timestamp: a request captured once is
-        refused only while its MessageSid is remembered). Called by every process at start
-        (web, worker, scheduler), not by operator scripts."""
+        """Refuses to serve outside development without what keeps the service closed
+        (``security_checks.insecure_settings``: the secrets and their length, the https URL
+        Twilio signs, a dedupe window covering retention), naming every problem at once.
+        Called by every process at start (web, worker, scheduler), not by operator scripts."""
         if self.environment is Environment.DEVELOPMENT:
             return self
-        problems = []
-        missing = [
-            name
-            for name, value in (
-                ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
-                ("ADMIN_TOKEN", self.admin_token),
-                ("PUBLIC_BASE_URL", self.public_base_url),
-            )
-            if not value
-        ]
-        if missing:
-            problems.append(f"{', '.join(missing)} must be set outside ENVIRONMENT=development")
-        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
-            problems.append(
-                f"ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters (it has "
-                f"{len(self.admin_token)}), e.g. from `openssl rand -hex 32`"
-            )
-        if self.public_base_url:
-            parts = urlsplit(self.public_base_url)
-            if parts.scheme != "https" or not parts.hostname:
-                problems.append(
-                    "PUBLIC_BASE_URL must be the https URL Twilio calls, e.g. "
-                    "https://hooks.example.com"
-                )
-        retention_seconds = math.ceil(self.retention_days * 24 * 3600)
-        if self.dedupe_ttl_seconds < retention_seconds:
-            problems.append(
-                f"DEDUPE_TTL_SECONDS ({self.dedupe_ttl_seconds}) must be at least the retention "
-                f"period (RETENTION_DAYS={self.retention_days:g}: {retention_seconds}), or a "
-                "replayed request would be applied again once its MessageSid is forgotten"
-            )
-        short = [name for name, token in self.operator_tokens.items() if len(token) < 32]
-        if short:
-            problems.append(
-                f"OPERATOR_TOKENS: the tokens of {', '.join(sorted(short))} must be at least "
-                "32 characters outside ENVIRONMENT=development"
-            )
+        problems = insecure_settings(
+            twilio_auth_token=self.twilio_auth_token,
+            admin_token=self.admin_token,
+            operator_tokens=self.operator_tokens,
+            public_base_url=self.public_base_url,
+            dedupe_ttl_seconds=self.dedupe_ttl_seconds,
+            retention_days=self.retention_days,
+        )
         if problems:
             raise InsecureSettings("; ".join(problems))
         return self
