@@ -22,7 +22,9 @@ from wa_sessions.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTH_TOKEN = "bench-twilio-token"
-ADMIN_TOKEN = "bench-admin-token"
+ADMIN_TOKEN = "bench-admin-token-of-32-characters-or-more"
+#: The https URL Twilio would call and sign, in front of the processes' loopback HTTP.
+PUBLIC_URL = "https://wa-bench.example.test"
 WORKER_THREADS = 8
 
 
@@ -67,12 +69,14 @@ class Processes:
             REDIS_URL=self.redis_url,
             TWILIO_AUTH_TOKEN=AUTH_TOKEN,
             ADMIN_TOKEN=ADMIN_TOKEN,
-            PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
+            PUBLIC_BASE_URL=PUBLIC_URL,
             PORT=str(self.port),
             HOST="127.0.0.1",
             WORKER_PROCESSES="2",
             WORKER_THREADS=str(WORKER_THREADS),
             PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
+            # Checked on every request (its cost measured), never reached by the loads' phones.
+            INGEST_MESSAGES_PER_MINUTE="60000",
             dramatiq_prom_db=str(self.metrics_dir),
             PYTHONPATH=str(ROOT),
         )
@@ -92,7 +96,7 @@ class Processes:
 
     def simulator(self) -> TwilioSimulator:
         base = f"http://127.0.0.1:{self.port}"
-        return TwilioSimulator(base, AUTH_TOKEN, ADMIN_TOKEN, public_base_url=base)
+        return TwilioSimulator(base, AUTH_TOKEN, ADMIN_TOKEN, public_base_url=PUBLIC_URL)
 
     def wait_http(self, path: str = "/healthz", timeout_seconds: float = 60) -> None:
         sim = self.simulator()

@@ -35,7 +35,7 @@ import redis
 from wa_sessions.workers.queues import QueueKeys
 
 from .peers.common import PEER_QUEUE_KEY
-from .procs import AUTH_TOKEN, WORKER_THREADS, Processes
+from .procs import AUTH_TOKEN, PUBLIC_URL, WORKER_THREADS, Processes
 from .replies import FLAT_GROWTH_SECONDS, LoadConfig, LoadOutcome
 from .standins import StandIns
 
@@ -274,7 +274,7 @@ class Runner:
         self.standins.reset()
         cfg = LoadConfig(
             port=procs.port,
-            public_base_url=f"http://127.0.0.1:{procs.port}",
+            public_base_url=PUBLIC_URL,
             auth_token=AUTH_TOKEN,
             standins_port=self.standins.twilio_port,
             rate=rate,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from wa_sessions.config import DEV_ENV_FILE, Settings
+from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.metrics.collectors import RedisStateCollector
@@ -59,6 +60,18 @@ log = logging.getLogger(__name__)
 def load_settings() -> Settings:
     """The service's settings, from the environment only."""
     return Settings.load()
+
+
+def load_serving_settings() -> Settings:
+    """The settings of a process that serves (worker, scheduler), checked before it builds
+    anything: outside development an insecure configuration ends the process at start with
+    one line naming every problem on stderr (exit 2), rather than at its first message."""
+    settings = load_settings()
+    try:
+        return settings.check_secure()
+    except InsecureSettings as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_operator_settings() -> Settings:
@@ -100,6 +113,7 @@ def inbox_policy(settings: Settings) -> InboxPolicy:
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
         max_depth=settings.max_inbox_depth,
         lease_seconds=settings.lease_seconds,
+        messages_per_minute=settings.ingest_messages_per_minute,
     )
 
 
@@ -292,7 +306,7 @@ def setup_worker() -> WorkerProcess:
     global broker, so this sets it; the actors are already declared on it, and importing
     ``wa_sessions.workers.actors`` afterwards builds nothing. What it built is returned for
     callers that close it (tests)."""
-    worker = build_worker(load_settings().check_secure())
+    worker = build_worker(load_serving_settings())
     dramatiq.set_broker(worker.broker)
     return worker
 
@@ -304,6 +318,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protocol class (``--http``), and the open files limit raised to its hard limit."""
     settings = (settings or load_settings()).check_secure()
     install_log_redaction()
+    if settings.trust_proxy_headers:
+        log.warning("TRUST_PROXY_HEADERS is deprecated: set FORWARDED_PROXY_COUNT=1 instead")
     # uvicorn calls this factory after importing its protocol class and before serving.
     DeadlineHttpToolsProtocol.configure(request_timeout_seconds=settings.request_timeout_seconds)
     raise_open_file_limit()

@@ -3,8 +3,10 @@ embedded Redis when ``REDIS_URL`` is not set (``./run demo`` then plays a conver
 the way Twilio would: ``tools/demo.py``).
 
 Development runs keep their state in ``.run/``: the embedded Redis' append-only file and
-``dev.env`` with generated secrets (signature checks and admin auth stay on in development).
-Settings decide; the environment is read here only to pass it on to the child processes.
+``dev.env`` with generated secrets and the Redis password (signature checks and admin auth stay
+on in development). Only the owner may read any of it: the directories are created 0700 and the
+file 0600 from the start, never narrowed after being written. Settings decide; the environment
+is read here only to pass it on to the child processes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wa_sessions.config import DEV_ENV_FILE, RUN_DIR, Environment, InsecureSettings, Settings
-from wa_sessions.embedded_redis import EmbeddedRedis
+from wa_sessions.embedded_redis import EmbeddedRedis, private_directory
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -33,7 +35,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _development_env(env: dict[str, str], port: int) -> dict[str, str]:
+def development_env(env: dict[str, str], port: int) -> dict[str, str]:
     """Generated secrets for a development run, kept across runs in .run/dev.env."""
     saved = read_env_file(DEV_ENV_FILE)
     dev = {
@@ -45,10 +47,19 @@ def _development_env(env: dict[str, str], port: int) -> dict[str, str]:
         "PORT": str(port),
         "PUBLIC_BASE_URL": env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
     }
-    RUN_DIR.mkdir(exist_ok=True)
-    DEV_ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in dev.items()))
-    DEV_ENV_FILE.chmod(0o600)
+    private_directory(RUN_DIR)
+    write_private(DEV_ENV_FILE, "".join(f"{k}={v}\n" for k, v in dev.items()))
     return dev
+
+
+def write_private(path: Path, text: str, *, append: bool = False) -> None:
+    """Writes ``text`` to a file only its owner may read: created 0600 (no moment with the
+    default umask's 0644), and narrowed to 0600 if an older run left it open."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -62,15 +73,16 @@ def serve(args: argparse.Namespace) -> int:
     development = not explicit_production and not (
         settings.twilio_auth_token and settings.admin_token
     )
-    if explicit_production:
+    if not development:
         try:
             settings.check_secure()
         except InsecureSettings as exc:
             print(f"refusing to start: {exc}", file=sys.stderr)
             return 2
     if development:
-        env.update(_development_env(env, port))
+        env.update(development_env(env, port))
         print(f"development mode: secrets in {DEV_ENV_FILE} (signature checks and auth stay on)")
+    private_directory(RUN_DIR)
     env.setdefault("PORT", str(port))
     env.setdefault("HOST", "127.0.0.1")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
@@ -78,19 +90,17 @@ def serve(args: argparse.Namespace) -> int:
     redis_server = None
     if "redis_url" not in settings.model_fields_set or not settings.redis_url:
         data = RUN_DIR / "redis"
-        data.mkdir(parents=True, exist_ok=True)
         redis_server = EmbeddedRedis(appendonly=True, directory=data.resolve()).start()
         env["REDIS_URL"] = redis_server.url
-        print(f"embedded Redis at {redis_server.url} (data in {data})")
+        print(f"embedded Redis on 127.0.0.1:{redis_server.port}, password set (data in {data})")
     metrics_dir = RUN_DIR / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
+    private_directory(metrics_dir)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     if development:
-        with DEV_ENV_FILE.open("a") as dev_env:
-            dev_env.write(f"REDIS_URL={env['REDIS_URL']}\n")
+        write_private(DEV_ENV_FILE, f"REDIS_URL={env['REDIS_URL']}\n", append=True)
     print(f"webhook: POST {env['PUBLIC_BASE_URL']}/twilio-webhook-opt")
 
     procfile = Path(args.procfile).resolve()

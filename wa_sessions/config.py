@@ -1,7 +1,9 @@
 """Settings, read from the environment once by the composition root and passed on as values.
 
 Outside ``ENVIRONMENT=development`` the service refuses to start without the secrets that keep
-it closed (Twilio's auth token for signatures, the admin token for the session API).
+it closed (Twilio's auth token for signatures, an admin token of at least 32 characters for the
+session API), without the https URL Twilio signs, and with a dedupe window shorter than the
+retention period (``check_secure``).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from wa_sessions.replies.templates import (
     ORDER_TEMPLATE,
     check_template,
 )
+from wa_sessions.security_checks import insecure_settings
 from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
-from wa_sessions.statemachine.redis.inbox import DEFAULT_LEASE_SECONDS
+from wa_sessions.statemachine.redis.inbox import DEFAULT_DEDUPE_TTL_SECONDS, DEFAULT_LEASE_SECONDS
 
 #: Where Twilio posts delivery status callbacks (``webhook/status.py`` serves it).
 STATUS_CALLBACK_PATH = "/twilio-status"
@@ -38,6 +41,10 @@ STATUS_CALLBACK_PATH = "/twilio-status"
 RUN_DIR = Path(".run")
 #: A development run's generated settings (secrets, the embedded Redis' URL), ``NAME=value``.
 DEV_ENV_FILE = RUN_DIR / "dev.env"
+
+
+#: ``RETENTION_DAYS`` unless set (the default dedupe window covers it).
+DEFAULT_RETENTION_DAYS = 30
 
 
 class Environment(StrEnum):
@@ -93,7 +100,12 @@ class Settings(BaseSettings):
     # Twilio
     twilio_auth_token: str = ""
     twilio_account_sid: str = ""
+    #: The https URL Twilio calls (signatures cover it); required outside development.
     public_base_url: str = ""
+    #: Reverse proxies in front of the web process that append to X-Forwarded-Proto/-Host:
+    #: without PUBLIC_BASE_URL, the entry this many from the right names the signed URL.
+    forwarded_proxy_count: int = Field(default=0, ge=0, le=10)
+    #: Deprecated: ``true`` means FORWARDED_PROXY_COUNT=1 (``trusted_proxies``).
     trust_proxy_headers: bool = False
     business_number: str = DEFAULT_BUSINESS_NUMBER
     default_region: str | None = None
@@ -105,12 +117,17 @@ class Settings(BaseSettings):
     session_timeout_hours: float = Field(default=24.0, gt=0)
     carry_over_context_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_messages_per_session: int = Field(default=5000, ge=1)
-    retention_days: float = Field(default=30.0, gt=0)
+    retention_days: float = Field(default=float(DEFAULT_RETENTION_DAYS), gt=0)
 
     # Ingest and workers
-    dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    #: How long a MessageSid is remembered (replays refused): at least the retention period
+    #: outside development, since a request the service still holds data for must not apply again.
+    dedupe_ttl_seconds: int = Field(default=DEFAULT_DEDUPE_TTL_SECONDS, ge=60)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_inbox_depth: int = Field(default=10_000, ge=1)
+    #: Inbound messages one conversation may send a minute (up to that many at once, then one
+    #: every 60/N s); more are refused with 429 ``rate_limited``. 0: no limit.
+    ingest_messages_per_minute: int = Field(default=60, ge=0, le=60_000)
     lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
     drain_batch_size: int = Field(default=100, ge=1)
     redrive_interval_seconds: float = Field(default=1.0, gt=0)
@@ -247,29 +264,29 @@ class Settings(BaseSettings):
         return self
 
     def check_secure(self) -> Self:
-        """Refuses to serve outside development without the secrets that keep the service
-        closed. Called by the web and worker entry points, not by operator scripts."""
+        """Refuses to serve outside development without what keeps the service closed
+        (``security_checks.insecure_settings``: the secrets and their length, the https URL
+        Twilio signs, a dedupe window covering retention), naming every problem at once.
+        Called by every process at start (web, worker, scheduler), not by operator scripts."""
         if self.environment is Environment.DEVELOPMENT:
             return self
-        missing = [
-            name
-            for name, value in (
-                ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
-                ("ADMIN_TOKEN", self.admin_token),
-            )
-            if not value
-        ]
-        if missing:
-            raise InsecureSettings(
-                f"{', '.join(missing)} must be set outside ENVIRONMENT=development"
-            )
-        short = [name for name, token in self.operator_tokens.items() if len(token) < 32]
-        if short:
-            raise InsecureSettings(
-                f"OPERATOR_TOKENS: the tokens of {', '.join(sorted(short))} must be at least "
-                "32 characters outside ENVIRONMENT=development"
-            )
+        problems = insecure_settings(
+            twilio_auth_token=self.twilio_auth_token,
+            admin_token=self.admin_token,
+            operator_tokens=self.operator_tokens,
+            public_base_url=self.public_base_url,
+            dedupe_ttl_seconds=self.dedupe_ttl_seconds,
+            retention_days=self.retention_days,
+        )
+        if problems:
+            raise InsecureSettings("; ".join(problems))
         return self
+
+    @property
+    def trusted_proxies(self) -> int:
+        """How many proxies' forwarded headers are believed (``TRUST_PROXY_HEADERS=true``, the
+        deprecated form, counts as one)."""
+        return self.forwarded_proxy_count or (1 if self.trust_proxy_headers else 0)
 
     @property
     def sends_through_twilio(self) -> bool:

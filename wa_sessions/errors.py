@@ -64,6 +64,12 @@ class InboxFull(WaSessionsError):
     code = "inbox_full"
 
 
+class RateLimited(WaSessionsError):
+    """A conversation sent more messages in a minute than ``INGEST_MESSAGES_PER_MINUTE``."""
+
+    code = "rate_limited"
+
+
 class TakeoverConflict(WaSessionsError):
     """An operator acted on a session another operator holds (or that nobody holds, when the
     action needs it held: a reply, a hand-back)."""

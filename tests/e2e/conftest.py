@@ -28,7 +28,10 @@ from wa_sessions.embedded_redis import EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTH_TOKEN = "e2e-twilio-token"
-ADMIN_TOKEN = "e2e-admin-token"
+ADMIN_TOKEN = "e2e-admin-token-of-32-characters-or-more"
+#: The https URL Twilio would call (and sign) in front of the processes, which serve plain
+#: HTTP on loopback: production refuses to start without one.
+PUBLIC_URL = "https://wa-e2e.example.test"
 
 pytestmark = pytest.mark.e2e
 
@@ -74,13 +77,17 @@ class Service:
                 "REDIS_URL": self.redis_url,
                 "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
                 "ADMIN_TOKEN": ADMIN_TOKEN,
-                "PUBLIC_BASE_URL": self.base_url,
+                "PUBLIC_BASE_URL": PUBLIC_URL,
                 "PORT": str(self.port),
                 "HOST": "127.0.0.1",
                 "WORKER_PROCESSES": "2",
                 "WORKER_THREADS": "4",
                 "LEASE_SECONDS": "2",
                 "REDRIVE_INTERVAL_SECONDS": "0.5",
+                # The loads here post several messages a second per phone, far above a
+                # person's: the per-phone limit is checked on every request but never reached
+                # (its own tests set it low).
+                "INGEST_MESSAGES_PER_MINUTE": "60000",
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -159,7 +166,7 @@ class Service:
             base_url=self.base_url,
             auth_token=AUTH_TOKEN,
             admin_token=ADMIN_TOKEN,
-            public_base_url=self.base_url,
+            public_base_url=PUBLIC_URL,
         )
 
     def run_enqueue(self, *args: str) -> subprocess.CompletedProcess[str]:

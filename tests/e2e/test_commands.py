@@ -5,8 +5,10 @@ installed package, run from the repository)."""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -71,7 +73,12 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
         assert "-> [text] ✅ Order received: 6 units of Product A  (not_sent)" in demo.stdout
         assert '"name": "Product A", "quantity": 6' in demo.stdout
         assert "a message after completion opened a new session" in demo.stdout
-        assert (tmp_path / ".run" / "dev.env").exists()
+        # Secrets and message bodies: the owner's alone (created so, under any umask).
+        run_dir = tmp_path / ".run"
+        assert stat.S_IMODE((run_dir / "dev.env").stat().st_mode) == 0o600
+        assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE((run_dir / "redis").stat().st_mode) == 0o700
+        assert "REDIS_URL=redis://:" in (run_dir / "dev.env").read_text()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(serve.pid, signal.SIGTERM)
@@ -99,6 +106,14 @@ def test_run_without_a_command_prints_its_commands_and_nothing_else() -> None:
     )
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("unknown command: nonsense\n")
+
+
+def test_the_venv_run_builds_has_setuptools_upgraded_with_pip() -> None:
+    """``./run`` upgrades setuptools along with pip: the copy a Python 3.11 venv starts with
+    (65.5) has known advisories."""
+    major = int(importlib.metadata.version("setuptools").split(".")[0])
+    assert major >= 70
+    assert "--upgrade pip setuptools" in (ROOT / "run").read_text()
 
 
 def test_demo_without_a_service_says_how_to_start_one(tmp_path: Path) -> None:

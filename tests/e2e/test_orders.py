@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.conftest import AUTH_TOKEN, Service
+from tests.e2e.conftest import AUTH_TOKEN, PUBLIC_URL, Service
 from tests.fake_apis import (
     OPENAI_KEY,
     FakeOpenAI,
@@ -89,7 +89,7 @@ def test_with_openai_and_twilio_the_reply_is_sent_and_its_status_tracked(
     sid = reply["metadata"]["twilio_sid"]
     assert reply["metadata"]["sent"] is True
     [create] = twilio_api.requests
-    assert create.form()["StatusCallback"] == service.base_url + "/twilio-status"
+    assert create.form()["StatusCallback"] == PUBLIC_URL + "/twilio-status"
     assert create.form()["To"] == f"whatsapp:{phone}"
     assert openai_api.requests[0].json()["model"] == "gpt-test"
 

@@ -8,6 +8,7 @@ import uuid
 import pytest
 import redis
 
+from wa_sessions.statemachine.redis.inbox import InboxPolicy
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.store import RedisSessionStore
 from wa_sessions.statemachine.service import SessionService
@@ -80,6 +81,23 @@ def test_markers_share_one_small_hash_per_day_and_shard_with_a_bounded_ttl(
     expected_ms = (bucket + 1) * DEDUPE_BUCKET_MS + WEEK_MS - NOON
     assert expected_ms - 5_000 < redis_client.pttl(key) <= expected_ms
     assert redis_client.keys(f"{Keys().seen_prefix}*") == [key]
+
+
+def test_the_default_period_covers_the_retention_period_not_a_week(
+    store: RedisSessionStore, redis_client: redis.Redis
+) -> None:
+    """With the default policy (30 days, the retention period) a MessageSid is a duplicate on
+    each of the 30 days after its own, its marker lives that long, and on the 32nd day, with
+    its day out of the period, it is new again."""
+    ttl_ms = InboxPolicy().dedupe_ttl_seconds * 1000
+    assert ttl_ms == 30 * DAY_MS
+    sid = new_sid()
+    assert accept(store, sid, NOON, ttl_ms=ttl_ms) > IngestOutcome.DUPLICATE
+    for days in (1, 7, 8, 15, 29, 30):
+        assert accept(store, sid, NOON + days * DAY_MS, ttl_ms=ttl_ms) is IngestOutcome.DUPLICATE
+    key, _ = Keys().seen(sid, NOON // DEDUPE_BUCKET_MS)
+    assert redis_client.pttl(key) > 30 * DAY_MS
+    assert accept(store, sid, NOON + 32 * DAY_MS, ttl_ms=ttl_ms) > IngestOutcome.DUPLICATE
 
 
 def test_a_short_dedupe_period_uses_buckets_of_that_period(store: RedisSessionStore) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -93,7 +94,9 @@ def test_unknown_session_exits_1_with_one_line_on_stderr(
 
     out, err = capsys.readouterr()
     assert code == 1
-    assert err.splitlines() == [f"error: unknown session no-such-session in Redis at {redis_url}"]
+    assert err.splitlines() == [
+        f"error: unknown session no-such-session in Redis at {masked(redis_url)}"
+    ]
     assert out == ""
     assert stack.queued() == []
 
@@ -122,7 +125,7 @@ def test_phone_without_an_active_session_exits_1(
 
     assert code == 1
     assert capsys.readouterr().err.splitlines() == [
-        f"error: that phone has no active session in Redis at {redis_url}"
+        f"error: that phone has no active session in Redis at {masked(redis_url)}"
     ]
 
 
@@ -293,8 +296,14 @@ def test_wait_exits_4_when_the_session_ended_otherwise_first(
 
 # ---- as a process ------------------------------------------------------------------------------
 
+
 #: Runs the script as ``python -m`` would, refusing (instead of performing) any enqueue to a
 #: Redis other than the test's, so a misrouted task cannot reach a server the test did not start.
+def masked(url: str) -> str:
+    """A Redis URL as messages name it: the test Redis' password hidden."""
+    return re.sub(r"//:[^@]*@", "//:***@", url)
+
+
 _GUARDED_MAIN = """
 import sys
 from dramatiq.brokers.redis import RedisBroker

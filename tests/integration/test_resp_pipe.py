@@ -33,7 +33,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from wa_sessions.embedded_redis import find_redis_server, free_port
+from wa_sessions.embedded_redis import EmbeddedRedis, find_redis_server, free_port
 from wa_sessions.statemachine.redis.resp import RespPipe, error_from_reply
 
 T = TypeVar("T")
@@ -105,14 +105,14 @@ def test_an_error_reply_comes_back_in_its_place(redis_url: str) -> None:
 
 
 def test_handshake_uses_the_urls_acl_user_and_database(
-    redis_url: str, redis_client: redis.Redis
+    redis_server: EmbeddedRedis, redis_url: str, redis_client: redis.Redis
 ) -> None:
     """The connection authenticates as the URL's ACL user and selects its database."""
     redis_client.acl_setuser(
         "pipe", enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"]
     )
     try:
-        url = redis_url.replace("redis://", "redis://pipe:s3cret@") + "/3"
+        url = f"redis://pipe:s3cret@127.0.0.1:{redis_server.port}/3"
 
         async def body(pipe: RespPipe) -> list[Any]:
             return await pipe.execute([("SET", "where", "db3"), ("ACL", "WHOAMI")])

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import FakeClock
+from tests.signing import sign_pairs
 from wa_sessions.config import Settings
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
 from wa_sessions.replies.sender import SendFailure, SendResult
@@ -343,11 +344,38 @@ def test_callbacks_between_twilio_accepting_a_reply_and_its_commit_are_applied_a
         {"MessageSid": "SMnot-a-sid", "MessageStatus": "read"},
         {"MessageSid": "SM" + "a" * 32},
         {"MessageSid": "SM" + "a" * 32, "MessageStatus": "<script>"},
+        {"MessageSid": "SM" + "a" * 32, "MessageStatus": "read", "AccountSid": "AC-not-a-sid"},
+        {"MessageSid": "SM" + "a" * 32, "MessageStatus": "read", "AccountSid": ""},
     ],
 )
 def test_malformed_callbacks_are_400(web: Web, fields: dict[str, str]) -> None:
-    """A missing or malformed MessageSid or MessageStatus is a JSON 400."""
+    """A missing or malformed MessageSid, MessageStatus or AccountSid is a JSON 400."""
     response = web.post({"AccountSid": ACCOUNT, **fields})
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
+
+
+def test_a_callback_with_a_repeated_field_is_a_400_naming_it(web: Web) -> None:
+    """Signed over both values (Twilio's scheme sorts them), a second MessageStatus could
+    otherwise move a reply to ``read``: refused like the inbound webhook, nothing applied."""
+    sid = web.reply()
+    pairs = [*callback_form(sid, "sent").items(), ("MessageStatus", "read")]
+    signature = sign_pairs(TOKEN, BASE + STATUS, pairs)
+    assert signature == sign_pairs(TOKEN, BASE + STATUS, pairs[::-1])
+    before = outcome_count("bad_request")
+    response = web.client.post(
+        STATUS,
+        content=urlencode(pairs),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "bad_request",
+        "message": "form field 'MessageStatus' appears more than once",
+    }
+    assert outcome_count("bad_request") == before + 1
+    assert web.service.store.outbound(sid).get("status") != "read"

@@ -29,6 +29,8 @@ from redis.retry import Retry
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import FakeClock
+from tests.signing import sign_pairs
+from wa_sessions import bootstrap
 from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
 from wa_sessions.statemachine.models import Message
@@ -271,6 +273,25 @@ def test_redelivered_message_sid_is_stored_once_and_answered_200(web: Web) -> No
     assert outcome_count("duplicate") == before + 1
 
 
+@pytest.mark.parametrize("days_later", [8, 29])
+def test_a_replay_after_the_old_seven_day_window_is_still_a_duplicate(
+    make_web: MakeWeb, clock: FakeClock, days_later: int
+) -> None:
+    """Twilio's signature has no timestamp: a captured request replayed days later, past the
+    7 days markers used to be kept, is refused and counted as a duplicate while the service
+    still holds the message (the production policy: the settings' defaults)."""
+    web = make_web(inbox_policy=bootstrap.inbox_policy(make_settings()))
+    fields = inbound()
+    assert web.post(fields).status_code == 200
+    clock.advance(days=days_later)
+    before = outcome_count("duplicate")
+    replay = web.post(fields)
+    assert replay.status_code == 200
+    assert replay.text.endswith("<Response/>")
+    assert outcome_count("duplicate") == before + 1
+    assert len(web.inbox_entries()) == 1
+
+
 def test_media_message_is_queued_with_its_media(web: Web) -> None:
     """An image message keeps its media URLs and content types."""
     fields = inbound(
@@ -330,16 +351,64 @@ def test_sha256_signature_is_accepted_when_the_settings_header_names_it(web: Web
 
 
 def test_forwarded_headers_rebuild_the_signed_url_only_when_trusted(make_web: MakeWeb) -> None:
-    """Without a public base URL, a trusted proxy's X-Forwarded-* name the URL Twilio signed."""
+    """Without a public base URL, a trusted proxy's X-Forwarded-* name the URL Twilio signed;
+    the deprecated TRUST_PROXY_HEADERS=true still means one proxy."""
     fields = inbound()
     proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hooks.example.test"}
     url = "https://hooks.example.test" + WEBHOOK
-    trusted = make_web(public_base_url="", trust_proxy_headers=True)
-    untrusted = make_web(public_base_url="", trust_proxy_headers=False)
+    trusted = make_web(public_base_url="", forwarded_proxy_count=1)
+    deprecated = make_web(public_base_url="", trust_proxy_headers=True)
+    untrusted = make_web(public_base_url="")
     assert untrusted.post(fields, url=url, headers=proxied).status_code == 403
     assert trusted.post(fields, url=url, headers=proxied).status_code == 200
+    assert deprecated.post(inbound(), url=url, headers=proxied).status_code == 200
     # Without either, the URL the server saw is what must have been signed.
     assert untrusted.post(inbound(), url="http://testserver" + WEBHOOK).status_code == 200
+
+
+def test_a_forged_host_header_does_not_make_a_signature_valid(make_web: MakeWeb) -> None:
+    """With PUBLIC_BASE_URL (required outside development) the request's Host names nothing: a
+    request signed for the host an attacker controls, sent with that Host, is refused."""
+    web = make_web(public_base_url=BASE)
+    forged_url = "http://evil.test" + WEBHOOK
+    before = outcome_count("bad_signature")
+    response = web.post(inbound(), url=forged_url, headers={"Host": "evil.test"})
+    assert response.status_code == 403
+    assert error_code(response) == "invalid_signature"
+    assert outcome_count("bad_signature") == before + 1
+    assert web.inbox_entries() == []
+    assert web.post(inbound(), headers={"Host": "evil.test"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        [("X-Forwarded-Proto", "https, https"), ("X-Forwarded-Host", "evil.test, hooks.test")],
+        [
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.test"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "hooks.test"),
+        ],
+    ],
+    ids=["appended", "own-line"],
+)
+def test_a_forged_leftmost_x_forwarded_host_does_not_make_a_signature_valid(
+    make_web: MakeWeb, forwarded: list[tuple[str, str]]
+) -> None:
+    """Behind one proxy, the client's own X-Forwarded-Host entry (left of the one the proxy
+    appends, in the same line or a line of its own) is never the signed URL; the proxy's is."""
+    web = make_web(public_base_url="", forwarded_proxy_count=1)
+
+    def post(signed_for: str) -> httpx.Response:
+        fields = inbound()
+        signature = RequestValidator(TOKEN).compute_signature(signed_for + WEBHOOK, fields)
+        headers = [*FORM.items(), ("X-Twilio-Signature", signature), *forwarded]
+        return web.client.post(WEBHOOK, content=urlencode(fields), headers=httpx.Headers(headers))
+
+    assert post("https://evil.test").status_code == 403
+    assert web.inbox_entries() == []
+    assert post("https://hooks.test").status_code == 200
 
 
 def test_webhook_for_another_account_is_refused(make_web: MakeWeb) -> None:
@@ -360,6 +429,9 @@ def test_webhook_for_another_account_is_refused(make_web: MakeWeb) -> None:
         ({"From": ""}, "From"),
         ({"From": "whatsapp:not-a-number"}, "From"),
         ({"Latitude": "north", "Longitude": "1"}, "Latitude"),
+        ({"AccountSid": "AC" + "0" * 31}, "AccountSid"),
+        ({"AccountSid": "MG" + "0" * 32}, "AccountSid"),
+        ({"AccountSid": ""}, "AccountSid"),
     ],
 )
 def test_malformed_webhook_is_a_400_json_error_naming_the_field(
@@ -382,6 +454,43 @@ def test_missing_to_is_a_400(web: Web) -> None:
     response = web.post(fields)
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "To is missing"
+
+
+def test_a_signed_webhook_without_account_sid_is_a_400(web: Web) -> None:
+    """Twilio names its account in every request it signs."""
+    fields = inbound()
+    del fields["AccountSid"]
+    response = web.post(fields)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "AccountSid is missing"
+    assert web.inbox_entries() == []
+
+
+def post_pairs(web: Web, pairs: list[tuple[str, str]]) -> httpx.Response:
+    """Posts form fields in the given order, repeated names kept, signed as the twilio SDK
+    signs a multi-valued form (sorted, de-duplicated values per name)."""
+    signature = sign_pairs(TOKEN, URL, pairs)
+    return web.client.post(
+        WEBHOOK, content=urlencode(pairs), headers={**FORM, "X-Twilio-Signature": signature}
+    )
+
+
+def test_a_correctly_signed_webhook_with_a_repeated_field_is_a_400_naming_it(web: Web) -> None:
+    """The signature holds over a repeated Body in either order (values are sorted before
+    signing), so which one is first is the sender's choice: refused, counted, nothing stored."""
+    before = outcome_count("bad_request")
+    fields = inbound()
+    pairs = [*fields.items(), ("Body", "I need 500 units of Product A")]
+    responses = [post_pairs(web, pairs), post_pairs(web, pairs[::-1])]
+    assert [r.status_code for r in responses] == [400, 400]
+    assert {error_code(r) for r in responses} == {"bad_request"}
+    assert {r.json()["error"]["message"] for r in responses} == {
+        "form field 'Body' appears more than once"
+    }
+    assert web.inbox_entries() == []
+    assert web.wakes == []
+    assert outcome_count("bad_request") == before + 2
+    assert web.post(fields).status_code == 200
 
 
 def test_undecodable_body_is_a_400(web: Web) -> None:
@@ -421,6 +530,51 @@ def test_full_inbox_is_a_429(make_web: MakeWeb) -> None:
     assert response.status_code == 429
     assert error_code(response) == "inbox_full"
     assert len(web.inbox_entries()) == 1
+
+
+def test_a_phone_over_its_rate_gets_429_while_another_is_served_until_the_minute_passes(
+    make_web: MakeWeb, clock: FakeClock
+) -> None:
+    """INGEST_MESSAGES_PER_MINUTE=3: the phone's 4th message within the minute is refused with
+    a JSON 429 ``rate_limited`` (counted), stored nowhere and not marked seen, while another
+    phone is served and a retry of an accepted message is still a duplicate; the minute over,
+    the phone is accepted again, the refused message included."""
+    web = make_web(inbox_policy=bootstrap.inbox_policy(make_settings(ingest_messages_per_minute=3)))
+    limited, accepted = outcome_count("rate_limited"), outcome_count("accepted")
+    first = [inbound(body=f"m{n}") for n in range(3)]
+    assert [web.post(fields).status_code for fields in first] == [200] * 3
+    over = inbound(body="m3")
+    refused = web.post(over)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"] == {
+        "code": "rate_limited",
+        "message": "this conversation sent more than 3 messages in a minute; retry later",
+    }
+    assert outcome_count("rate_limited") == limited + 1
+    assert web.post(first[0]).status_code == 200  # Twilio's retry: a duplicate, as before
+    assert web.post(inbound(OTHER, body="other phone")).status_code == 200
+    assert len(web.inbox_entries()) == 3
+    assert len(web.inbox_entries(f"{OTHER}|{BUSINESS}")) == 1
+
+    clock.advance(seconds=19)
+    assert web.post(over).status_code == 429
+    clock.advance(seconds=1)  # one message every 20 s once the burst is spent
+    assert web.post(over).status_code == 200
+    assert web.post(inbound(body="m4")).status_code == 429
+    clock.advance(seconds=60)
+    assert [web.post(inbound(body=f"n{n}")).status_code for n in range(4)] == [200] * 3 + [429]
+    contents = [json.loads(e.split("\t", 4)[4])["content"] for e in web.inbox_entries()]
+    assert contents == ["m0", "m1", "m2", "m3", "n0", "n1", "n2"]
+    assert outcome_count("accepted") == accepted + 8
+    assert outcome_count("rate_limited") == limited + 4
+
+
+def test_no_rate_limit_when_ingest_messages_per_minute_is_zero(make_web: MakeWeb) -> None:
+    """0 turns the limit off: a hundred messages in the same instant are all accepted."""
+    web = make_web(inbox_policy=bootstrap.inbox_policy(make_settings(ingest_messages_per_minute=0)))
+    assert {web.post(inbound(body=f"m{n}")).status_code for n in range(100)} == {200}
+    assert len(web.inbox_entries()) == 100
 
 
 def test_redis_down_is_a_503_so_twilio_retries(make_web: MakeWeb) -> None:

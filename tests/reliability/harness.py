@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from twilio.request_validator import RequestValidator
 
-from tests.e2e.conftest import AUTH_TOKEN, Service
+from tests.e2e.conftest import AUTH_TOKEN, PUBLIC_URL, Service
 from tools.demo import new_message_sid
 from wa_sessions.statemachine import SessionService
 from wa_sessions.statemachine.models import MessageDirection
@@ -85,7 +85,7 @@ class Poster:
         parts = urllib.parse.urlsplit(service.base_url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
-        self.public_url = service.base_url
+        self.public_url = PUBLIC_URL
         self.validator = RequestValidator(AUTH_TOKEN)
         self.timeout_seconds = timeout_seconds
         self._conn: http.client.HTTPConnection | None = None

@@ -28,6 +28,7 @@ from tests.reliability.harness import (
     Web,
     assert_json_error,
 )
+from tests.signing import sign_pairs
 from wa_sessions.statemachine.identity import normalize_address
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.webhook.twilio import FormParams
@@ -120,7 +121,7 @@ def webhook_requests(draw: st.DrawFn) -> tuple[list[tuple[str, str]], str]:
 
 def _encode(pairs: list[tuple[str, str]], encoding: str) -> tuple[bytes, str]:
     body = urllib.parse.urlencode(pairs).encode()
-    signature = RequestValidator(TOKEN).compute_signature(BASE + WEBHOOK, FormParams(pairs))
+    signature = sign_pairs(TOKEN, BASE + WEBHOOK, pairs)
     if encoding == "bad_utf8":
         body += b"&Body=\xff\xfe"
     elif encoding == "bad_percent":

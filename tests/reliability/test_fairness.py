@@ -71,7 +71,10 @@ def test_a_flooding_phone_does_not_hold_up_other_phones(
     """One phone posts FLOOD messages as fast as four connections go while ten phones post
     five messages a second each: none of the others' messages waits behind the flood, and
     every flood message answered 200 is applied once, each connection's in order."""
-    service = service_factory(MAX_MESSAGES_PER_SESSION=str(2 * FLOOD + 100)).start_all()
+    # No per-phone limit: this is about the inbox, and the flood outruns any person's rate.
+    service = service_factory(
+        MAX_MESSAGES_PER_SESSION=str(2 * FLOOD + 100), INGEST_MESSAGES_PER_MINUTE="0"
+    ).start_all()
     sim = service.simulator()
     flooder = phone(600)
     others = [phone(601 + i) for i in range(10)]
@@ -192,6 +195,42 @@ def test_a_full_inbox_refuses_with_429_inbox_full_and_recovers(
     assert verdict.clean, verdict
     assert refused == 11
     record("inbox_cap", cap=50, posted=61, accepted=50, refused_429=int(refused), lost=0)
+
+
+@pytest.mark.e2e
+def test_a_phone_over_its_rate_is_refused_with_429_while_another_is_served(
+    service_factory: Callable[..., Service], e2e_client: redis.Redis
+) -> None:
+    """INGEST_MESSAGES_PER_MINUTE=10: a phone's 15 quick messages are 10 accepted and 5 refused
+    with 429 ``rate_limited`` (counted), a bystander is served meanwhile; only the 10 are
+    applied, in order; 6 s later (one message per 6 s at this rate) the phone is accepted
+    again, and one of the refused messages sent again with its own MessageSid is applied."""
+    service = service_factory(INGEST_MESSAGES_PER_MINUTE="10").start_all()
+    sim = service.simulator()
+    customer, bystander = phone(703), phone(704)
+    bodies = [f"rate-{n}" for n in range(15)]
+    sids = [new_message_sid() for _ in bodies]
+    statuses = [
+        sim.send(customer, b, message_sid=s).status for b, s in zip(bodies, sids, strict=True)
+    ]
+    assert statuses == [200] * 10 + [429] * 5
+    refusal = sim.send(customer, "one more")
+    assert refusal.status == 429
+    assert refusal.json()["error"]["code"] == "rate_limited"
+    assert sim.send(bystander, "hello").status == 200
+    refused = metric_value(
+        scrape(service), "wa_sessions_webhook_requests_total", outcome="rate_limited"
+    )
+    wait_applied(e2e_client, {customer: bodies[:10], bystander: ["hello"]}, 60)
+
+    time.sleep(6.5)
+    assert sim.send(customer, bodies[10], message_sid=sids[10]).status == 200
+    expected = {customer: [*bodies[:10], bodies[10]]}
+    wait_applied(e2e_client, expected, 30)
+    verdict = verify(e2e_client, expected)
+    assert verdict.clean, verdict
+    assert refused == 6
+    record("rate_limit", limit_per_minute=10, posted=16, accepted=10, refused_429=int(refused))
 
 
 @pytest.mark.e2e

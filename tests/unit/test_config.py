@@ -16,7 +16,18 @@ SECRETS = (
     "CARRY_OVER_CONTEXT_KEYS",
     "REDIS_URL",
     "METRICS_EVENTS_INTERVAL_SECONDS",
+    "PUBLIC_BASE_URL",
+    "FORWARDED_PROXY_COUNT",
+    "TRUST_PROXY_HEADERS",
+    "DEDUPE_TTL_SECONDS",
+    "RETENTION_DAYS",
 )
+#: What a production deployment sets; each test below takes one thing away.
+PRODUCTION = {
+    "TWILIO_AUTH_TOKEN": "t" * 32,
+    "ADMIN_TOKEN": "a" * 32,
+    "PUBLIC_BASE_URL": "https://hooks.example.test",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +40,99 @@ def test_production_is_the_default_and_refuses_to_serve_without_secrets() -> Non
     """No ENVIRONMENT means production; without both tokens the check names what is missing."""
     settings = Settings()
     assert settings.environment is Environment.PRODUCTION
-    with pytest.raises(InsecureSettings, match="TWILIO_AUTH_TOKEN, ADMIN_TOKEN"):
+    with pytest.raises(InsecureSettings, match="TWILIO_AUTH_TOKEN, ADMIN_TOKEN, PUBLIC_BASE_URL"):
         settings.check_secure()
+
+
+def production(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> Settings:
+    for name, value in {**PRODUCTION, **overrides}.items():
+        monkeypatch.setenv(name, value)
+    return Settings()
+
+
+def test_a_complete_production_configuration_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both tokens, 32 characters or more, and an https public URL: the service may start."""
+    settings = production(monkeypatch).check_secure()
+    assert settings.environment is Environment.PRODUCTION
+
+
+@pytest.mark.parametrize("token", ["Q", "a" * 31, "secret-admin-token"])
+def test_an_admin_token_shorter_than_32_characters_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    """A guessable ADMIN_TOKEN opens every conversation: refused at start, the message says
+    how long it must be and never quotes it."""
+    with pytest.raises(InsecureSettings, match="ADMIN_TOKEN must be at least 32 characters") as e:
+        production(monkeypatch, ADMIN_TOKEN=token).check_secure()
+    assert token not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://hooks.example.test", "hooks.example.test", "https://", "ftp://h.test"]
+)
+def test_outside_development_the_public_base_url_must_be_https(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Twilio signs the URL it calls; without a configured https one the signed URL would come
+    from the request's Host, which any client sets."""
+    with pytest.raises(InsecureSettings, match="PUBLIC_BASE_URL must be the https URL"):
+        production(monkeypatch, PUBLIC_BASE_URL=url).check_secure()
+
+
+def test_outside_development_the_public_base_url_is_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An empty PUBLIC_BASE_URL is named as missing."""
+    with pytest.raises(InsecureSettings, match=r"^PUBLIC_BASE_URL must be set"):
+        production(monkeypatch, PUBLIC_BASE_URL="").check_secure()
+
+
+def test_the_dedupe_window_defaults_to_the_retention_period() -> None:
+    """30 days of retention, 30 days of remembered MessageSids."""
+    settings = Settings()
+    assert settings.dedupe_ttl_seconds == settings.retention_days * 24 * 3600 == 30 * 86_400
+
+
+@pytest.mark.parametrize(
+    ("dedupe", "retention"), [("604800", "30"), ("2591999", "30"), ("2592000", "30.5")]
+)
+def test_a_dedupe_window_shorter_than_retention_is_refused_outside_development(
+    monkeypatch: pytest.MonkeyPatch, dedupe: str, retention: str
+) -> None:
+    """The old 7-day window, or one a second short: a replay of a stored message would apply
+    again. Development may shorten it."""
+    with pytest.raises(InsecureSettings, match=r"DEDUPE_TTL_SECONDS .* retention period"):
+        production(monkeypatch, DEDUPE_TTL_SECONDS=dedupe, RETENTION_DAYS=retention).check_secure()
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    assert Settings().check_secure().dedupe_ttl_seconds == int(dedupe)
+
+
+def test_every_problem_is_named_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One start tells the operator everything to fix."""
+    with pytest.raises(InsecureSettings) as refused:
+        production(
+            monkeypatch, ADMIN_TOKEN="short", PUBLIC_BASE_URL="http://h", DEDUPE_TTL_SECONDS="60"
+        ).check_secure()
+    assert [part.split()[0] for part in str(refused.value).split("; ")] == [
+        "ADMIN_TOKEN",
+        "PUBLIC_BASE_URL",
+        "DEDUPE_TTL_SECONDS",
+    ]
+
+
+def test_forwarded_proxy_count_is_read_and_trust_proxy_headers_means_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FORWARDED_PROXY_COUNT=0 by default; the deprecated TRUST_PROXY_HEADERS=true counts as
+    one proxy, and an explicit count wins over it."""
+    assert Settings().trusted_proxies == 0
+    monkeypatch.setenv("TRUST_PROXY_HEADERS", "true")
+    assert Settings().trusted_proxies == 1
+    monkeypatch.setenv("FORWARDED_PROXY_COUNT", "2")
+    assert Settings().trusted_proxies == 2
+    monkeypatch.setenv("FORWARDED_PROXY_COUNT", "-1")
+    with pytest.raises(ValueError, match="forwarded_proxy_count"):
+        Settings()
 
 
 def test_one_missing_secret_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,7 @@ def test_ingest_header_names_its_keys_and_arguments_in_order() -> None:
         "wake",
         "pending",
         "wake_ttl",
+        "rate",
         "queue",
         "queue_messages",
     ]
@@ -50,7 +51,7 @@ def test_ingest_header_names_its_keys_and_arguments_in_order() -> None:
     ]
     assert "local ARG_entry = ARGV[1]\n" in spec.decoder()
     assert "local ARG_accepted_ms = tonumber(ARGV[4])\n" in spec.decoder()
-    assert "local KEY_queue_messages = KEYS[6]\n" in spec.decoder()
+    assert "local KEY_queue_messages = KEYS[7]\n" in spec.decoder()
     source = scripts.source("ingest", Keys())
     assert "redis.call('RPUSH', KEY_inbox, ARG_entry)" in source
     assert "ARG." not in source

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
+from tests.signing import sign_pairs
 from wa_sessions.errors import BadRequest, InvalidSignature
 from wa_sessions.statemachine.models import MessageDirection, MessageType
 from wa_sessions.webhook.signatures import (
@@ -19,7 +20,7 @@ from wa_sessions.webhook.signatures import (
     check_account,
     signed_url,
 )
-from wa_sessions.webhook.twilio import FormParams, decode_form, parse_inbound
+from wa_sessions.webhook.twilio import FormParams, check_account_sid, decode_form, parse_inbound
 
 TOKEN = "test-token"
 URL = "https://example.test/twilio-webhook-opt"
@@ -258,13 +259,72 @@ def test_broken_percent_escape_is_a_bad_request() -> None:
         decode_form(b"Body=100%zz")
 
 
-def test_form_keeps_blank_values_plus_as_space_and_repeated_names() -> None:
-    """Blank values survive, ``+`` is a space, and a repeated name keeps every value."""
-    params = decode_form(b"Body=&Label=a+b&X=1&X=2")
+def test_form_keeps_blank_values_and_plus_as_space() -> None:
+    """Blank values survive and ``+`` is a space."""
+    params = decode_form(b"Body=&Label=a+b&X=1")
     assert params.get("Body") == ""
     assert params.get("Label") == "a b"
-    assert params.getall("X") == ["1", "2"]
+    assert params.getall("X") == ["1"]
     assert list(params) == ["Body", "Label", "X"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"Body=a&X=1&X=2", b"X=1&Body=a&X=1", b"X=&X=", "X=é&X=e".encode()],
+)
+def test_a_repeated_form_field_is_a_bad_request_naming_it(body: bytes) -> None:
+    """Twilio never repeats a field; a repeated one, equal values or not, is refused by name."""
+    with pytest.raises(BadRequest, match="form field 'X' appears more than once"):
+        decode_form(body)
+
+
+def test_a_reordered_duplicate_keeps_twilios_signature_so_it_is_refused_before_it() -> None:
+    """Why duplicates are refused: the signature covers sorted, de-duplicated values joined
+    without separators, so swapping two values of one name (which changes the first value, the
+    one a reader takes) keeps it valid."""
+    signed = [("Body", "I need 1"), ("Body", "I need 500")]
+    assert sign_pairs(TOKEN, URL, signed) == sign_pairs(TOKEN, URL, signed[::-1])
+    with pytest.raises(BadRequest, match="'Body' appears more than once"):
+        decode_form(urlencode(signed[::-1]).encode())
+
+
+def test_a_long_repeated_field_name_is_cut_short_in_the_message() -> None:
+    """The name is the client's text: the message quotes at most 40 characters of it."""
+    name = "N" * 5000
+    with pytest.raises(BadRequest) as refused:
+        decode_form(f"{name}=1&{name}=2".encode())
+    assert len(str(refused.value)) < 100
+
+
+@pytest.mark.parametrize(
+    ("account", "problem"),
+    [
+        (None, "missing"),
+        ("", "missing"),
+        ("AC" + "0" * 31, "malformed"),
+        ("AC" + "0" * 33, "malformed"),
+        ("XX" + "0" * 32, "malformed"),
+        ("AC" + "g" * 32, "malformed"),
+        ("ac" + "0" * 32, "malformed"),
+        (" AC" + "0" * 32, "malformed"),
+    ],
+)
+def test_an_account_sid_that_is_not_ac_and_32_hex_digits_is_a_bad_request(
+    account: str | None, problem: str
+) -> None:
+    """Every signed Twilio request carries its account as ``AC`` plus 32 hex digits."""
+    fields = form()
+    fields.pop("AccountSid")
+    if account is not None:
+        fields["AccountSid"] = account
+    with pytest.raises(BadRequest, match=f"AccountSid is {problem}"):
+        check_account_sid(params_of(fields))
+
+
+def test_a_well_formed_account_sid_passes_in_either_letter_case() -> None:
+    """Twilio writes lower-case hex; upper-case hex is the same number."""
+    check_account_sid(params_of(form()))
+    check_account_sid(params_of(form(AccountSid="AC" + "ABCDEF0123" * 3 + "ab")))
 
 
 # ---- URL rebuilding -------------------------------------------------------------------------
@@ -277,44 +337,62 @@ def test_public_base_url_wins_over_request_url_and_forwarded_headers() -> None:
         path="/twilio-webhook-opt",
         query="x=1",
         public_base_url="https://example.test/",
-        trust_proxy_headers=True,
+        forwarded_proxy_count=1,
         forwarded_proto="http",
         forwarded_host="evil.test",
     )
     assert url == "https://example.test/twilio-webhook-opt?x=1"
 
 
-def test_forwarded_headers_are_used_only_when_trusted() -> None:
-    """X-Forwarded-* rebuild the URL when the proxy is trusted, its first hop winning."""
+def rebuild(proxies: int, proto: str | None, host: str | None) -> str:
+    return signed_url(
+        request_url="http://10.0.0.5:8000/twilio-webhook-opt",
+        path="/twilio-webhook-opt",
+        query="",
+        public_base_url="",
+        forwarded_proxy_count=proxies,
+        forwarded_proto=proto,
+        forwarded_host=host,
+    )
 
-    def rebuild(trusted: bool) -> str:
-        return signed_url(
-            request_url="http://10.0.0.5:8000/twilio-webhook-opt",
-            path="/twilio-webhook-opt",
-            query="",
-            public_base_url="",
-            trust_proxy_headers=trusted,
-            forwarded_proto="https, http",
-            forwarded_host="hooks.example.test, proxy.internal",
-        )
 
-    assert rebuild(True) == "https://hooks.example.test/twilio-webhook-opt"
-    assert rebuild(False) == "http://10.0.0.5:8000/twilio-webhook-opt"
+def test_forwarded_headers_are_used_only_when_proxies_are_configured() -> None:
+    """X-Forwarded-* rebuild the URL only with FORWARDED_PROXY_COUNT set."""
+    assert rebuild(1, "https", "hooks.example.test") == (
+        "https://hooks.example.test/twilio-webhook-opt"
+    )
+    assert rebuild(0, "https", "hooks.example.test") == "http://10.0.0.5:8000/twilio-webhook-opt"
+
+
+@pytest.mark.parametrize(
+    ("proxies", "proto", "host", "expected"),
+    [
+        # The client sent its own entries; the one proxy appended what it saw from Twilio.
+        (1, "http, https", "evil.test, hooks.example.test", "https://hooks.example.test"),
+        # Two proxies: the outer one saw Twilio, the inner one appended the outer's request.
+        (2, "https, http", "hooks.example.test, lb.internal", "https://hooks.example.test"),
+        (2, "x, https, http", "evil.test, hooks.example.test, lb", "https://hooks.example.test"),
+        (1, " HTTPS ", " hooks.example.test ", "https://hooks.example.test"),
+    ],
+)
+def test_the_forwarded_entry_is_counted_from_the_right_by_the_proxies_in_front(
+    proxies: int, proto: str, host: str, expected: str
+) -> None:
+    """Proxies append: the entry ``proxies`` from the right is the outermost proxy's; what
+    is left of it came from the client and is never the signed URL."""
+    assert rebuild(proxies, proto, host) == expected + "/twilio-webhook-opt"
 
 
 def test_request_url_is_used_without_base_url_or_complete_forwarded_headers() -> None:
-    """A trusted proxy that sends only one header, or an odd scheme, is not believed."""
-    for proto, host in (("https", None), (None, "h.test"), ("ftp", "h.test")):
-        url = signed_url(
-            request_url="http://testserver/twilio-webhook-opt",
-            path="/twilio-webhook-opt",
-            query="",
-            public_base_url="",
-            trust_proxy_headers=True,
-            forwarded_proto=proto,
-            forwarded_host=host,
-        )
-        assert url == "http://testserver/twilio-webhook-opt"
+    """A header missing, with fewer entries than proxies, or an odd scheme is not believed."""
+    for proxies, proto, host in (
+        (1, "https", None),
+        (1, None, "h.test"),
+        (1, "ftp", "h.test"),
+        (2, "https", "h.test"),
+        (1, "https", "h.test, "),
+    ):
+        assert rebuild(proxies, proto, host) == "http://10.0.0.5:8000/twilio-webhook-opt"
 
 
 # ---- signatures -----------------------------------------------------------------------------
@@ -403,19 +481,10 @@ def test_unsupported_algorithm_fails_closed() -> None:
         SignatureChecker(TOKEN).check(URL, params_of(fields), signature, "algorithm=HMAC_SHA512")
 
 
-def test_signature_covers_unknown_and_repeated_fields() -> None:
+def test_signature_covers_unknown_fields() -> None:
     """Every received field is signed over, including ones we do not store."""
-    pairs = [*form().items(), ("Extra", "a"), ("Extra", "b")]
-    validator = RequestValidator(TOKEN)
-
-    class Multi(dict[str, list[str]]):
-        def getall(self, name: str) -> list[str]:
-            return self[name]
-
-    multi = Multi()
-    for name, value in pairs:
-        multi.setdefault(name, []).append(value)
-    signature = validator.compute_signature(URL, multi)
+    pairs = [*form().items(), ("Extra", "a"), ("Other", "b")]
+    signature = RequestValidator(TOKEN).compute_signature(URL, dict(pairs))
     checker = SignatureChecker(TOKEN)
     checker.check(URL, params_of(pairs), signature, None)
     with pytest.raises(InvalidSignature):
@@ -461,34 +530,43 @@ def test_request_for_another_account_is_refused_when_an_account_is_configured() 
         check_account(params, "AC" + "1" * 32)
 
 
+def _expected_pairs(expected: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """parse_qsl's pairs, or None where a name repeats (which ``decode_form`` refuses)."""
+    names = [name for name, _ in expected]
+    return None if len(set(names)) < len(names) else expected
+
+
 @given(pairs=st.lists(st.tuples(st.text(), st.text()), max_size=10))
 def test_form_decoding_matches_parse_qsl_for_any_encoded_form(pairs: list[tuple[str, str]]) -> None:
-    """The fast ASCII decoder gives what ``urllib.parse.parse_qsl`` gives (any text, UTF-8)."""
+    """The fast ASCII decoder gives what ``urllib.parse.parse_qsl`` gives (any text, UTF-8),
+    or refuses a repeated name."""
     body = urlencode(pairs).encode()
+    expected = _expected_pairs(parse_qsl(body.decode(), keep_blank_values=True, errors="strict"))
+    if expected is None:
+        with pytest.raises(BadRequest, match="appears more than once"):
+            decode_form(body)
+        return
     params = decode_form(body)
-    expected = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
-    assert [(name, value) for name in params for value in params.getall(name)] == [
-        (name, value)
-        for name in dict.fromkeys(n for n, _ in expected)
-        for n2, value in expected
-        if n2 == name
-    ]
+    assert [(name, value) for name in params for value in params.getall(name)] == expected
 
 
 @given(text=st.text(alphabet="ab=&+%2CcF3", max_size=40))
 def test_form_decoding_of_odd_ascii_bodies_matches_parse_qsl_or_refuses(text: str) -> None:
     """Stray ``=``, ``&``, ``+`` and escapes: the same pairs as parse_qsl, or a 400 where the
-    escapes are broken or do not decode as UTF-8."""
+    escapes are broken or do not decode as UTF-8, or a name repeats."""
     try:
-        expected = parse_qsl(text, keep_blank_values=True, errors="strict")
+        expected = _expected_pairs(parse_qsl(text, keep_blank_values=True, errors="strict"))
+        decodable = True
     except UnicodeDecodeError:
-        expected = None
+        expected, decodable = None, False
     try:
         params = decode_form(text.encode())
-    except BadRequest:
-        assert expected is None or "%" in text
+    except BadRequest as exc:
+        refusal = str(exc)
+    else:
+        assert expected is not None
+        assert [(n, v) for n in params for v in params.getall(n)] == expected
         return
-    assert expected is not None
-    assert [(n, v) for n in params for v in params.getall(n)] == [
-        (n, v) for n in dict.fromkeys(n for n, _ in expected) for n2, v in expected if n2 == n
-    ]
+    assert expected is None or "%" in text
+    if decodable and expected is None and "%" not in text:
+        assert "appears more than once" in refusal

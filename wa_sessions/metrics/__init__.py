@@ -109,7 +109,8 @@ REQUEST_TIMEOUT_PHASES = ("headers", "body", "idle")
 WEBHOOK_REQUESTS = Counter(
     "wa_sessions_webhook_requests_total",
     "Twilio webhook requests by endpoint (inbound, status) and outcome (accepted, duplicate, "
-    "bad_signature, bad_request, too_large, inbox_full, unavailable, error; status callbacks: "
+    "bad_signature, bad_request, too_large, inbox_full, rate_limited, unavailable, error; "
+    "status callbacks: "
     "applied, stale, unknown_sid, ...).",
     ["endpoint", "outcome"],
 )

@@ -182,6 +182,17 @@ def stored_status_wins(stored_rank: int | None, status: str) -> bool:
 # ---- inbox ---------------------------------------------------------------------------------
 
 
+def rate_admits(rate_tat_ms: int, accepted_ms: int, per_minute: int) -> int | None:
+    """The conversation's next theoretical arrival time when a message accepted at
+    ``accepted_ms`` is within ``per_minute`` (GCRA: up to ``per_minute`` at once, then one per
+    ``60000 // per_minute`` ms), or None when it is over: the ingest script's rule."""
+    interval = 60_000 // per_minute
+    tat = max(rate_tat_ms, accepted_ms)
+    if tat - accepted_ms > 60_000 - interval:
+        return None
+    return tat + interval
+
+
 def dedupe_buckets(accepted_ms: int, bucket_ms: int, dedupe_ttl_ms: int) -> range:
     """The dedupe buckets a message accepted at ``accepted_ms`` is looked up in (the newest is
     the one it is marked in)."""

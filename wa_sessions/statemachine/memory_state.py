@@ -32,6 +32,8 @@ class ConversationState:
     sessions: dict[str, int] = field(default_factory=dict)
     lease: tuple[str, int] | None = None
     wake_until: int | None = None
+    #: The ``rate`` key: when the inbound token bucket is full again (epoch ms).
+    rate_tat: int = 0
 
 
 class MemoryState:
@@ -69,8 +71,10 @@ class MemoryState:
         dedupe_ttl_ms: int,
         max_depth: int,
         wake_ttl_ms: int,
+        messages_per_minute: int = 0,
     ) -> IngestOutcome:
-        """The webhook's one round trip, as the Lua ``ingest``: dedupe, append, wake flag."""
+        """The webhook's one round trip, as the Lua ``ingest``: dedupe, rate, append, wake
+        flag."""
         buckets = rules.dedupe_buckets(
             accepted_ms, min(dedupe_ttl_ms, DEDUPE_BUCKET_MS), dedupe_ttl_ms
         )
@@ -78,8 +82,15 @@ class MemoryState:
         if any(bucket in seen for bucket in buckets):
             return IngestOutcome.DUPLICATE
         c = self._conv(conv)
+        rate_tat = None
+        if messages_per_minute > 0:
+            rate_tat = rules.rate_admits(c.rate_tat, accepted_ms, messages_per_minute)
+            if rate_tat is None:
+                return IngestOutcome.RATE_LIMITED
         if len(c.inbox) >= max_depth:
             return IngestOutcome.FULL
+        if rate_tat is not None:
+            c.rate_tat = rate_tat
         seen.add(buckets[-1])
         c.inbox.append(entry)
         self.pending.setdefault(conv, accepted_ms)

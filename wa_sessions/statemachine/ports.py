@@ -66,8 +66,10 @@ class IngestStore(Protocol):
         dedupe_ttl_ms: int,
         max_depth: int,
         wake_ttl_ms: int,
+        messages_per_minute: int = 0,
     ) -> IngestOutcome:
-        """Dedupes on ``message_sid``, refuses past ``max_depth``, appends, sets the wake flag."""
+        """Dedupes on ``message_sid``, refuses over ``messages_per_minute`` (0: no limit) and
+        past ``max_depth``, appends, sets the wake flag."""
         ...
 
     def push_operation(self, conv: str, entry: str, *, accepted_ms: int, wake_ttl_ms: int) -> bool:

@@ -26,6 +26,8 @@ def from_ms(value: int | str | float) -> datetime:
 
 
 class IngestOutcome(IntEnum):
+    #: Over the conversation's messages per minute: neither stored nor marked seen.
+    RATE_LIMITED = -2
     FULL = -1
     DUPLICATE = 0
     ACCEPTED = 1

@@ -21,6 +21,7 @@ from wa_sessions.errors import (
     InboxFull,
     InvalidPhoneNumber,
     InvalidSignature,
+    RateLimited,
     WaSessionsError,
 )
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
@@ -37,7 +38,7 @@ from wa_sessions.webhook.signatures import (
     check_account,
     signed_url,
 )
-from wa_sessions.webhook.twilio import FormParams, decode_form
+from wa_sessions.webhook.twilio import FormParams, check_account_sid, decode_form
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 #: An error answer in the OpenAPI schema of Twilio's endpoints.
@@ -90,6 +91,8 @@ def _outcome_of(exc: BaseException) -> str:
         return "bad_request"
     if isinstance(exc, InboxFull):
         return "inbox_full"
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
     if isinstance(exc, ServiceUnavailableError):
         return "unavailable"
     return "error"
@@ -113,6 +116,12 @@ class TwilioRequest:
     def header(self, name: bytes) -> str | None:
         value = self.headers.get(name)
         return None if value is None else value.decode("latin-1")
+
+    def joined_header(self, name: bytes) -> str | None:
+        """Every line of a repeated header, comma-joined in order (one list, as HTTP reads
+        it): a proxy may add its own line rather than append to the client's."""
+        values = [value for key, value in self.scope["headers"] if key == name]
+        return b", ".join(values).decode("latin-1") if values else None
 
     async def body(self, limit: int) -> bytes:
         """The body, refused as soon as it is known to exceed ``limit`` (declared or streamed)."""
@@ -144,13 +153,15 @@ async def read_signed_form(
 ) -> FormParams:
     """The form of a request from Twilio, once it is proven to be one: the signature header
     first (403 before the body is read), then size (413), encoding (400), the signature over the
-    public URL and every field (403), and the account (403)."""
+    public URL and every field (403), the account's format (400) and the account (403). A
+    repeated field is refused with the encoding (400)."""
     signature = request.header(_SIGNATURE_HEADER)
     if not signature:
         raise InvalidSignature("X-Twilio-Signature header is missing")
     params = decode_form(await request.body(settings.max_body_bytes))
     scope = request.scope
     query = scope.get("query_string", b"").decode("latin-1")
+    proxies = 0 if settings.public_base_url else settings.trusted_proxies
     checker.check(
         signed_url(
             # The URL as this server received it, built only when nothing overrides it.
@@ -158,14 +169,15 @@ async def read_signed_form(
             path=scope["path"],
             query=query,
             public_base_url=settings.public_base_url,
-            trust_proxy_headers=settings.trust_proxy_headers,
-            forwarded_proto=request.header(b"x-forwarded-proto"),
-            forwarded_host=request.header(b"x-forwarded-host"),
+            forwarded_proxy_count=proxies,
+            forwarded_proto=request.joined_header(b"x-forwarded-proto") if proxies else None,
+            forwarded_host=request.joined_header(b"x-forwarded-host") if proxies else None,
         ),
         params,
         signature,
         request.header(_SIGNATURE_SETTINGS_HEADER),
     )
+    check_account_sid(params)
     check_account(params, settings.twilio_account_sid)
     return params
 

@@ -29,6 +29,7 @@ from wa_sessions.errors import (
     InvalidSignature,
     InvalidTransition,
     OutsideWindow,
+    RateLimited,
     SessionAlreadyActive,
     SessionNotFound,
     TakeoverConflict,
@@ -91,6 +92,7 @@ _STATUS: dict[type, int] = {
     OutsideWindow: 409,
     PayloadTooLargeError: 413,
     InboxFull: 429,
+    RateLimited: 429,
     ServiceUnavailableError: 503,
 }
 _HEADERS: dict[type, Mapping[str, str]] = {

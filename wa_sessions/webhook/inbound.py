@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from redis.exceptions import RedisError
 from starlette.responses import Response
 
-from wa_sessions.errors import InboxFull
+from wa_sessions.errors import InboxFull, RateLimited
 from wa_sessions.statemachine.steps import IngestOutcome, to_ms
 from wa_sessions.webhook.endpoint import (
     ERROR,
@@ -32,6 +32,7 @@ WEBHOOK_OUTCOMES = (
     "bad_request",
     "too_large",
     "inbox_full",
+    "rate_limited",
     "unavailable",
     "error",
 )
@@ -63,6 +64,11 @@ class _TwilioWebhook(TwilioEndpoint):
             raise
         if result is IngestOutcome.FULL:
             raise InboxFull("this conversation has too many unprocessed messages; retry later")
+        if result is IngestOutcome.RATE_LIMITED:
+            raise RateLimited(
+                f"this conversation sent more than {self.deps.inbox.policy.messages_per_minute} "
+                "messages in a minute; retry later"
+            )
         if result is IngestOutcome.DUPLICATE:
             return "duplicate"
         return "accepted"
@@ -79,7 +85,11 @@ _WEBHOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Missing or invalid X-Twilio-Signature, or foreign account.",
     },
     413: {**ERROR, "description": "Body over MAX_BODY_BYTES."},
-    429: {**ERROR, "description": "The conversation's inbox is full."},
+    429: {
+        **ERROR,
+        "description": "The conversation's inbox is full (inbox_full) or it sent more than "
+        "INGEST_MESSAGES_PER_MINUTE (rate_limited). Twilio does not retry it later.",
+    },
     503: {
         **ERROR,
         "description": "Redis unavailable; Twilio should retry or use its fallback.",

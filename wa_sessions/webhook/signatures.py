@@ -27,26 +27,34 @@ def signed_url(
     path: str,
     query: str,
     public_base_url: str,
-    trust_proxy_headers: bool,
+    forwarded_proxy_count: int,
     forwarded_proto: str | None = None,
     forwarded_host: str | None = None,
 ) -> str:
     """The URL Twilio requested, which is what it signed.
 
-    A configured public base URL wins (the service is behind a proxy that rewrites the host);
-    forwarded headers are believed only when the deployment says its proxy sets them, since a
-    client can send them too; otherwise the URL as this server received it.
+    A configured public base URL wins (required outside development). Without it, forwarded
+    headers are believed only from the ``forwarded_proxy_count`` proxies the deployment says
+    are in front: each appends what it received, so the entry that many from the right is what
+    the outermost of them saw from Twilio, and anything left of it came from the client. A
+    header with fewer entries than proxies was not written by them and is ignored. Otherwise
+    the URL as this server received it (its Host header: development only).
     """
     suffix = f"{path}?{query}" if query else path
     if public_base_url:
         return public_base_url.rstrip("/") + suffix
-    if trust_proxy_headers and forwarded_proto and forwarded_host:
-        # The leftmost entry is what the first proxy saw from Twilio.
-        proto = forwarded_proto.split(",", 1)[0].strip().lower()
-        host = forwarded_host.split(",", 1)[0].strip()
+    if forwarded_proxy_count:
+        proto = _from_right(forwarded_proto, forwarded_proxy_count).lower()
+        host = _from_right(forwarded_host, forwarded_proxy_count)
         if proto in ("http", "https") and host:
             return f"{proto}://{host}{suffix}"
     return request_url
+
+
+def _from_right(header: str | None, count: int) -> str:
+    """The ``count``-th comma-separated entry from the right, or "" when there are fewer."""
+    entries = (header or "").split(",")
+    return entries[-count].strip() if len(entries) >= count else ""
 
 
 class SignatureChecker:

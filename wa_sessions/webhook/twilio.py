@@ -25,6 +25,7 @@ MAX_FIELDS = 1000
 
 # Twilio resource ids: a two-letter type prefix (SM, MM, ...) and 32 hex digits.
 _SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 # parse_qsl leaves a broken escape as literal text; Twilio never sends one.
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -38,19 +39,22 @@ _normalize = functools.lru_cache(maxsize=8192)(normalize_address)
 
 
 class FormParams:
-    """Decoded form fields in arrival order, with repeated names kept (Twilio's validator
-    reads them through ``getall``, so the signature covers every value)."""
+    """Decoded form fields in arrival order, each name once.
+
+    A repeated name is refused (``BadRequest`` naming it): Twilio never repeats one, and its
+    signature joins each name and value without a separator over the sorted, de-duplicated
+    values, so a duplicate re-split or reordered by someone who captured a request keeps the
+    signature valid while changing which value a reader takes first. ``getall`` is what the
+    twilio SDK's validator reads."""
 
     __slots__ = ("_fields",)
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        fields: dict[str, list[str]] = {}
+        fields: dict[str, str] = {}
         for name, value in pairs:
-            values = fields.get(name)
-            if values is None:
-                fields[name] = [value]
-            else:
-                values.append(value)
+            if name in fields:
+                raise BadRequest(f"form field {_quoted(name)} appears more than once")
+            fields[name] = value
         self._fields = fields
 
     def __iter__(self) -> Iterator[str]:
@@ -63,11 +67,15 @@ class FormParams:
         return name in self._fields
 
     def getall(self, name: str) -> list[str]:
-        return self._fields[name]
+        return [self._fields[name]]
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._fields.get(name)
-        return values[0] if values else default
+        return self._fields.get(name, default)
+
+
+def _quoted(name: str) -> str:
+    """A field name for an error message: quoted, and cut short (it is the client's text)."""
+    return repr(name if len(name) <= 40 else name[:40] + "...")
 
 
 def decode_form(body: bytes) -> FormParams:
@@ -128,6 +136,16 @@ def _decode_ascii_form(text: str) -> list[tuple[str, str]]:
         name, _, value = field.partition("=")
         pairs.append((_unquote_plus(name), _unquote_plus(value)))
     return pairs
+
+
+def check_account_sid(params: FormParams) -> None:
+    """Every request Twilio signs names its account: ``AC`` and 32 hex digits, else
+    ``BadRequest`` (the inbound webhook and the status callback alike)."""
+    account = params.get("AccountSid")
+    if not account:
+        raise BadRequest("AccountSid is missing")
+    if not _ACCOUNT_SID.fullmatch(account):
+        raise BadRequest("AccountSid is malformed: AC and 32 hex digits expected")
 
 
 # ---- parsing ------------------------------------------------------------------------------
@@ -192,7 +210,7 @@ def parse_inbound(
         for name in params
         if name.startswith(_REFERRAL_PREFIX)
         and len(name) > len(_REFERRAL_PREFIX)
-        and (value := params.getall(name)[0])
+        and (value := get(name))
         and not (name == "ReferralNumMedia" and value == "0")
     }
     if referral:

@@ -8,13 +8,11 @@ reconnects) carries on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 from datetime import UTC, datetime
-from types import FrameType
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from wa_sessions import bootstrap
 from wa_sessions.metrics.events import observe_ended_sessions
@@ -29,8 +27,8 @@ def build_scheduler(
     sweep_seconds: float,
     redrive_seconds: float,
     metrics_seconds: float,
-) -> BlockingScheduler:
-    scheduler = BlockingScheduler(timezone="UTC")
+) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone="UTC")
     # Run each job at once on start, then on its interval.
     common = {
         "max_instances": 1,
@@ -65,10 +63,18 @@ def build_scheduler(
     return scheduler
 
 
+#: What stops the scheduler (a process manager's SIGTERM, Ctrl-C).
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
-    settings = bootstrap.load_settings().check_secure()
+    settings = bootstrap.load_serving_settings()
+    # Blocked before any thread starts, so every thread inherits the mask and a stop signal
+    # waits for ``sigwait`` below. A handler would run in the main thread wherever it is, even
+    # inside the job executor's lock while it submits a run, where shutting down deadlocks.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     worker = bootstrap.build_worker(settings)
     scheduler = build_scheduler(
         worker.deps,
@@ -76,19 +82,16 @@ def main() -> None:
         redrive_seconds=settings.redrive_interval_seconds,
         metrics_seconds=settings.metrics_events_interval_seconds,
     )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, stop)
+    scheduler.start()
     log.info(
         "scheduler started: sweep every %ss, re-drive every %ss, session-end metrics every %ss",
         settings.expiry_sweep_interval_seconds,
         settings.redrive_interval_seconds,
         settings.metrics_events_interval_seconds,
     )
-    with contextlib.suppress(KeyboardInterrupt, SystemExit):
-        scheduler.start()
+    signal.sigwait(STOP_SIGNALS)
+    # Runs in progress finish before the process exits (their threads are joined).
+    scheduler.shutdown(wait=False)
 
 
 if __name__ == "__main__":

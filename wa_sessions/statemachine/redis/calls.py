@@ -51,6 +51,7 @@ def ingest_call(
     dedupe_ttl_ms: int,
     max_depth: int,
     wake_ttl_ms: int,
+    messages_per_minute: int = 0,
     wake: QueuedWake | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of the ingest script, shared by the sync store and the async inbox."""
@@ -61,6 +62,7 @@ def ingest_call(
             "wake": keys.conv_wake(conv),
             "pending": keys.pending,
             "wake_ttl": keys.wake_ttl,
+            "rate": keys.conv_rate(conv),
             "queue": wake.queue_key if wake else None,
             "queue_messages": wake.messages_key if wake else None,
         },
@@ -73,6 +75,7 @@ def ingest_call(
         seen_prefix=keys.seen_prefix,
         bucket_ms=min(dedupe_ttl_ms, DEDUPE_BUCKET_MS),
         dedupe_ttl_ms=dedupe_ttl_ms,
+        rate_per_minute=messages_per_minute,
         wake_id=wake.message_id if wake else None,
         wake_message=wake.data if wake else None,
     )

@@ -36,6 +36,7 @@ class InboxStore(ScriptedStore):
         dedupe_ttl_ms: int,
         max_depth: int,
         wake_ttl_ms: int,
+        messages_per_minute: int = 0,
     ) -> IngestOutcome:
         keys, args = ingest_call(
             self.keys,
@@ -46,6 +47,7 @@ class InboxStore(ScriptedStore):
             dedupe_ttl_ms=dedupe_ttl_ms,
             max_depth=max_depth,
             wake_ttl_ms=wake_ttl_ms,
+            messages_per_minute=messages_per_minute,
         )
         return IngestOutcome(int(self._scripts["ingest"](keys=keys, args=args)))
 

@@ -19,6 +19,9 @@ key                              type    holds
 ``P c:{conv}:inbox``             list    accepted, not yet applied entries (the mailbox)
 ``P c:{conv}:lease``             string  owner token of the drain applying the inbox
 ``P c:{conv}:wake``              string  set while a drain wake-up is queued or running
+``P c:{conv}:rate``              string  the conversation's inbound rate: when (epoch ms) its
+                                         token bucket is full again (GCRA); expires then
+                                         (``INGEST_MESSAGES_PER_MINUTE``, ``lua/ingest.lua``)
 ``P c:{conv}:effects``           list    applied inbound messages whose effects (order
                                          extraction, reply) are not committed yet, as
                                          ``<sid>\\t<message JSON>``, oldest first; a drain
@@ -249,6 +252,9 @@ class Keys:
 
     def conv_effects(self, conv: str) -> str:
         return self._conv(conv, "effects")
+
+    def conv_rate(self, conv: str) -> str:
+        return self._conv(conv, "rate")
 
     @property
     def active(self) -> str:
