@@ -9,7 +9,6 @@ Nothing here, or anywhere in the package, builds a client or a broker at import 
 from __future__ import annotations
 
 import logging
-import ssl
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -23,23 +22,18 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from wa_sessions.bootstrap_externals import (
+    build_extractor,
+    build_media_fetcher,
+    build_reply_templates,
+    build_sender,
+)
 from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.metrics.collectors import RedisStateCollector
-from wa_sessions.metrics.orders import DAILY_CAP_FALLBACKS
-from wa_sessions.orders.daily_cap import DailyCappedExtractor
-from wa_sessions.orders.extractor import OrderExtractor
-from wa_sessions.orders.media_policy import MediaPolicy
-from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
-from wa_sessions.ratelimit import RateGate
 from wa_sessions.redaction import install_log_redaction
-from wa_sessions.replies.sender import LogSender, OutboundSender
-from wa_sessions.replies.templates import ReplyTemplates
-from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
-from wa_sessions.statemachine.redis.keys import Keys
-from wa_sessions.statemachine.redis.limits import RedisDailyCallCap, RedisSharedLimit
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.takeover import TakeoverService
 from wa_sessions.webhook import WebDeps
@@ -52,7 +46,7 @@ from wa_sessions.workers.handlers import WorkerDeps
 from wa_sessions.workers.queues import QueueKeys
 
 if TYPE_CHECKING:
-    from wa_sessions.orders.media import TwilioMediaFetcher
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +57,7 @@ def load_settings() -> Settings:
 
 
 def load_serving_settings() -> Settings:
-    """The settings of a process that serves (worker, scheduler), checked before it builds
+    """The settings of a process that serves (web, worker, scheduler), checked before it builds
     anything: outside development an insecure configuration ends the process at start with
     one line naming every problem on stderr (exit 2), rather than at its first message."""
     settings = load_settings()
@@ -146,103 +140,6 @@ def build_inbox(settings: Settings, service: SessionService) -> Inbox:
     return Inbox(service.store, inbox_policy(settings))
 
 
-def build_extractor(
-    settings: Settings, shared_limit_client: redis.asyncio.Redis | None = None
-) -> OrderExtractor:
-    """OpenAI when ``OPENAI_API_KEY`` is set, else the offline rule-based extractor. OpenAI
-    calls pass a ``RateGate``: ``OPENAI_MAX_CONCURRENCY`` per process, and, with
-    ``shared_limit_client``, ``OPENAI_REQUESTS_PER_MINUTE`` and 429 pauses across the
-    deployment, and ``OPENAI_DAILY_CALLS_PER_PHONE`` per customer (then rule-based)."""
-    if not settings.openai_api_key:
-        return RuleBasedOrderExtractor()
-    # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
-    from wa_sessions.orders.openai import OpenAIOrderExtractor
-
-    keys = Keys(settings.redis_key_prefix)
-    shared = (
-        RedisSharedLimit(shared_limit_client, keys, "openai", settings.openai_requests_per_minute)
-        if shared_limit_client is not None
-        else None
-    )
-    openai_extractor = OpenAIOrderExtractor(
-        api_key=settings.openai_api_key,
-        model=settings.openai_model,
-        base_url=settings.openai_base_url or None,
-        policy=RetryPolicy(
-            timeout_seconds=settings.openai_timeout_seconds,
-            max_retries=settings.openai_max_retries,
-            budget_seconds=settings.openai_retry_budget_seconds,
-        ),
-        history_limit=settings.openai_history_messages,
-        media=build_media_fetcher(settings),
-        gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
-    )
-    if shared_limit_client is None or not settings.openai_daily_calls_per_phone:
-        return openai_extractor
-    return DailyCappedExtractor(
-        openai_extractor,
-        RuleBasedOrderExtractor(),
-        RedisDailyCallCap(
-            shared_limit_client, keys, "openai", settings.openai_daily_calls_per_phone
-        ),
-        on_fallback=DAILY_CAP_FALLBACKS.inc,
-    )
-
-
-def build_media_fetcher(
-    settings: Settings, ssl_context: ssl.SSLContext | None = None
-) -> TwilioMediaFetcher:
-    """The image fetcher of the OpenAI extractor and of the console's media proxy: Twilio's
-    media hosts only, with the account's credentials when both are set, trusting the system's
-    CAs unless told otherwise."""
-    # Imported here: aiohttp is loaded only by processes that fetch media.
-    from wa_sessions.orders.media import MediaCredentials, TwilioMediaFetcher
-
-    credentials = None
-    if settings.twilio_account_sid and settings.twilio_auth_token:
-        credentials = MediaCredentials(settings.twilio_account_sid, settings.twilio_auth_token)
-    return TwilioMediaFetcher(
-        MediaPolicy(
-            hosts=tuple(settings.twilio_media_hosts),
-            redirect_hosts=tuple(settings.twilio_media_redirect_hosts),
-            deadline_seconds=settings.media_fetch_deadline_seconds,
-            max_bytes=settings.max_image_bytes,
-        ),
-        credentials=credentials,
-        ssl_context=ssl_context or ssl.create_default_context(),
-    )
-
-
-def build_sender(settings: Settings) -> OutboundSender:
-    """Twilio when the account SID and auth token are both set, else replies are only logged."""
-    if not settings.sends_through_twilio:
-        return LogSender()
-    # Imported here: the Twilio REST client is loaded only by processes configured to send.
-    from wa_sessions.replies.twilio import TwilioSender
-
-    if settings.status_callback_url is None:
-        log.warning("PUBLIC_BASE_URL is not set: replies are sent without status callbacks")
-    return TwilioSender(
-        account_sid=settings.twilio_account_sid,
-        auth_token=settings.twilio_auth_token,
-        status_callback_url=settings.status_callback_url,
-        api_base_url=settings.twilio_api_base_url,
-        policy=RetryPolicy(
-            timeout_seconds=settings.twilio_timeout_seconds,
-            max_retries=settings.twilio_max_retries,
-            budget_seconds=settings.twilio_retry_budget_seconds,
-        ),
-    )
-
-
-def build_reply_templates(settings: Settings) -> ReplyTemplates:
-    return ReplyTemplates(
-        order=settings.reply_order_template,
-        empty_order=settings.reply_empty_order_template,
-        nothing=settings.reply_nothing_template,
-    )
-
-
 def build_broker(settings: Settings) -> RedisBroker:
     """The Dramatiq broker of a process that sends or runs actors. Every such process builds
     one first, so this is also where it masks phone numbers in all of its log records:
@@ -316,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     Dramatiq broker: the ingest script writes drain wake-ups in Dramatiq's layout itself. It
     also readies the process for many connections: the request deadline of the Procfile's
     protocol class (``--http``), and the open files limit raised to its hard limit."""
-    settings = (settings or load_settings()).check_secure()
+    settings = settings.check_secure() if settings is not None else load_serving_settings()
     install_log_redaction()
     if settings.trust_proxy_headers:
         log.warning("TRUST_PROXY_HEADERS is deprecated: set FORWARDED_PROXY_COUNT=1 instead")

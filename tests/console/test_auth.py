@@ -148,9 +148,14 @@ def test_failed_sign_ins_past_the_limit_get_429_even_with_the_right_token(
     other = make_console(console_sign_in_failures_per_minute=3, console_sign_in_delay_seconds=0)
     other.client.headers["x-forwarded-for"] = "203.0.113.9"
     assert other.sign_in().status_code == 429  # the proxy header is not trusted by default
-    trusting = make_console(console_sign_in_failures_per_minute=3, trust_proxy_headers=True)
+    trusting = make_console(console_sign_in_failures_per_minute=3, forwarded_proxy_count=1)
     trusting.client.headers["x-forwarded-for"] = "198.51.100.1, 203.0.113.9"
     assert trusting.sign_in().status_code == 303
+    # Behind two proxies the client is the second entry from the right, whatever it put left.
+    two = make_console(console_sign_in_failures_per_minute=3, forwarded_proxy_count=2)
+    two.client.headers["x-forwarded-for"] = "192.0.2.7, 198.51.100.1, 203.0.113.9"
+    assert two.sign_in("not-the-token").status_code == 401
+    assert console.service.store.client.ttl(keys.console_sign_in_failures("198.51.100.1")) > 0
     assert console.service.store.client.ttl(keys.console_sign_in_failures("testclient")) > 0
     console.service.store.client.delete(keys.console_sign_in_failures("testclient"))
     assert console.sign_in().status_code == 303

@@ -63,6 +63,8 @@ def test_a_short_admin_token_stops_the_process_at_start_with_a_clear_message(
     )
     assert proc.returncode != 0
     assert "ADMIN_TOKEN must be at least 32 characters" in proc.stderr, proc.stderr[-2000:]
+    # One line, not a traceback, from every process (uvicorn's factory included).
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert SHORT_TOKEN not in proc.stdout + proc.stderr
 
 

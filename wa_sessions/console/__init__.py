@@ -55,7 +55,7 @@ def install_console(app: FastAPI, deps: ConsoleDeps, takeover: TakeoverService) 
         throttle=SignInThrottle(
             store.client, store.keys, settings.console_sign_in_failures_per_minute
         ),
-        trust_proxy_headers=settings.trust_proxy_headers,
+        forwarded_proxy_count=settings.trusted_proxies,
     )
     pages = Pages(build_templates())
     ctx = ConsoleContext(

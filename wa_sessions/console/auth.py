@@ -170,14 +170,18 @@ class ConsoleAuth:
     #: The cookie gets ``Secure`` when the service is reached over https (PUBLIC_BASE_URL).
     secure_cookie: bool
     throttle: SignInThrottle
-    #: Whether the client's address is the last hop of ``X-Forwarded-For`` (TRUST_PROXY_HEADERS).
-    trust_proxy_headers: bool = False
+    #: How many proxies in front of the service append to ``X-Forwarded-For``
+    #: (FORWARDED_PROXY_COUNT, or 1 for the deprecated TRUST_PROXY_HEADERS).
+    forwarded_proxy_count: int = 0
 
     def client_address(self, request: Request) -> str:
-        """Whom a failed sign-in counts against: the peer, or behind a trusted proxy the
-        address it appended to ``X-Forwarded-For`` (earlier entries are the client's say)."""
-        if self.trust_proxy_headers:
-            forwarded = request.headers.get("x-forwarded-for", "").rsplit(",", 1)[-1].strip()
+        """Whom a failed sign-in counts against: the peer, or behind ``N`` trusted proxies the
+        ``N``-th address from the right of ``X-Forwarded-For``, the one the outermost trusted
+        proxy appended (entries left of it are whatever the client sent)."""
+        count = self.forwarded_proxy_count
+        if count:
+            entries = request.headers.get("x-forwarded-for", "").split(",")
+            forwarded = entries[-count].strip() if len(entries) >= count else ""
             if forwarded:
                 return forwarded[:64]
         return request.client.host if request.client else "unknown"
