@@ -4,7 +4,9 @@ channel, and one subscription per process fans the changes out to the event stre
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 import redis
 import redis.asyncio
@@ -103,6 +105,10 @@ def test_one_subscription_fans_out_to_every_stream_and_forgets_closed_ones(
     assert (both, one) == (2, 1)
 
 
+#: What every stream starts with: the reconnection delay and the ``connected`` event.
+CONNECTED = "retry: 3000\n\nevent: connected\ndata: 1\n\n"
+
+
 def test_a_stream_coalesces_a_burst_and_names_each_conversation(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
@@ -112,7 +118,7 @@ def test_a_stream_coalesces_a_burst_and_names_each_conversation(
         client = redis.asyncio.Redis.from_url(redis_url)
         feed = ChangeFeed(lambda: client, CHANNEL)
         events = stream(feed, lambda: True, coalesce_seconds=0.2)
-        assert await anext(events) == "retry: 3000\n\n"
+        assert await anext(events) == CONNECTED
         pending = asyncio.ensure_future(anext(events))
         await asyncio.wait_for(feed.subscribed.wait(), 5)
         for conv in ("a|b", "c|d", "a|b"):
@@ -145,7 +151,18 @@ def test_a_stream_ends_once_its_sign_in_is_revoked(redis_url: str) -> None:
         await client.aclose()
         return [*chunks, str(listeners)]
 
-    assert asyncio.run(scenario()) == ["retry: 3000\n\n", ": keepalive\n\n", "0"]
+    assert asyncio.run(scenario()) == [CONNECTED, ": keepalive\n\n", "0"]
+
+
+def test_every_live_view_re_reads_itself_when_its_stream_connects() -> None:
+    """A change published between a page's render and its stream's connection reached no
+    one: the list's rows and an open conversation also refresh on the ``connected`` event
+    that opens every stream (and every reconnection)."""
+    templates = Path(__file__).resolve().parents[2] / "wa_sessions" / "console" / "templates"
+    for name in ("_rows.html", "session.html"):
+        triggers = re.findall(r'hx-trigger="([^"]+)"', (templates / name).read_text())
+        assert triggers, name
+        assert all("sse:connected" in trigger for trigger in triggers if "sse:" in trigger), name
 
 
 def test_an_applied_delivery_status_and_a_takeover_change_publish_the_conversation(
@@ -191,7 +208,7 @@ def test_the_newest_conversation_page_refreshes_its_chat_and_side_on_its_own_eve
     digest = conversation_digest(f"+14155550100|{BUSINESS}")
     assert (
         f'<div id="chat" hx-get="/console/sessions/{session.session_id}" '
-        f'hx-trigger="sse:c-{digest}" hx-select="#chat" hx-select-oob="#side" '
+        f'hx-trigger="sse:c-{digest}, sse:connected" hx-select="#chat" hx-select-oob="#side" '
         'hx-swap="outerHTML">'
     ) in page
     assert '<aside class="side" id="side">' in page

@@ -124,7 +124,9 @@ async def stream(
 ) -> AsyncIterator[str]:
     """One client's event stream; ends when its console session is revoked."""
     async with feed.listen() as queue:
-        yield "retry: 3000\n\n"
+        # Whatever changed between the page's render and this (re)connection was published to
+        # nobody: ``connected`` makes every live view on the page re-read itself once.
+        yield "retry: 3000\n\nevent: connected\ndata: 1\n\n"
         while True:
             try:
                 first = await asyncio.wait_for(queue.get(), timeout=keepalive_seconds)
