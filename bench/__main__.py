@@ -7,8 +7,10 @@ Sections: ``webhook`` (HTTP ceiling and latency at half load), ``workers`` (appl
 against Dramatiq's no-op ceiling at 1, 2 and 4 processes), ``e2e`` (lag and backlog at 50% and
 80% of the webhook's maximum, cost per message), ``memory`` (Redis bytes per message and
 session), the in-process ``store`` and ``drain`` figures, and ``replies`` (message-to-reply with
-slow OpenAI and Twilio stand-ins, ours beside two peers: ``bench/replies_section.py``; run alone,
-it replaces only its own block of ``docs/BENCHMARKS.md``).
+slow OpenAI and Twilio stand-ins, ours beside two peers: ``bench/replies_section.py``), and
+``console`` (the operator console's pages over 100,000 sessions: ``bench/console_section.py``).
+Run alone, ``replies`` or ``console`` (or both) replaces only its own block of
+``docs/BENCHMARKS.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import redis
 
+from . import console_section as console_mod
 from . import e2e as e2e_mod
 from . import inproc, profile
 from . import replies_section as replies_mod
@@ -33,9 +36,11 @@ from . import webhook as webhook_bench
 from . import workers as worker_bench
 from .load import ensure_wrk, run_max, write_requests
 from .procs import ROOT, Processes, private_redis, procfile
-from .report import Document, Target, header, median, pct, spread
+from .report import Document, Target, header, median, pct, splice_block, spread
 
-SECTIONS = ("store", "drain", "webhook", "workers", "e2e", "memory", "replies")
+SECTIONS = ("store", "drain", "webhook", "workers", "e2e", "memory", "replies", "console")
+#: Sections that write a block of their own, between markers (run alone, only that block).
+BLOCKS = {"replies", "console"}
 FINDINGS = Path(__file__).with_name("findings.md")
 
 
@@ -56,6 +61,8 @@ class Bench:
         self.e2e_runs: dict[str, list[e2e_mod.E2ERun]] = {}
         self.replies_block: list[str] = []
         self.replies_targets: list[Target] = []
+        self.console_block: list[str] = []
+        self.console_targets: list[Target] = []
 
     def doc(self) -> Document:
         doc = Document()
@@ -656,6 +663,11 @@ class Bench:
         self.replies_block = section.document().lines
         self.replies_targets = section.targets
 
+    def console(self, command: str) -> None:
+        section = console_mod.run_section(self.args, self.url, self.tmp, command)
+        self.console_block = section.document().lines
+        self.console_targets = section.targets
+
     # ---- profiles ----------------------------------------------------------------------------
 
     def profile_webhook(self, web: Processes) -> None:
@@ -741,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--note", default="", help="a line for the header (e.g. machine state)")
     replies_mod.add_arguments(parser)
+    console_mod.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.profile is None:
         args.profile = profile.py_spy() is not None
@@ -770,6 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             ("e2e", bench.e2e),
             ("memory", bench.memory),
             ("replies", lambda: bench.replies(f"./run bench{head_argv}")),
+            ("console", lambda: bench.console(f"./run bench{head_argv}")),
         ]
         for name, step in steps:
             if name not in sections:
@@ -781,14 +795,20 @@ def main(argv: list[str] | None = None) -> int:
             step()
             print(f"  ({name}: {time.monotonic() - step_started:.0f} s)", flush=True)
     output = Path(args.output)
-    if sections == {"replies"}:
-        # Alone, the replies section replaces its own block and leaves the rest of the file.
+    if sections <= BLOCKS:
+        # Alone, these sections replace their own blocks and leave the rest of the file.
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text("\n".join(replies_mod.splice(output, bench.replies_block)) + "\n")
-        print("\n".join(bench.replies_block))
-        for t in bench.replies_targets:
-            print(f"{t.verdict.strip('*'):>6}  {t.name}: {t.measured}")
-        print(f"replies block written to {output}")
+        for block, targets, (begin, end) in (
+            (bench.replies_block, bench.replies_targets, (replies_mod.BEGIN, replies_mod.END)),
+            (bench.console_block, bench.console_targets, (console_mod.BEGIN, console_mod.END)),
+        ):
+            if not block:
+                continue
+            output.write_text("\n".join(splice_block(output, block, begin, end)) + "\n")
+            print("\n".join(block))
+            for t in targets:
+                print(f"{t.verdict.strip('*'):>6}  {t.name}: {t.measured}")
+            print(f"{begin.split(':')[0].removeprefix('<!-- ')} block written to {output}")
         return 0
     lines = list(head.lines)
     load = os.getloadavg()
@@ -806,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += doc.lines
     if bench.replies_block:
         lines += [*bench.replies_block, ""]
+    if bench.console_block:
+        lines += [*bench.console_block, ""]
     if bench.profiles.lines:
         lines += [
             "## Profiles",
@@ -822,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(lines).rstrip() + "\n")
     print()
-    for t in bench.targets + bench.replies_targets:
+    for t in bench.targets + bench.replies_targets + bench.console_targets:
         print(f"{t.verdict.strip('*'):>6}  {t.name}: {t.measured}")
     print(f"written to {output}")
     return 0

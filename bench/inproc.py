@@ -131,15 +131,30 @@ def bench_drain(url: str, phones: int, per_phone: int) -> dict[str, float]:
     }
 
 
+#: The business number a phone (by its index) writes to; None: the simulator's sandbox number.
+BusinessOf = Callable[[int], str] | None
+
+
 def twilio_messages(
-    sessions: int, per_session: int, body: str, first_phone: int = 0
+    sessions: int,
+    per_session: int,
+    body: str,
+    first_phone: int = 0,
+    business_of: BusinessOf = None,
 ) -> Iterator[tuple[str, Message, int]]:
     """(conversation key, message, accepted ms) as the webhook would build them from Twilio's
     form, the messages of a phone spread over time like a real conversation's."""
-    sim = TwilioSimulator("http://127.0.0.1", "unused")
+    sims: dict[str, TwilioSimulator] = {}
+    default = TwilioSimulator("http://127.0.0.1", "unused")
     now = datetime.now(UTC)
     for k in range(per_session):
         for s in range(sessions):
+            sim = default
+            if business_of is not None:
+                number = business_of(first_phone + s)
+                sim = sims.setdefault(
+                    number, TwilioSimulator("http://127.0.0.1", "unused", business_number=number)
+                )
             form = sim.inbound_form(phone(first_phone + s), body)
             params = decode_form(urllib.parse.urlencode(form).encode())
             conversation, message = parse_inbound(
@@ -149,11 +164,15 @@ def twilio_messages(
 
 
 def fast_messages(
-    sessions: int, per_session: int, body: str, first_phone: int = 0
+    sessions: int,
+    per_session: int,
+    body: str,
+    first_phone: int = 0,
+    business_of: BusinessOf = None,
 ) -> Iterator[tuple[str, Message, int]]:
     """Like ``twilio_messages`` (the webhook's parsing of Twilio's form), parsed once per phone
     and copied with a fresh MessageSid per message: the same bytes at a fraction of the cost."""
-    templates = list(twilio_messages(sessions, 1, body, first_phone))
+    templates = list(twilio_messages(sessions, 1, body, first_phone, business_of))
     for k in range(per_session):
         for conv, message, accepted_ms in templates:
             yield conv, message.model_copy(update={"id": new_message_sid()}), accepted_ms + k
@@ -202,23 +221,38 @@ def ingest_pipelined(
     return accepted, woken
 
 
-def _fill_part(url: str, first_phone: int, sessions: int, per_session: int) -> tuple[int, int]:
+def _fill_part(
+    url: str,
+    first_phone: int,
+    sessions: int,
+    per_session: int,
+    body: str = BODY_300,
+    business_of: BusinessOf = None,
+) -> tuple[int, int]:
     client = redis.Redis.from_url(url, decode_responses=True)
     service = SessionService(client)
     accepted, woken = ingest_pipelined(
-        client, service, fast_messages(sessions, per_session, BODY_300, first_phone)
+        client, service, fast_messages(sessions, per_session, body, first_phone, business_of)
     )
     deps = WorkerDeps(service, Inbox(service.store), wake=lambda conv: None)
     return accepted, sum(drain_conversation(deps, conv).applied for conv in woken)
 
 
-def fill_parallel(url: str, sessions: int, per_session: int, processes: int = 2) -> tuple[int, int]:
+def fill_parallel(
+    url: str,
+    sessions: int,
+    per_session: int,
+    processes: int = 2,
+    *,
+    body: str = BODY_300,
+    business_of: BusinessOf = None,
+) -> tuple[int, int]:
     """Ingest and drain ``sessions`` phones' messages from ``processes`` forked processes, each
     with its own phones, so filling is not bound by one Python process. (accepted, applied)"""
     ctx = multiprocessing.get_context("fork")
     share = math.ceil(sessions / processes)
     parts = [
-        (url, i * share, min(share, sessions - i * share), per_session)
+        (url, i * share, min(share, sessions - i * share), per_session, body, business_of)
         for i in range(processes)
         if sessions > i * share
     ]

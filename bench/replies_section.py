@@ -449,16 +449,3 @@ def _row(name: str, run: Run) -> list[str]:
         f"{o.http_p99_ms:.0f}, {non_200}",
         f"{run.system_cpu_us:.0f}",
     ]
-
-
-def splice(path: Path, block: list[str]) -> list[str]:
-    """The file's lines with its replies block replaced by ``block`` (or ``block`` inserted
-    before the hand-written findings, or at the end, when it has none)."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    if BEGIN in lines and END in lines:
-        start, end = lines.index(BEGIN), lines.index(END)
-        return lines[:start] + block + lines[end + 1 :]
-    findings = next((i for i, line in enumerate(lines) if line.startswith("## Findings")), None)
-    if findings is None:
-        return [*lines, "", *block]
-    return lines[:findings] + block + [""] + lines[findings:]

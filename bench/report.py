@@ -119,3 +119,16 @@ def header(doc: Document, *, redis_version: str, wrk: str | None, runs: int, arg
             )
         )
     )
+
+
+def splice_block(path: Path, block: list[str], begin: str, end: str) -> list[str]:
+    """The file's lines with the block between ``begin`` and ``end`` replaced by ``block`` (or
+    ``block`` inserted before the hand-written findings, or at the end, when it has none)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    if begin in lines and end in lines:
+        start, stop = lines.index(begin), lines.index(end)
+        return lines[:start] + block + lines[stop + 1 :]
+    findings = next((i for i, line in enumerate(lines) if line.startswith("## Findings")), None)
+    if findings is None:
+        return [*lines, "", *block]
+    return lines[:findings] + block + [""] + lines[findings:]
