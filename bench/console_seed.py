@@ -18,7 +18,7 @@ import redis
 
 from tools.demo import SANDBOX_NUMBER, new_message_sid
 from wa_sessions.replies.sender import SendFailure, SendResult
-from wa_sessions.statemachine.models import DeliveryStatus, Message
+from wa_sessions.statemachine.models import DeliveryStatus, Message, SessionUpdate
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.workers.handlers import drain_conversation
@@ -32,6 +32,11 @@ from .workers import worker_deps
 BUSINESSES = (SANDBOX_NUMBER, "+14155550100", "+14155550199")
 #: Every 10th phone's session is completed and every 20th (offset 5) expired by an operator.
 COMPLETE_EVERY, EXPIRE_EVERY = 10, 20
+ORDER = {
+    "items": [{"name": "Product A", "quantity": 2}, {"name": "Product B", "quantity": 1}],
+    "total_amount": 34.5,
+    "currency": "USD",
+}
 ORDER_TEXTS = (
     "Hi, I'd like 2 x Product A please",
     "Add 1 x Product B and deliver to 42 Wallaby Way",
@@ -73,29 +78,33 @@ class SidSender:
         return SendResult(sid="SM" + uuid.uuid4().hex, status=DeliveryStatus.SENT.value, sent=True)
 
 
-def _end_part(url: str, first: int, count: int) -> tuple[int, int]:
-    """Ends every 10th session (completed) and every 20th at offset 5 (expired) of its phones."""
+def _shape_part(url: str, first: int, count: int) -> tuple[int, int]:
+    """Gives every other session of its phones an order (``update_session``, as the session
+    API does), then completes every 10th and expires every 20th at offset 5."""
     service = SessionService(redis.Redis.from_url(url, decode_responses=True))
     completed = expired = 0
     for i in range(first, first + count):
-        if i % COMPLETE_EVERY and i % EXPIRE_EVERY != 5:
+        ordered, ends = i % 2 == 0, i % COMPLETE_EVERY == 0 or i % EXPIRE_EVERY == 5
+        if not (ordered or ends):
             continue
         session = service.get_session_by_phone(phone(i), business_of(i), include_messages=False)
         assert session is not None, i
+        if ordered:
+            service.update_session(session.session_id, SessionUpdate(order_details=ORDER))
         if i % COMPLETE_EVERY == 0:
             service.complete_session(session.session_id)
             completed += 1
-        else:
+        elif ends:
             service.expire_session(session.session_id)
             expired += 1
     return completed, expired
 
 
-def _end_parallel(url: str, sessions: int, processes: int = 2) -> tuple[int, int]:
+def _shape_parallel(url: str, sessions: int, processes: int = 2) -> tuple[int, int]:
     share = math.ceil(sessions / processes)
     parts = [(url, i * share, min(share, sessions - i * share)) for i in range(processes)]
     with multiprocessing.get_context("fork").Pool(processes) as pool:
-        done = pool.starmap(_end_part, [p for p in parts if p[2] > 0])
+        done = pool.starmap(_shape_part, [p for p in parts if p[2] > 0])
     return sum(c for c, _ in done), sum(e for _, e in done)
 
 
@@ -128,7 +137,7 @@ def seed(url: str, sessions: int, long_messages: int) -> Seeded:
         url, sessions, 2, body=ORDER_TEXTS[0], business_of=business_of
     )
     assert accepted == applied == 2 * sessions, (accepted, applied, sessions)
-    completed, expired = _end_parallel(url, sessions)
+    completed, expired = _shape_parallel(url, sessions)
     long_phone = phone(sessions)
     sid, count = long_conversation(url, long_phone, long_messages)
     return Seeded(
