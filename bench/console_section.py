@@ -111,8 +111,15 @@ class Console:
         self.base = f"http://127.0.0.1:{procs.port}"
         self.http = requests.Session()
 
+    def _over_loopback(self) -> None:
+        """The cookies are ``Secure`` (production's ``PUBLIC_BASE_URL`` is https); the bench
+        stands where the TLS proxy would, so it sends them over loopback http."""
+        for cookie in self.http.cookies:
+            cookie.secure = False
+
     def sign_in(self) -> None:
         form = self.http.get(self.base + "/console/sign-in", timeout=10)
+        self._over_loopback()
         found = re.search(rf'name="{CSRF_FIELD}" value="([^"]+)"', form.text)
         assert found, "no CSRF field on the sign-in page"
         answer = self.http.post(
@@ -122,6 +129,7 @@ class Console:
             timeout=10,
         )
         assert answer.status_code == 303, (answer.status_code, answer.text[:300])
+        self._over_loopback()
 
     def get(self, path: str) -> requests.Response:
         answer = self.http.get(self.base + path, allow_redirects=False, timeout=30)

@@ -19,6 +19,7 @@ import redis
 from tools.demo import SANDBOX_NUMBER, new_message_sid
 from wa_sessions.replies.sender import SendFailure, SendResult
 from wa_sessions.statemachine.models import DeliveryStatus, Message, SessionUpdate
+from wa_sessions.statemachine.redis.inbox import Inbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.steps import to_ms
 from wa_sessions.workers.handlers import drain_conversation
@@ -112,7 +113,9 @@ def long_conversation(url: str, phone_number: str, messages: int) -> tuple[str, 
     """``messages`` stored messages in one session: customer messages each drained by the
     worker's own handler, which extracts the order and records its reply (two a round)."""
     base = worker_deps(url)
-    deps = dataclasses.replace(base, sender=SidSender())
+    # The webhook's per-phone rate (INGEST_MESSAGES_PER_MINUTE) would refuse this fast-forward
+    # of a long conversation: its inbox takes every message, as over weeks it would.
+    deps = dataclasses.replace(base, sender=SidSender(), inbox=Inbox(base.service.store))
     service = deps.service
     conv = service.conversation(phone_number).key
     for k in range(messages // 2):
@@ -140,6 +143,7 @@ def seed(url: str, sessions: int, long_messages: int) -> Seeded:
     completed, expired = _shape_parallel(url, sessions)
     long_phone = phone(sessions)
     sid, count = long_conversation(url, long_phone, long_messages)
+    assert count == long_messages // 2 * 2, (count, long_messages)
     return Seeded(
         sessions=sessions + 1,
         completed=completed,
