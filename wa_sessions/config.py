@@ -24,12 +24,7 @@ from wa_sessions.orders.media_policy import (
     DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS,
     check_host_entries,
 )
-from wa_sessions.replies.templates import (
-    EMPTY_ORDER_TEMPLATE,
-    NOTHING_TEMPLATE,
-    ORDER_TEMPLATE,
-    check_template,
-)
+from wa_sessions.replies.templates import check_template
 from wa_sessions.security_checks import insecure_settings
 from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
 from wa_sessions.statemachine.redis.inbox import DEFAULT_DEDUPE_TTL_SECONDS, DEFAULT_LEASE_SECONDS
@@ -175,9 +170,11 @@ class Settings(BaseSettings):
     twilio_timeout_seconds: float = Field(default=5.0, gt=0)
     twilio_max_retries: int = Field(default=2, ge=0, le=10)
     twilio_retry_budget_seconds: float = Field(default=15.0, gt=0)
-    reply_order_template: str = ORDER_TEMPLATE
-    reply_empty_order_template: str = EMPTY_ORDER_TEMPLATE
-    reply_nothing_template: str = NOTHING_TEMPLATE
+    #: The business's own reply texts, for every language; unset (or empty): the message
+    #: catalogs' text in the customer's language (wa_sessions/replies/locales).
+    reply_order_template: str | None = None
+    reply_empty_order_template: str | None = None
+    reply_nothing_template: str | None = None
 
     # Media fetching and the per-phone OpenAI cap (orders/media.py, orders/daily_cap.py)
     #: Hosts of Twilio's media URLs: only ``https`` URLs on them are fetched, and only they are
@@ -248,8 +245,8 @@ class Settings(BaseSettings):
 
     @field_validator("reply_order_template", "reply_empty_order_template", "reply_nothing_template")
     @classmethod
-    def _check_template(cls, value: str) -> str:
-        return check_template(value)
+    def _check_template(cls, value: str | None) -> str | None:
+        return check_template(value) if value else None
 
     @model_validator(mode="after")
     def _budgets_cover_a_timeout(self) -> Self:

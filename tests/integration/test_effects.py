@@ -34,7 +34,7 @@ from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 from wa_sessions.orders.openai import OpenAIOrderExtractor
 from wa_sessions.orders.rule_based import RuleBasedOrderExtractor
 from wa_sessions.replies.sender import LogSender, OutboundSender, SendFailure, SendResult
-from wa_sessions.replies.templates import NOTHING_TEMPLATE
+from wa_sessions.replies.templates import text as reply_text
 from wa_sessions.replies.twilio import TwilioSender
 from wa_sessions.retries import RetryPolicy
 from wa_sessions.statemachine.entries import effect_record
@@ -52,6 +52,8 @@ from wa_sessions.workers.lease import Lease
 BUSINESS = "+14155238886"
 PHONE = "+14155550100"
 CONV = Conversation(PHONE, BUSINESS).key
+
+NOTHING_TEMPLATE = reply_text("nothing", "en")
 
 
 @dataclass
