@@ -29,6 +29,8 @@ from wa_sessions.metrics.console import (
     CONSOLE_REFUSALS,
     CONSOLE_SIGN_INS,
 )
+from wa_sessions.metrics.languages import LANGUAGE_DETECTIONS, REPLIES_BY_LANGUAGE
+from wa_sessions.metrics.languages import initialise_series as _initialise_language_series
 from wa_sessions.metrics.orders import (
     DELIVERY_FAILURES,
     DELIVERY_STATUS,
@@ -59,6 +61,7 @@ __all__ = [
     "EXTRACTION_FAILURES",
     "EXTRACTION_FALLBACKS",
     "EXTRACTION_LATENCY",
+    "LANGUAGE_DETECTIONS",
     "MEDIA_SKIPPED",
     "MESSAGES",
     "OPERATIONS",
@@ -67,6 +70,7 @@ __all__ = [
     "QUEUE_LAG",
     "REDRIVES",
     "REPLIES",
+    "REPLIES_BY_LANGUAGE",
     "REQUEST_TIMEOUTS",
     "SESSIONS_ENDED",
     "SESSIONS_STARTED",
@@ -208,6 +212,7 @@ def _initialise_series() -> None:
         for message_type in MessageType:
             MESSAGES.labels(direction.value, message_type.value)
     _initialise_takeover_series()
+    _initialise_language_series()
 
 
 _initialise_series()

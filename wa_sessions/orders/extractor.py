@@ -21,6 +21,8 @@ class ExtractionRequest:
     order: OrderDetails = field(default_factory=OrderDetails)
     #: The customer's address (the session's phone), for limits kept per customer.
     customer: str = ""
+    #: The customer's language (ISO 639-1) as the session knows it, else None.
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,16 @@ which is what Redis does as long as its clock does not pass the window).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from wa_sessions.languages.choice import CANDIDATE_KEY, LANGUAGE_KEY
 from wa_sessions.statemachine import drainrules as rules
 from wa_sessions.statemachine import sessionrules
 from wa_sessions.statemachine.entries import EntryKind
 from wa_sessions.statemachine.memory_apply import MemoryApply
+from wa_sessions.statemachine.sessionrules import SessionState
 from wa_sessions.statemachine.steps import (
     DrainPolicy,
     DrainStep,
@@ -173,6 +176,9 @@ class InMemoryStore(MemoryApply):
                 business=session.business if session is not None else "",
                 tail=rules.effect_tail(messages, policy.history, own, group.indexes),
                 taken_over_by=session.taken_over_by if session is not None else None,
+                language=_context_str(session, LANGUAGE_KEY),
+                language_candidate=_context_str(session, CANDIDATE_KEY),
+                language_override=c.language,
             )
         return DrainStep("ok", released, committed, results, pending, sessions)
 
@@ -205,3 +211,10 @@ if TYPE_CHECKING:
     # The roles are protocols: mypy checks here that this store plays them.
     _as_drain_store: DrainStore = InMemoryStore()
     _as_ingest_store: IngestStore = InMemoryStore()
+
+
+def _context_str(session: SessionState | None, name: str) -> str | None:
+    """A context key's value when it is a string (as ``calls.py`` reads it from Redis)."""
+    raw = session.context.get(name) if session is not None else None
+    value = json.loads(raw) if raw is not None else None
+    return value if isinstance(value, str) else None

@@ -134,6 +134,8 @@ class MemoryApply(MemoryState):
             return "ended"
         if group.order is not None:
             session.order_json = json.dumps(group.order)
+        for name, value in group.context.items():
+            session.context[name] = json.dumps(value)
         for item in group.messages:
             message = item.message
             position = sessionrules.append_message(

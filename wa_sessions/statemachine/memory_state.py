@@ -34,6 +34,8 @@ class ConversationState:
     wake_until: int | None = None
     #: The ``rate`` key: when the inbound token bucket is full again (epoch ms).
     rate_tat: int = 0
+    #: The ``lang`` key: the business's override of the reply language.
+    language: str | None = None
 
 
 class MemoryState:
@@ -118,7 +120,14 @@ class MemoryState:
             return "ok", state
         return ("missing", "") if state == "missing" else ("invalid", state)
 
+    def set_language_override(self, conv: str, language: str | None) -> None:
+        """The business's override of the conversation's language (None: detected)."""
+        self._conv(conv).language = language
+
     # ---- reads ---------------------------------------------------------------------------
+
+    def language_override(self, conv: str) -> str | None:
+        return self._conv(conv).language
 
     def load(self, session_id: str) -> Session | None:
         state = self.sessions.get(session_id)

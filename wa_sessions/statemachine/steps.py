@@ -4,8 +4,8 @@ plain data, no I/O. The Redis adapter (``redis/store.py``) and the in-memory sto
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
@@ -98,6 +98,11 @@ class EffectSession:
     tail: list[str | int]
     #: The operator who holds the session (None: automatic replies are on).
     taken_over_by: str | None = None
+    #: The customer's language kept in the session's context and the candidate awaiting
+    #: confirmation (``languages/choice.py``), and the business's override for the phone.
+    language: str | None = None
+    language_candidate: str | None = None
+    language_override: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,8 @@ class SessionEffects:
     order: dict[str, Any] | None
     messages: Sequence[EffectMessage]
     reply_waits_ms: Sequence[int] = ()
+    #: Context keys to store (name -> JSON-able value), e.g. the customer's language.
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

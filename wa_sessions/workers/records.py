@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from wa_sessions.metrics import orders as metrics
+from wa_sessions.metrics.languages import LANGUAGE_DETECTIONS, REPLIES_BY_LANGUAGE, language_label
 from wa_sessions.metrics.takeover import OPERATOR_REPLIES
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.retries import FailureReason
@@ -50,9 +51,16 @@ class SessionCounts:
     orders_changed: int = 0
     replies: Counter[str] = field(default_factory=Counter)
     operator_replies: Counter[str] = field(default_factory=Counter)
+    #: Detected language (or None) per customer message, and the reply's language if one left.
+    detections: Counter[str | None] = field(default_factory=Counter)
+    reply_language: str | None = None
 
     def count(self, extractor: str, sender: str) -> None:
         name = extractor
+        for language, n in self.detections.items():
+            labelled(LANGUAGE_DETECTIONS, language_label(language)).inc(n)
+        if self.reply_language is not None:
+            labelled(REPLIES_BY_LANGUAGE, language_label(self.reply_language)).inc()
         for outcome, n in self.extractions.items():
             labelled(metrics.EXTRACTIONS, name, outcome).inc(n)
         if self.seconds:

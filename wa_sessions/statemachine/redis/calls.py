@@ -150,6 +150,8 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
         }
         if group.order is not None:
             session["order"] = json.dumps(group.order)
+        if group.context:
+            session["context"] = {name: json.dumps(v) for name, v in group.context.items()}
         sessions.append(session)
     return {"records": list(commit.records), "at": commit.at.isoformat(), "sessions": sessions}
 
@@ -176,6 +178,9 @@ def parse_drain_step(reply: Any) -> DrainStep:
                 business=as_str(s[5]) if s[5] is not None else "",
                 tail=[x if isinstance(x, int) else as_str(x) for x in s[6]],
                 taken_over_by=as_str(s[7]) if len(s) > 7 and s[7] is not None else None,
+                language=_json_str(s[8]) if len(s) > 8 else None,
+                language_candidate=_json_str(s[9]) if len(s) > 9 else None,
+                language_override=as_str(s[10]) if len(s) > 10 and s[10] is not None else None,
             )
             for s in sessions
         },
@@ -201,3 +206,14 @@ def _entry_result(item: Sequence[Any]) -> EntryResult:
         operation_id=as_str(b) if operation else "",
         accepted_ms=int(accepted_ms),
     )
+
+
+def _json_str(raw: Any) -> str | None:
+    """A context key's JSON value when it is a string, else None (absent, null, other)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(as_str(raw))
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None

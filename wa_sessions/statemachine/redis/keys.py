@@ -22,6 +22,9 @@ key                              type    holds
 ``P c:{conv}:rate``              string  the conversation's inbound rate: when (epoch ms) its
                                          token bucket is full again (GCRA); expires then
                                          (``INGEST_MESSAGES_PER_MINUTE``, ``lua/ingest.lua``)
+``P c:{conv}:lang``              string  the business's override of the customer's language
+                                         (ISO 639-1) for every session of the conversation;
+                                         absent: detected from the messages (no TTL)
 ``P c:{conv}:effects``           list    applied inbound messages whose effects (order
                                          extraction, reply) are not committed yet, as
                                          ``<sid>\\t<message JSON>``, oldest first; a drain
@@ -113,6 +116,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wa_sessions.languages.choice import CANDIDATE_KEY, LANGUAGE_KEY
+
 
 class SessionField(StrEnum):
     """The fields of a session hash (``Keys.session``)."""
@@ -146,6 +151,15 @@ class SessionFieldPrefix(StrEnum):
     BY_TYPE = "t:"
     #: One context key's JSON value: ``ctx:<name>``.
     CONTEXT = "ctx:"
+
+
+class ContextKey(StrEnum):
+    """Context keys the service itself keeps in a session (``ctx:<name>``, JSON values)."""
+
+    #: The customer's language (ISO 639-1) the replies are written in (``languages/choice.py``).
+    LANGUAGE = LANGUAGE_KEY
+    #: Another language detected once, awaiting a second message to confirm it.
+    LANGUAGE_CANDIDATE = CANDIDATE_KEY
 
 
 class OutboundField(StrEnum):
@@ -256,6 +270,10 @@ class Keys:
     def conv_rate(self, conv: str) -> str:
         return self._conv(conv, "rate")
 
+    def conv_language(self, conv: str) -> str:
+        """The business's override of the conversation's reply language."""
+        return self._conv(conv, "lang")
+
     @property
     def active(self) -> str:
         return f"{self.prefix}idx:active"
@@ -348,6 +366,7 @@ class Keys:
                 _lua_function("k_lease", self.conv_lease, "conv"),
                 _lua_function("k_wake", self.conv_wake, "conv"),
                 _lua_function("k_effects", self.conv_effects, "conv"),
+                _lua_function("k_lang", self.conv_language, "conv"),
                 _lua_function("k_out", self.outbound, "message_sid"),
                 _lua_function("k_status", self.status_index, "status"),
                 f"local K_SESSION_CONV = {_lua_string(self.session_conv)}",
@@ -370,13 +389,14 @@ class Keys:
 
 def lua_constants() -> dict[str, str]:
     """The hash fields as the Lua scripts write them: ``S.<name>`` for the session hash,
-    ``O.<name>`` for an outbound reply's, ``B.<name>`` for a rate-limit bucket, ``A.<name>``
-    for an analytics hour hash (names lower-cased: ``S.last_inbound``), each with its Lua
-    string literal. The loader writes the
-    literal in place of the name when it assembles a script, so no table is built per call and
-    a misspelt field fails at load."""
+    ``O.<name>`` for an outbound reply's, ``CTX.<name>`` for a context key's name, ``B.<name>``
+    for a rate-limit bucket, ``A.<name>`` for an analytics hour hash (names lower-cased:
+    ``S.last_inbound``), each with its Lua string literal. The loader writes the literal in
+    place of the name when it assembles a script, so no table is built per call and a misspelt
+    field fails at load."""
     tables = {
         "S": (SessionField, SessionFieldPrefix),
+        "CTX": (ContextKey,),
         "O": (OutboundField, OutboundFieldPrefix),
         "B": (BucketField,),
         "A": (RollupField, RollupFieldPrefix),

@@ -246,12 +246,12 @@ def constants() -> dict[str, str]:
     return {**lua_constants(), **kinds}
 
 
-_CONSTANT = re.compile(r"\b(?:S|O|B|A|ENTRY)\.\w+")
+_CONSTANT = re.compile(r"\b(?:S|O|B|A|CTX|ENTRY)\.\w+")
 
 
 def _substitute(name: str, text: str) -> str:
-    """Writes each ``S.*``/``O.*``/``A.*``/``ENTRY.*`` as its literal. Measured: tables of them
-    built on every call cost a drain step 3-6% (``bench/scripts_ab.py``)."""
+    """Writes each ``S.*``/``O.*``/``A.*``/``CTX.*``/``ENTRY.*`` as its literal. Measured:
+    tables of them built on every call cost a drain step 3-6% (``bench/scripts_ab.py``)."""
     table = constants()
 
     def literal(match: re.Match[str]) -> str:

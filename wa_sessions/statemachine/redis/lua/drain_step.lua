@@ -42,13 +42,15 @@
 --                         {records: [record], at: ISO time for delivery statuses met here,
 --                          sessions: [{sid, order (JSON text, absent: unchanged),
 --                          messages: [{direction, type, ts, json, id, twilio_sid, status}],
+--                          context: {name: JSON text} context keys to store,
 --                          waits: [ms from each answered message's acceptance to its reply]}]}
 -- Returns {'busy'} (acquire: another drain holds the lease), {'lease'}, {'head'}, or {'ok',
 -- released, per committed group 'ok' or 'ended' (ended meanwhile: only popped), per applied
 -- entry status, kind, a, b, accepted_ms, sid, created, detail, the pending records (up to
 -- batch), per session of those records {sid, status, order, last_in, phone, biz, its last
 -- messages (history plus those appended since; a record's own message as its 1-based index in
--- the records), the operator holding it or nil}}.
+-- the records), the operator holding it or nil, its ctx:language and ctx:language_candidate
+-- (JSON text or nil), the conversation's language override or nil}}.
 
 -- Takes the lease or checks it. Returns the refusal ('busy', 'lease') or nil.
 local function hold_lease()
@@ -80,6 +82,9 @@ local function commit_effects(commit)
     local live = T[tostring(redis.call('HGET', skey, S.status)) .. '|receive'] == 'active'
     if live then
       if type(group.order) == 'string' then redis.call('HSET', skey, S.order, group.order) end
+      for name, value in pairs(group.context or {}) do
+        redis.call('HSET', skey, S.context .. name, value)
+      end
       for _, m in ipairs(group.messages) do
         local err, where = append(ARG.conv, sid, m.json, m.direction, m.type, m.ts, ARG.cap)
         if err then return nil, err end
@@ -226,9 +231,11 @@ local function effect_sessions(pending, appended)
     index[sid][payload] = j
     counts[sid] = counts[sid] + 1
   end
+  local override = #sessions > 0 and redis.call('GET', k_lang(ARG.conv)) or false
   for k, sid in ipairs(sessions) do
     local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.status, S.order, S.last_inbound,
-      S.phone, S.business, S.taken_over_by)
+      S.phone, S.business, S.taken_over_by, S.context .. CTX.language,
+      S.context .. CTX.language_candidate)
     local tail = {}
     if ARG.history > 0 then
       local n = ARG.history + (appended[sid] or counts[sid])
@@ -236,7 +243,7 @@ local function effect_sessions(pending, appended)
         tail[#tail + 1] = index[sid][raw] or raw
       end
     end
-    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail, h[6]}
+    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail, h[6], h[7], h[8], override}
   end
   return sessions
 end
