@@ -31,7 +31,9 @@ def test_one_short_sentence_in_another_language_only_makes_it_a_candidate() -> N
 
 def test_two_consecutive_detections_in_another_language_change_it() -> None:
     """...a second one does."""
-    state = LanguageState("es").observe("pt", "quero três caixas").observe("pt", "e mais duas maçãs")
+    state = (
+        LanguageState("es").observe("pt", "quero três caixas").observe("pt", "e mais duas maçãs")
+    )
 
     assert state == LanguageState("pt")
 

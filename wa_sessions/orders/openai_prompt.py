@@ -24,8 +24,10 @@ order, and report only what the new message changes:
 - set_quantity: the customer changes how many of an item they want; "make that 6" means the \
 item discussed last.
 - remove: the customer no longer wants an item (quantity null).
-When the customer refers to an item already in the order, use its name exactly as the order \
-spells it. Set found to false, with no changes, when the message says nothing about the order \
+Write item names as the customer wrote them, in their language: never translate them \
+("5 unidades del Producto A" is the item "Producto A", unit "unidades"). When the customer \
+refers to an item already in the order, use its name exactly as the order spells it. Set \
+found to false, with no changes, when the message says nothing about the order \
 (greetings, thanks, questions). Fill customer_name, delivery_address, notes, currency and \
 total_amount only when the new message states them, else null. Never invent items or quantities.\
 """
@@ -75,6 +77,8 @@ def prompt_text(request: ExtractionRequest, *, images_left_out: int = 0) -> str:
     that "this one please" is read as unclear rather than as nothing)."""
     order = request.order.model_dump(mode="json", exclude_none=True)
     lines = [f"Current order (JSON): {json.dumps(order, ensure_ascii=False)}", ""]
+    if request.language:
+        lines[1:1] = [f"Customer's language (ISO 639-1, detected): {request.language}"]
     history = [m for m in request.history if m.id != request.message.id]
     if history:
         lines.append("Recent conversation, oldest first:")

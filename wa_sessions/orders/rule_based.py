@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from wa_sessions.orders import vocabulary as v
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest
 from wa_sessions.orders.merge import find_item, item_key
 from wa_sessions.orders.models import (
@@ -23,64 +24,47 @@ from wa_sessions.orders.models import (
 )
 from wa_sessions.statemachine.models import Message, MessageDirection
 
-_WORDS = {
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "a dozen": 12,
-    "half a dozen": 6,
-}
-_NUM = r"(?P<qty>\d{1,5}(?:[.,]\d{1,3})?|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + ")"
-_UNITS = (
-    r"(?P<unit>units?|pcs|pieces?|boxes|box|packs?|packets?|bags?|bottles?|cans?|cases?|"
-    r"cartons?|crates?|dozens?|kgs?|kilos?|kilograms?|grams?|g|lbs?|pounds?|liters?|litres?|"
-    r"ml|l|slices?|cups?|jars?|trays?|portions?|servings?|loaves|loaf|bunch(?:es)?|sacks?|"
-    r"rolls?|sets?|pairs?)"
-)
 _FLAGS = re.IGNORECASE
-# Clauses: items are listed with commas, "and", "plus", semicolons or new sentences. A comma
-# between digits is a decimal comma.
-_CLAUSES = re.compile(r"(?<!\d),|,(?!\d)|;|:|\n|[.!?](?:\s|$)|\s+(?:and|plus|&)\s+", _FLAGS)
+
+
+def _alternatives(words: list[str]) -> str:
+    """Longest first, so "una docena" wins over "una"; spaces match any run of spaces."""
+    ordered = sorted(words, key=len, reverse=True)
+    return "|".join(re.escape(word).replace(r"\ ", r"\s+") for word in ordered)
+
+
+_NUM = rf"(?P<qty>\d{{1,5}}(?:[.,]\d{{1,3}})?|(?:{_alternatives(list(v.NUMBER_WORDS))})(?!\w))"
+_UNITS = rf"(?P<unit>{v.UNITS})"
+_OF = rf"(?:(?:{v.CONNECTORS})\s+|(?:d|dell)['’]\s*)?"
+# Clauses: items are listed with commas, "and" (in each language), "plus", semicolons or new
+# sentences. A comma between digits is a decimal comma.
+_CLAUSES = re.compile(rf"(?<!\d),|,(?!\d)|;|:|\n|[.!?](?:\s|$)|\s+(?:{v.AND_WORDS})\s+", _FLAGS)
 _TIMES = re.compile(rf"^(?:\d+\s*)?[x×*]\s*{_NUM}$", _FLAGS)
-_WITH_UNIT = re.compile(rf"\b{_NUM}\s+{_UNITS}\s+(?:of\s+)?(?P<name>.+)$", _FLAGS)
+_WITH_UNIT = re.compile(rf"\b{_NUM}\s+{_UNITS}\s+{_OF}(?P<name>.+)$", _FLAGS)
 _TIMES_BEFORE = re.compile(rf"\b{_NUM}\s*[x×*]\s*(?P<name>.+)$", _FLAGS)
 _TIMES_AFTER = re.compile(rf"^(?P<name>.+?)\s*[x×*]\s*{_NUM}$", _FLAGS)
 _BARE = re.compile(rf"\b{_NUM}\s+(?P<name>.+)$", _FLAGS)
 
-_SET_THAT = re.compile(
-    rf"\b(?:make|change|update|set)\s+(?:that|it|this)\s+(?:to\s+)?{_NUM}(?:\s+{_UNITS})?\b",
+# A quantity change of the item talked about last ("make that 6", "mejor 3", "lieber 4"), or
+# of the item named after the number ("meglio 4 mele").
+_SET_CUE = re.compile(
+    rf"(?:^|\b)(?:{v.SET_CUE})(?:[\s,!:]+|(?<=\s)){_NUM}(?:\s+{_UNITS})?(?!\w)(?P<rest>.*)$", _FLAGS
+)
+_SET_AFTER = re.compile(
+    rf"^(?:actually|sorry|oops|no|non|nein|não|tidak)?[\s,!]*{_NUM}(?:\s+{_UNITS})?\s+"
+    rf"(?:{v.SET_AFTER})$",
     _FLAGS,
 )
 _SET_NAMED = re.compile(
-    rf"\b(?:make|change|update|set)\s+(?:the\s+|my\s+)?(?P<name>[a-z][\w' -]*?)\s+"
-    rf"(?:to\s+)?{_NUM}(?:\s+{_UNITS})?\s*$",
+    rf"\b(?:{v.SET_VERB})\s+(?:(?:{v.REMOVE_ARTICLE})\s+)?(?P<name>[^\W\d_][\w'’ -]*?)\s+"
+    rf"(?:(?:{v.SET_TO})\s+)?{_NUM}(?:\s+{_UNITS})?\s*$",
     _FLAGS,
 )
-_SET_INSTEAD = re.compile(
-    rf"^(?:actually|sorry|oops|no)?[\s,!]*{_NUM}(?:\s+{_UNITS})?\s+instead$", _FLAGS
-)
-_SET_ACTUALLY = re.compile(
-    rf"^(?:actually|sorry|oops)[\s,!]+(?:make\s+(?:it|that)\s+)?{_NUM}(?:\s+{_UNITS})?$", _FLAGS
-)
+_MORE = re.compile(r"^\s*(?:more|extra|m[aá]s|mais|plus|noch|altr[eio]|ancora|lagi)\b", _FLAGS)
 _REMOVE = re.compile(
-    r"\b(?:remove|delete|drop|cancel|take\s+(?:off|out)|no\s+more|"
-    r"(?:i\s+)?(?:don'?t|do\s+not)\s+want)\s+(?:the\s+|my\s+|any\s+|all\s+(?:the\s+|my\s+)?)?"
-    r"(?P<name>[^,;!?.]+)",
+    rf"(?:^|\b)(?:{v.REMOVE})\s+(?:(?:{v.REMOVE_ARTICLE})\s+|l['’]\s*)?(?P<name>[^,;!?.]+)",
     _FLAGS,
 )
-# Every removal needs one of the first words, every quantity change one of the second: an ASCII
-# text without any skips those patterns (a cheap test; other text is left to the patterns).
-_REMOVE_WORDS = ("remove", "delete", "drop", "cancel", "take", "more", "want")
-_SET_WORDS = ("make", "change", "update", "set", "instead", "actually", "sorry", "oops")
 _NAME = re.compile(r"\bmy\s+name\s+is\s+(?P<name>[^\W\d_][\w'’ -]{0,60}?)\s*(?:[,.!?;]|$)", _FLAGS)
 _ADDRESS = re.compile(
     r"\b(?:deliver(?:ed|y)?(?:\s+(?:it|them|this|that|everything))?\s+to|ship(?:ped)?\s+to|"
@@ -89,24 +73,8 @@ _ADDRESS = re.compile(
     _FLAGS,
 )
 
-# Words that end an item name, and words an item name cannot start with (they mean the number
-# was a time, a count of something else, or part of a sentence about the order itself).
-_NAME_END = re.compile(
-    r"\s+(?:please|pls|plz|thanks|thank\s+you|asap|today|tonight|tomorrow|now|too|as\s+well|"
-    r"also|for\s+(?:me|us|delivery|pickup|today|tonight|tomorrow|\$|€|£|\d).*|from\s+.*|"
-    r"to\s+my\s+order.*|to\s+the\s+order.*|each|in\s+total|total)\b.*$",
-    _FLAGS,
-)
-_LEADING = re.compile(r"^(?:more|extra|additional|another|other|of\s+(?:the\s+)?|the)\s+", _FLAGS)
-_STOP_WORDS = """
-    more thing things time times minute minutes min mins hour hours hr hrs day days week weeks
-    month months year years pm am o'clock oclock percent people person persons of it them those
-    these that this order orders item items question questions moment sec second seconds is are
-    was were has have had will would can could should to for in on at by from with and or but if
-    so as than then there here you we i me my your our he she they him her us his its their what
-    which who when where why how times
-"""
-_STOP_FIRST = frozenset(_STOP_WORDS.split())
+_NAME_END = re.compile(rf"\s+(?:{v.NAME_END})\b.*$", _FLAGS)
+_LEADING = re.compile(rf"^(?:(?:{v.LEADING})\s+|(?:l|d|dell)['’]\s*)", _FLAGS)
 _MAX_NAME_WORDS = 8
 
 
@@ -162,37 +130,47 @@ def _modifications(
     if not order.items:
         return []
     changes: list[ItemChange] = []
-    if _may_say(text, _REMOVE_WORDS):
+    if _may_say(text, v.REMOVE_HINTS):
         for removal in _REMOVE.finditer(text):
             name = _clean_name(removal.group("name"))
             index = find_item(order.items, name) if name else None
             if index is not None:
                 changes.append(ItemChange(action=ItemAction.REMOVE, name=order.items[index].name))
-    if changes or not _may_say(text, _SET_WORDS):
+    if changes or not _may_say(text, v.SET_HINTS):
         return changes
     for clause in clauses:
-        clause = clause.strip()
-        match = (
-            _SET_THAT.search(clause) or _SET_INSTEAD.search(clause) or _SET_ACTUALLY.search(clause)
-        )
-        target: OrderItem | None = None
-        if match:
-            target = _referenced_item(order, history)
-        elif named := _SET_NAMED.search(clause):
-            index = find_item(order.items, _clean_name(named.group("name")))
-            target = order.items[index] if index is not None else None
-            match = named
-        if match and target is not None:
-            unit = match.groupdict().get("unit")
-            changes.append(
-                ItemChange(
-                    action=ItemAction.SET_QUANTITY,
-                    name=target.name,
-                    quantity=_quantity(match.group("qty")),
-                    unit=unit.lower() if unit else None,
-                )
-            )
+        change = _set_quantity(clause.strip(), order, history)
+        if change is not None:
+            changes.append(change)
     return changes
+
+
+def _set_quantity(clause: str, order: OrderDetails, history: list[Message]) -> ItemChange | None:
+    """A quantity change ``clause`` asks of an item of ``order``, if any."""
+    target: OrderItem | None = None
+    match: re.Match[str] | None = None
+    if named := _SET_NAMED.search(clause):
+        index = find_item(order.items, _clean_name(named.group("name")))
+        if index is not None:
+            target, match = order.items[index], named
+    if target is None and (match := _SET_CUE.search(clause) or _SET_AFTER.search(clause)):
+        rest = match.groupdict().get("rest") or ""
+        name = _clean_name(rest)
+        if _MORE.match(rest):
+            return None
+        if not name:
+            target = _referenced_item(order, history)
+        elif (index := find_item(order.items, name)) is not None:
+            target = order.items[index]
+    if match is None or target is None:
+        return None
+    unit = match.groupdict().get("unit")
+    return ItemChange(
+        action=ItemAction.SET_QUANTITY,
+        name=target.name,
+        quantity=_quantity(match.group("qty")),
+        unit=unit.lower() if unit else None,
+    )
 
 
 def _may_say(text: str, words: tuple[str, ...]) -> bool:
@@ -224,7 +202,7 @@ def _item(clause: str) -> ItemChange | None:
         if not match:
             continue
         name = _clean_name(match.group("name"))
-        if not _plausible(name):
+        if not _plausible(name) or _counted_unit(match):
             continue
         unit = match.groupdict().get("unit")
         return ItemChange(
@@ -236,8 +214,15 @@ def _item(clause: str) -> ItemChange | None:
     return None
 
 
+def _counted_unit(match: re.Match[str]) -> bool:
+    """True when the number and the "unit" are one number word: "una docena" is 12, not one
+    dozen-unit."""
+    unit = match.groupdict().get("unit")
+    return bool(unit) and " ".join(f"{match['qty']} {unit}".casefold().split()) in v.NUMBER_WORDS
+
+
 def _clean_name(raw: str) -> str:
-    name = _NAME_END.sub("", raw.strip(" \t,;:.!?\"'"))
+    name = _NAME_END.sub("", " " + raw.strip(" \t,;:.!?\"'")).strip()
     previous = None
     while previous != name:
         previous = name
@@ -251,13 +236,13 @@ def _plausible(name: str) -> bool:
         bool(words)
         and len(words) <= _MAX_NAME_WORDS
         and name[0].isalpha()
-        and words[0].casefold() not in _STOP_FIRST
+        and words[0].casefold() not in v.STOP_FIRST
     )
 
 
 def _quantity(raw: str) -> int | float:
-    word = raw.casefold()
-    if word in _WORDS:
-        return _WORDS[word]
+    word = " ".join(raw.casefold().split())
+    if word in v.NUMBER_WORDS:
+        return v.NUMBER_WORDS[word]
     value = float(word.replace(",", "."))
     return int(value) if value.is_integer() else value
