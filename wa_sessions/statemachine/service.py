@@ -191,6 +191,17 @@ class SessionService(SessionQueries):
         self.purge_retained(batch=batch)
         return total
 
+    def set_language_override(
+        self, phone_number: str, business_number: str | None, language: str | None
+    ) -> None:
+        """Makes ``language`` the reply language of the phone's conversation (None: back to
+        detection), for its sessions now and later; read by the next drain step."""
+        conv = self.conversation(phone_number, business_number).key
+        self.store.set_language_override(conv, language)
+
+    def language_override(self, phone_number: str, business_number: str | None) -> str | None:
+        return self.store.language_override(self.conversation(phone_number, business_number).key)
+
     def purge_retained(self, *, batch: int = 500) -> int:
         purged = 0
         cutoff = self.now_ms() - self.retention_ms

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from wa_sessions.languages.detect import SUPPORTED
 from wa_sessions.statemachine.models import Message, Session, SessionStatus, WindowState
 from wa_sessions.statemachine.takeover import OPERATOR_PATTERN, REPLY_PATTERN, TWILIO_BODY_LIMIT
 
@@ -144,3 +145,24 @@ class OperatorReplyQueued(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+#: One of the supported reply languages (``languages/detect.py``'s ``SUPPORTED``).
+LANGUAGE_PATTERN = "^(" + "|".join(SUPPORTED) + ")$"
+
+
+class LanguageSetting(BaseModel):
+    language: str | None = Field(
+        description="ISO 639-1 code of the reply language for this phone (en, es, pt, fr, de, "
+        "it, id); null: detect it from the customer's messages again.",
+        json_schema_extra={"pattern": LANGUAGE_PATTERN},
+        pattern=LANGUAGE_PATTERN,
+    )
+
+
+class PhoneLanguage(BaseModel):
+    phone_number: str
+    business_number: str
+    language: str | None = Field(
+        description="The business's override, or null when the language is detected."
+    )

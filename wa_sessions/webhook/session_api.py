@@ -18,9 +18,11 @@ from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.endpoint import ERROR, WebDeps
 from wa_sessions.webhook.schemas import (
     ActiveSessions,
+    LanguageSetting,
     OperatorAction,
     OperatorReplyQueued,
     OperatorReplyRequest,
+    PhoneLanguage,
     SessionDetail,
     SessionEnded,
     SessionList,
@@ -180,6 +182,37 @@ def session_api(deps: WebDeps) -> APIRouter:
     )
     def session_summary(session_id: uuid.UUID) -> SessionSummary:
         return service.get_session_summary(str(session_id))
+
+    business_query = Annotated[
+        str | None, Query(description="Defaults to the configured BUSINESS_NUMBER.")
+    ]
+
+    @router.put(
+        "/phones/{phone_number}/language",
+        responses=_responses(400, 401),
+        summary="Set (or, with null, clear) the reply language of one customer's conversation",
+    )
+    def set_language(
+        phone_number: str, body: LanguageSetting, business_number: business_query = None
+    ) -> PhoneLanguage:
+        conv = service.conversation(phone_number, business_number)
+        service.set_language_override(phone_number, business_number, body.language)
+        return PhoneLanguage(
+            phone_number=conv.customer, business_number=conv.business, language=body.language
+        )
+
+    @router.get(
+        "/phones/{phone_number}/language",
+        responses=_responses(400, 401),
+        summary="The business's reply language for one customer (null: detected)",
+    )
+    def get_language(phone_number: str, business_number: business_query = None) -> PhoneLanguage:
+        conv = service.conversation(phone_number, business_number)
+        return PhoneLanguage(
+            phone_number=conv.customer,
+            business_number=conv.business,
+            language=service.language_override(phone_number, business_number),
+        )
 
     takeover = deps.takeovers
 

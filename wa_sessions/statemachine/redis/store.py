@@ -137,6 +137,18 @@ class RedisSessionStore(SessionReads, InboxStore):
     def purge(self, *, cutoff_ms: int, limit: int) -> int:
         return int(self._run("purge", cutoff_ms=cutoff_ms, limit=limit))
 
+    def set_language_override(self, conv: str, language: str | None) -> None:
+        """The business's reply language for the conversation (None: detected again)."""
+        key = self.keys.conv_language(conv)
+        if language:
+            self.client.set(key, language)
+        else:
+            self.client.delete(key)
+
+    def language_override(self, conv: str) -> str | None:
+        value = self.client.get(self.keys.conv_language(conv))
+        return as_str(value) if value is not None else None
+
     def ping(self) -> bool:
         return bool(self.client.ping())
 
