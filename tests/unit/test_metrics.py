@@ -36,6 +36,8 @@ ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 #: Every label name a metric may have: small fixed sets, never a phone, text or session id.
 ALLOWED_LABELS = {
     "endpoint",
+    # One of the seven supported ISO 639-1 codes or "unknown" (metrics/languages.py).
+    "language",
     "outcome",
     "route",
     "status",
