@@ -87,3 +87,22 @@ class InvalidDayRange(BadRequest):
     """An analytics day range that is not two ISO dates in order, or spans too many days."""
 
     code = "invalid_day_range"
+
+
+class AnalysisNotFound(WaSessionsError):
+    """A session that has no stored analysis yet."""
+
+    code = "analysis_not_found"
+
+
+class AnalysisFailed(WaSessionsError):
+    """The analyser gave up (OpenAI timed out, refused, answered out of shape): the session is
+    left as it was, with a system note saying why."""
+
+    code = "analysis_failed"
+
+
+class AnalysisStale(WaSessionsError):
+    """The session kept changing while it was analysed; nothing was stored."""
+
+    code = "analysis_stale"

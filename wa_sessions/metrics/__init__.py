@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from wa_sessions.metrics.analysis import initialise_series as _initialise_analysis_series
 from wa_sessions.metrics.console import (
     CONSOLE_LIVE_STREAMS,
     CONSOLE_REFUSALS,
@@ -213,6 +214,7 @@ def _initialise_series() -> None:
             MESSAGES.labels(direction.value, message_type.value)
     _initialise_takeover_series()
     _initialise_language_series()
+    _initialise_analysis_series()
 
 
 _initialise_series()

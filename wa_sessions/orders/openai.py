@@ -28,7 +28,6 @@ bound by its own CPU.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -47,6 +46,7 @@ from openai.types.responses import (
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest
 from wa_sessions.orders.media import FetchedImages, TwilioMediaFetcher
 from wa_sessions.orders.models import ExtractionResult
+from wa_sessions.orders.openai_client import LoopBoundClient
 from wa_sessions.orders.openai_errors import classify_error
 from wa_sessions.orders.openai_prompt import (
     INSTRUCTIONS,
@@ -84,33 +84,23 @@ class OpenAIOrderExtractor:
         self.media = media or TwilioMediaFetcher()
         self.budget_seconds = policy.budget_seconds
         self.gate = gate
-        self._api_key = api_key
-        self._base_url = base_url or None
         self._sleep = sleep
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: openai.AsyncOpenAI | None = None
+        self._openai = LoopBoundClient(
+            api_key=api_key, base_url=base_url, timeout_seconds=policy.timeout_seconds
+        )
         self._http: aiohttp.ClientSession | None = None
 
     def _clients(self) -> tuple[openai.AsyncOpenAI, aiohttp.ClientSession]:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._http is None or self._loop is not loop:
-            self._loop = loop
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self._base_url,
-                timeout=self.policy.timeout_seconds,
-                max_retries=0,
-                http_client=openai.DefaultAioHttpClient(),
-            )
+        client, built = self._openai.get()
+        if built or self._http is None:
             self._http = self.media.open_session()
-        return self._client, self._http
+        return client, self._http
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
+        await self._openai.close()
         if self._http is not None:
             await self._http.close()
-        self._client = self._http = None
+        self._http = None
 
     async def extract(self, request: ExtractionRequest) -> ExtractionResult | ExtractionFailure:
         client, http = self._clients()

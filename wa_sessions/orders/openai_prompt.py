@@ -49,6 +49,11 @@ class ResponseOutput(pydantic.BaseModel):
     output: list[Item] = pydantic.Field(default_factory=list)
 
     def parsed(self) -> ExtractionResult:
+        return ExtractionResult.model_validate_json(self.output_text())
+
+    def output_text(self) -> str:
+        """The structured answer's text; ``InvalidOutput`` for a refusal, an incomplete or
+        an empty answer."""
         if self.status not in (None, "completed"):
             raise InvalidOutput(f"the model's answer is {self.status}")
         for item in self.output:
@@ -56,19 +61,24 @@ class ResponseOutput(pydantic.BaseModel):
                 if content.type == "refusal":
                     raise InvalidOutput("the model refused to answer")
                 if content.type == "output_text" and content.text:
-                    return ExtractionResult.model_validate_json(content.text)
+                    return content.text
         raise InvalidOutput("the model returned no structured answer (refusal or empty)")
 
 
-#: The request's structured-output format, computed once from ``ExtractionResult``.
-TEXT_FORMAT: dict[str, Any] = {
-    "format": {
-        "type": "json_schema",
-        "name": ExtractionResult.__name__,
-        "schema": openai.pydantic_function_tool(ExtractionResult)["function"]["parameters"],
-        "strict": True,
+def text_format(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """A request's structured-output format: ``model``'s strict JSON schema (compute once)."""
+    return {
+        "format": {
+            "type": "json_schema",
+            "name": model.__name__,
+            "schema": openai.pydantic_function_tool(model)["function"]["parameters"],
+            "strict": True,
+        }
     }
-}
+
+
+#: The request's structured-output format, computed once from ``ExtractionResult``.
+TEXT_FORMAT: dict[str, Any] = text_format(ExtractionResult)
 
 
 def prompt_text(request: ExtractionRequest, *, images_left_out: int = 0) -> str:

@@ -23,6 +23,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wa_sessions.errors import (
+    AnalysisFailed,
+    AnalysisNotFound,
+    AnalysisStale,
     BadRequest,
     InboxFull,
     InvalidPhoneNumber,
@@ -86,6 +89,9 @@ _STATUS: dict[type, int] = {
     UnauthorizedError: 401,
     InvalidSignature: 403,
     SessionNotFound: 404,
+    AnalysisNotFound: 404,
+    AnalysisStale: 409,
+    AnalysisFailed: 502,
     InvalidTransition: 409,
     SessionAlreadyActive: 409,
     TakeoverConflict: 409,

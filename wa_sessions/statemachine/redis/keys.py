@@ -12,7 +12,9 @@ key                              type    holds
                                          times, counters, ``ctx:<name>`` -> JSON value per
                                          context key, ``order`` -> the order details JSON,
                                          ``op``/``op_at`` the operator who took it over and
-                                         when, ``hb`` when it was last handed back
+                                         when, ``hb`` when it was last handed back,
+                                         ``analysis`` the session analysis JSON (with the
+                                         fingerprint it read: ``lua/save_analysis.lua``)
 ``P c:{conv}:s:<sid>:m``         list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
@@ -140,6 +142,9 @@ class SessionField(StrEnum):
     TAKEN_OVER_AT = "op_at"
     #: When it was last handed back: messages accepted before then get no automatic reply.
     HANDED_BACK_AT = "hb"
+    #: The session analysis (``analysis.models.SessionAnalysis`` JSON), written only while
+    #: the session still has the fingerprint it read.
+    ANALYSIS = "analysis"
 
 
 class SessionFieldPrefix(StrEnum):

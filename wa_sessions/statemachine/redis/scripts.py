@@ -75,6 +75,7 @@ NAMES = (
     "take_token",
     "take_daily_call",
     "takeover",
+    "save_analysis",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.
