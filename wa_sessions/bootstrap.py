@@ -23,6 +23,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.bootstrap_externals import (
+    build_analyses,
     build_extractor,
     build_media_fetcher,
     build_reply_templates,
@@ -235,6 +236,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
             console=build_console(settings, service),
             takeover=build_takeover(settings, service),
+            analyses=build_analyses(
+                settings, service, async_redis_client(settings, decode_responses=True)
+            ),
         )
     )
 

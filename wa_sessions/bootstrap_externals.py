@@ -1,6 +1,7 @@
 """The composition root's builders of the adapters to the outside: the order extractor (OpenAI
-or the offline rules, behind the rate gate and the daily cap), the media fetcher for Twilio's
-images, the reply sender (Twilio or the log) and the reply templates. ``bootstrap`` calls them;
+or the offline rules, behind the rate gate and the daily cap), the session analyser (OpenAI or
+offline), the media fetcher for Twilio's images, the reply sender (Twilio or the log) and the
+reply templates. ``bootstrap`` calls them;
 they live apart to keep each module readable. Each SDK is imported only by a process that is
 configured to use it.
 """
@@ -13,6 +14,9 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio
 
+from wa_sessions.analysis.models import Analyser
+from wa_sessions.analysis.offline import OfflineAnalyser
+from wa_sessions.analysis.service import SessionAnalyses
 from wa_sessions.config import Settings
 from wa_sessions.metrics.orders import DAILY_CAP_FALLBACKS
 from wa_sessions.orders.daily_cap import DailyCappedExtractor
@@ -23,8 +27,10 @@ from wa_sessions.ratelimit import RateGate
 from wa_sessions.replies.sender import LogSender, OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
 from wa_sessions.retries import RetryPolicy
+from wa_sessions.statemachine.redis.analysis_store import RedisAnalysisStore
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.statemachine.redis.limits import RedisDailyCallCap, RedisSharedLimit
+from wa_sessions.statemachine.service import SessionService
 
 if TYPE_CHECKING:
     from wa_sessions.orders.media import TwilioMediaFetcher
@@ -54,11 +60,7 @@ def build_extractor(
         api_key=settings.openai_api_key,
         model=settings.openai_model,
         base_url=settings.openai_base_url or None,
-        policy=RetryPolicy(
-            timeout_seconds=settings.openai_timeout_seconds,
-            max_retries=settings.openai_max_retries,
-            budget_seconds=settings.openai_retry_budget_seconds,
-        ),
+        policy=openai_policy(settings),
         history_limit=settings.openai_history_messages,
         media=build_media_fetcher(settings),
         gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
@@ -72,6 +74,15 @@ def build_extractor(
             shared_limit_client, keys, "openai", settings.openai_daily_calls_per_phone
         ),
         on_fallback=DAILY_CAP_FALLBACKS.inc,
+    )
+
+
+def openai_policy(settings: Settings) -> RetryPolicy:
+    """The retry budget of every OpenAI call (extraction and analysis)."""
+    return RetryPolicy(
+        timeout_seconds=settings.openai_timeout_seconds,
+        max_retries=settings.openai_max_retries,
+        budget_seconds=settings.openai_retry_budget_seconds,
     )
 
 
@@ -126,4 +137,49 @@ def build_reply_templates(settings: Settings) -> ReplyTemplates:
         order=settings.reply_order_template,
         empty_order=settings.reply_empty_order_template,
         nothing=settings.reply_nothing_template,
+    )
+
+
+def build_analyser(
+    settings: Settings, shared_limit_client: redis.asyncio.Redis | None = None
+) -> Analyser:
+    """OpenAI when ``OPENAI_API_KEY`` is set (the extractor's model, timeout and retry budget,
+    behind a rate gate of its own process' size and, with ``shared_limit_client``, the
+    deployment's request rate and 429 pauses), else the offline analyser."""
+    if not settings.openai_api_key:
+        return OfflineAnalyser()
+    # Imported here: the OpenAI SDK is loaded only by processes configured to call it.
+    from wa_sessions.analysis.openai import OpenAISessionAnalyser
+
+    shared = (
+        RedisSharedLimit(
+            shared_limit_client,
+            Keys(settings.redis_key_prefix),
+            "openai",
+            settings.openai_requests_per_minute,
+        )
+        if shared_limit_client is not None
+        else None
+    )
+    return OpenAISessionAnalyser(
+        api_key=settings.openai_api_key,
+        model=settings.openai_model,
+        base_url=settings.openai_base_url or None,
+        policy=openai_policy(settings),
+        max_messages=settings.analysis_max_messages,
+        gate=RateGate(max_concurrency=settings.openai_max_concurrency, shared=shared),
+    )
+
+
+def build_analyses(
+    settings: Settings,
+    service: SessionService,
+    shared_limit_client: redis.asyncio.Redis | None = None,
+) -> SessionAnalyses:
+    """The session analyses over ``service``'s Redis and the configured analyser."""
+    return SessionAnalyses(
+        service,
+        RedisAnalysisStore(service.store.client, service.store.keys),
+        build_analyser(settings, shared_limit_client),
+        max_messages=settings.analysis_max_messages,
     )

@@ -213,6 +213,12 @@ class Settings(BaseSettings):
     #: (0: no limit).
     console_sign_in_failures_per_minute: int = Field(default=10, ge=0, le=10_000)
 
+    # ---- Session analysis (issue #14: wa_sessions/analysis/) ----
+    #: Analyse every session when it ends (the scheduler); else only on demand.
+    analysis_on_session_end: bool = True
+    #: The latest messages of a session an analysis reads.
+    analysis_max_messages: int = Field(default=200, ge=1, le=5000)
+
     # ---- Agent takeover (issue #13, takeover part) ----
     #: Longest operator reply the session API accepts (Twilio refuses bodies over 1,600).
     operator_reply_max_chars: int = Field(default=1600, ge=1, le=1600)

@@ -57,6 +57,10 @@ ALLOWED_LABELS = {
     "queue",
     "state",
     "phase",
+    #: The session analysis: openai, offline; and what it found (fixed enums).
+    "analyser",
+    "intent",
+    "sentiment",
 }
 
 

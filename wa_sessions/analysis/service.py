@@ -54,6 +54,12 @@ class AnalysisStore(Protocol):
 
     def note(self, session_id: str, message: Message, *, cap: int) -> str: ...
 
+    def queue_due(self, session_ids: list[str]) -> None:
+        """Queues ended sessions for the scheduler's analysis job."""
+        ...
+
+    def take_due(self, limit: int) -> list[str]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class StoredAnalysis:

@@ -7,7 +7,7 @@ the scheduler) turns them into counters and histograms, so every path is counted
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from wa_sessions.metrics import (
@@ -36,13 +36,21 @@ def observe(event: EndedEvent) -> None:
     SESSION_MESSAGES.labels(outcome).observe(max(0, event.message_count))
 
 
-def observe_ended_sessions(store: EndedEventSource, *, batch: int = BATCH) -> int:
-    """Takes every waiting session-end event and observes it. Returns how many."""
+def observe_ended_sessions(
+    store: EndedEventSource,
+    *,
+    batch: int = BATCH,
+    on_ended: Callable[[Sequence[EndedEvent]], None] | None = None,
+) -> int:
+    """Takes every waiting session-end event and observes it, then hands each batch to
+    ``on_ended`` (the scheduler queues the sessions' analyses). Returns how many."""
     total = 0
     while True:
         events = store.pop_ended_events(batch)
         for event in events:
             observe(event)
+        if on_ended is not None and events:
+            on_ended(events)
         total += len(events)
         if len(events) < batch:
             return total

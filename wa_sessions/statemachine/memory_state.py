@@ -168,7 +168,8 @@ class MemoryState:
     def _end(self, session: SessionState, now_ms: int, reason: str) -> None:
         """What ending a session does beyond its own state: the ended event, the pointer."""
         self.ended_events.append(
-            f"{session.status} {now_ms - session.created_ms} {session.count} {reason}"
+            f"{session.status} {now_ms - session.created_ms} {session.count} "
+            f"{session.session_id} {reason}"
         )
         c = self._conv(session.conv)
         if c.active == session.session_id:

@@ -4,6 +4,7 @@ plain data, no I/O. The Redis adapter (``redis/store.py``) and the in-memory sto
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -172,9 +173,26 @@ class DrainStep:
 
 @dataclass(frozen=True, slots=True)
 class EndedEvent:
-    """A session that ended: its final status, how long it lasted and how many messages."""
+    """A session that ended: its final status, how long it lasted and how many messages
+    (and which session: empty in an event recorded before the id was)."""
 
     status: str
     duration_seconds: float
     message_count: int
     reason: str
+    session_id: str = ""
+
+    @classmethod
+    def parse(cls, raw: str) -> EndedEvent:
+        """``<status> <duration_ms> <message_count> <session id> <reason>`` (the reason may
+        hold spaces); an event written without the session id has no fifth field where the
+        id would be, so a fourth field that is not a session id is the reason's start."""
+        status, duration_ms, count, *rest = [*raw.split(" ", 3), "", ""][:4]
+        sid, _, reason = rest[0].partition(" ")
+        if not _SESSION_ID.fullmatch(sid):
+            sid, reason = "", rest[0]
+        return cls(status, int(float(duration_ms)) / 1000, int(count), reason, sid)
+
+
+#: What ``new_session_id`` makes (a UUID's text).
+_SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

@@ -20,6 +20,7 @@ from wa_sessions.console.context import ConsoleContext
 from wa_sessions.metrics import render_metrics
 from wa_sessions.security_headers import SecurityHeaders
 from wa_sessions.webhook import errors
+from wa_sessions.webhook.analysis_api import analysis_api
 from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import ERROR, TwilioEndpoint, WebDeps
@@ -79,6 +80,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.twilio_endpoints = {WEBHOOK_PATH: install_inbound_webhook(app, deps)}
     app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(session_api(deps))
+    app.include_router(analysis_api(deps))
     app.include_router(_operations(deps))
     if deps.console is not None:
         console = install_console(app, deps.console, deps.takeovers)

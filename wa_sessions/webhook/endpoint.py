@@ -14,6 +14,8 @@ from starlette.datastructures import URL
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from wa_sessions.analysis.offline import OfflineAnalyser
+from wa_sessions.analysis.service import SessionAnalyses
 from wa_sessions.config import Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.errors import (
@@ -25,6 +27,7 @@ from wa_sessions.errors import (
     WaSessionsError,
 )
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
+from wa_sessions.statemachine.redis.analysis_store import RedisAnalysisStore
 from wa_sessions.statemachine.redis.inbox import AsyncInbox
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.takeover import TakeoverService
@@ -62,6 +65,8 @@ class WebDeps:
     console: ConsoleDeps | None = None
     #: Agent takeover; by default over ``service``, waking drains as the inbox does.
     takeover: TakeoverService | None = None
+    #: Session analyses; by default over ``service`` with the offline analyser.
+    analyses: SessionAnalyses | None = None
 
     def __post_init__(self) -> None:
         if self.inbox.wake_message is None:
@@ -74,12 +79,22 @@ class WebDeps:
                 max_reply_chars=self.settings.operator_reply_max_chars,
             )
             object.__setattr__(self, "takeover", default)
+        if self.analyses is None:
+            store = RedisAnalysisStore(self.service.store.client, self.service.store.keys)
+            analyses = SessionAnalyses(self.service, store, OfflineAnalyser())
+            object.__setattr__(self, "analyses", analyses)
 
     @property
     def takeovers(self) -> TakeoverService:
         """``takeover``, never None once built."""
         assert self.takeover is not None
         return self.takeover
+
+    @property
+    def analysis(self) -> SessionAnalyses:
+        """``analyses``, never None once built."""
+        assert self.analyses is not None
+        return self.analyses
 
 
 def _outcome_of(exc: BaseException) -> str:

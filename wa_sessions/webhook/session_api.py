@@ -34,12 +34,12 @@ MAX_PAGE = 1000
 #: Redis range indexes are 64-bit: an unbounded offset would make the page read fail (a 500).
 MAX_OFFSET = 1_000_000_000
 
-_bearer = HTTPBearer(auto_error=False, description="The service's ADMIN_TOKEN.")
+bearer = HTTPBearer(auto_error=False, description="The service's ADMIN_TOKEN.")
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Sessions to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 
 
-def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     described: dict[int | str, dict[str, Any]] = {code: dict(ERROR) for code in codes}
     # Declaring a default error also keeps FastAPI from advertising its 422 (we answer 400).
     described["default"] = {**ERROR, "description": "Any error, as a JSON error body."}
@@ -51,14 +51,14 @@ def session_api(deps: WebDeps) -> APIRouter:
     service = deps.service
     # An unset token locks the API rather than opening it.
     require_admin = require_bearer(
-        deps.settings.admin_token, _bearer, "a valid admin bearer token is required"
+        deps.settings.admin_token, bearer, "a valid admin bearer token is required"
     )
 
     router = APIRouter(dependencies=[Depends(require_admin)], tags=["sessions"])
 
     @router.get(
         "/session/{phone_number}",
-        responses=_responses(400, 401, 404),
+        responses=responses(400, 401, 404),
         summary="A phone's active session, else its latest one, with recent history",
     )
     def get_session(
@@ -84,7 +84,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.get(
         "/sessions/active",
-        responses=_responses(400, 401),
+        responses=responses(400, 401),
         summary="Active sessions, most recently active first",
     )
     def active_sessions(offset: Offset = 0, limit: Limit = 50) -> ActiveSessions:
@@ -99,7 +99,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.get(
         "/sessions",
-        responses=_responses(400, 401),
+        responses=responses(400, 401),
         summary="All sessions, newest first, optionally filtered by status",
     )
     def list_sessions(
@@ -118,7 +118,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.post(
         "/session/{session_id}/complete",
-        responses=_responses(400, 401, 404, 409),
+        responses=responses(400, 401, 404, 409),
         summary="Mark an active session completed",
     )
     def complete_session(session_id: uuid.UUID) -> SessionEnded:
@@ -130,7 +130,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.post(
         "/session/{session_id}/expire",
-        responses=_responses(400, 401, 404, 409),
+        responses=responses(400, 401, 404, 409),
         summary="Mark an active session expired",
     )
     def expire_session(session_id: uuid.UUID) -> SessionEnded:
@@ -144,7 +144,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.get(
         "/analytics",
-        responses=_responses(400, 401),
+        responses=responses(400, 401),
         summary="Sessions, orders, reply times and deliveries over a range of UTC days",
         tags=["analytics"],
     )
@@ -177,7 +177,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.get(
         "/session/{session_id}/summary",
-        responses=_responses(400, 401, 404),
+        responses=responses(400, 401, 404),
         summary="Counts, duration and window state of one session",
     )
     def session_summary(session_id: uuid.UUID) -> SessionSummary:
@@ -218,7 +218,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.post(
         "/sessions/{session_id}/takeover",
-        responses=_responses(400, 401, 404, 409),
+        responses=responses(400, 401, 404, 409),
         summary="An operator takes an active session over: automatic replies stop for it",
     )
     def take_over(session_id: uuid.UUID, body: OperatorAction) -> TakeoverChanged:
@@ -230,7 +230,7 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.post(
         "/sessions/{session_id}/handback",
-        responses=_responses(400, 401, 404, 409),
+        responses=responses(400, 401, 404, 409),
         summary="Hand a session back: automatic replies resume for messages from now on",
     )
     def hand_back(session_id: uuid.UUID, body: OperatorAction) -> TakeoverChanged:
@@ -243,7 +243,7 @@ def session_api(deps: WebDeps) -> APIRouter:
     @router.post(
         "/sessions/{session_id}/reply",
         status_code=202,
-        responses=_responses(400, 401, 404, 409),
+        responses=responses(400, 401, 404, 409),
         summary="Queue an operator's reply; the phone's worker sends it in order",
     )
     def reply(session_id: uuid.UUID, body: OperatorReplyRequest) -> OperatorReplyQueued:

@@ -1,5 +1,6 @@
-"""The scheduler process: the idle-expiry sweep, the inbox re-drive and the session-end metrics
-job, on APScheduler intervals.
+"""The scheduler process: the idle-expiry sweep, the inbox re-drive, the session-end metrics
+job (which also queues each ended session's analysis) and the analysis of ended sessions, on
+APScheduler intervals.
 
 All jobs are safe to run from several schedulers at once (Lua passes; each session-end event is
 popped by one scheduler only); a Redis outage makes a run fail and the next run (after redis-py
@@ -11,12 +12,16 @@ from __future__ import annotations
 import logging
 import signal
 from datetime import UTC, datetime
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from wa_sessions import bootstrap
+from wa_sessions.analysis.service import SessionAnalyses
+from wa_sessions.bootstrap_externals import build_analyses
 from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.workers import handlers
+from wa_sessions.workers.analysis_job import analyse_ended_sessions, queue_ended
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,9 @@ def build_scheduler(
     sweep_seconds: float,
     redrive_seconds: float,
     metrics_seconds: float,
+    analyses: SessionAnalyses | None = None,
 ) -> BackgroundScheduler:
+    """The jobs over ``deps``; with ``analyses``, every ended session is analysed too."""
     scheduler = BackgroundScheduler(timezone="UTC")
     # Run each job at once on start, then on its interval.
     common = {
@@ -56,10 +63,20 @@ def build_scheduler(
         observe_ended_sessions,
         "interval",
         args=[deps.service.store],
+        kwargs={"on_ended": partial(queue_ended, analyses) if analyses is not None else None},
         seconds=metrics_seconds,
         id="observe_ended_sessions",
         **common,
     )
+    if analyses is not None:
+        scheduler.add_job(
+            analyse_ended_sessions,
+            "interval",
+            args=[analyses],
+            seconds=metrics_seconds,
+            id="analyse_ended_sessions",
+            **common,
+        )
     return scheduler
 
 
@@ -81,6 +98,11 @@ def main() -> None:
         sweep_seconds=settings.expiry_sweep_interval_seconds,
         redrive_seconds=settings.redrive_interval_seconds,
         metrics_seconds=settings.metrics_events_interval_seconds,
+        analyses=(
+            build_analyses(settings, worker.deps.service)
+            if settings.analysis_on_session_end
+            else None
+        ),
     )
     scheduler.start()
     log.info(

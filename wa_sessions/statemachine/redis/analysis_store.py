@@ -4,7 +4,7 @@ still has the fingerprint it read, or note a failed one in the history
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.calls import as_str
@@ -12,6 +12,9 @@ from wa_sessions.statemachine.redis.keys import SessionField
 from wa_sessions.statemachine.redis.scripted import ScriptedStore
 
 SaveOutcome = Literal["stored", "stale", "noted", "missing"]
+
+#: Ended sessions kept waiting for an analysis at most (the oldest are dropped beyond).
+MAX_DUE = 100_000
 
 
 class RedisAnalysisStore(ScriptedStore):
@@ -24,6 +27,19 @@ class RedisAnalysisStore(ScriptedStore):
             return None
         value = self.client.hget(self.keys.session(as_str(conv), session_id), SessionField.ANALYSIS)
         return as_str(value) if value is not None else None
+
+    def queue_due(self, session_ids: list[str]) -> None:
+        """Queues ended sessions for the scheduler's analysis job."""
+        if session_ids:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(self.keys.analysis_due, *session_ids)
+            pipe.ltrim(self.keys.analysis_due, -MAX_DUE, -1)
+            pipe.execute()
+
+    def take_due(self, limit: int) -> list[str]:
+        """Takes up to ``limit`` queued session ids (each is handed to one caller only)."""
+        raw = self.client.lpop(self.keys.analysis_due, limit)
+        return [as_str(x) for x in cast(list[str], raw or [])]
 
     def save_analysis(
         self, session_id: str, *, fingerprint: str, analysis_json: str

@@ -154,6 +154,5 @@ class InboxStore(ScriptedStore):
         raw = self.client.lpop(self.keys.ended_events, limit)
         events = []
         for item in cast(list[str], raw or []):
-            status, duration_ms, count, reason = ([*as_str(item).split(" ", 3), ""])[:4]
-            events.append(EndedEvent(status, int(float(duration_ms)) / 1000, int(count), reason))
+            events.append(EndedEvent.parse(as_str(item)))
         return events

@@ -66,8 +66,12 @@ key                              type    holds
                                          ``OPENAI_DAILY_CALLS_PER_PHONE``; expires an hour
                                          after the day ends
 ``P events:ended``               list    one entry per ended session, ``<status> <duration_ms>
-                                         <message_count> <reason>``, consumed by the metrics
-                                         job (capped at 100,000 when nobody consumes it)
+                                         <message_count> <sid> <reason>``, consumed by the
+                                         metrics job (capped at 100,000 when nobody consumes it)
+``P analysis:due``               list    ended sessions' ids waiting for their analysis: the
+                                         metrics job pushes them, the scheduler's analysis
+                                         job pops them (``ANALYSIS_ON_SESSION_END``; capped
+                                         at 100,000)
 ``P console:s:<digest>``         hash    one operator's console sign-in (``ConsoleField``):
                                          ``op`` (the operator), ``csrf`` (the CSRF token of
                                          its forms), ``at``; ``<digest>`` is the SHA-256 of the
@@ -99,7 +103,8 @@ key                              type    holds
 
 Every key of one conversation, its sessions and their histories included, carries the
 conversation's ``{conv}`` hash tag, so a move to Redis Cluster moves no conversation data. The
-global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``, ``an:*``) are
+global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``, ``an:*``,
+``analysis:due``) are
 updated in the same scripts as the conversation they index, so the store needs a single Redis
 (or Sentinel), not Cluster, until those scripts are split.
 
@@ -306,6 +311,11 @@ class Keys:
     @property
     def ended_events(self) -> str:
         return f"{self.prefix}events:ended"
+
+    @property
+    def analysis_due(self) -> str:
+        """Ended sessions waiting for their analysis (``analysis_store``)."""
+        return f"{self.prefix}analysis:due"
 
     def rate_bucket(self, api: str) -> str:
         return f"{self.prefix}limit:{api}:bucket"

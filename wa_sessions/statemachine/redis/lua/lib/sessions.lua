@@ -19,7 +19,8 @@ local function end_session(conv, sid, trigger, now, reason, keep_ms)
   redis.call('HSET', skey, S.status, dest, S.ended, now, S.end_reason, reason)
   local info = redis.call('HMGET', skey, S.created, S.message_count, S.business, S.order)
   local duration_ms, count = now - tonumber(info[1]), tonumber(info[2] or '0')
-  redis.call('RPUSH', K_ENDED_EVENTS, dest .. ' ' .. duration_ms .. ' ' .. count .. ' ' .. reason)
+  redis.call('RPUSH', K_ENDED_EVENTS,
+    dest .. ' ' .. duration_ms .. ' ' .. count .. ' ' .. sid .. ' ' .. reason)
   rollup_ended(info[3], now, dest, duration_ms, count, info[4])
   if redis.call('LLEN', K_ENDED_EVENTS) > 100000 then redis.call('LPOP', K_ENDED_EVENTS) end
   local ak = k_active(conv)
