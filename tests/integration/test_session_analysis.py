@@ -5,6 +5,7 @@ analysis leaving the session as it was with a system note."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 import redis
@@ -22,11 +23,13 @@ from wa_sessions.analysis.offline import OfflineAnalyser
 from wa_sessions.analysis.service import SessionAnalyses
 from wa_sessions.errors import AnalysisFailed, AnalysisNotFound, AnalysisStale, SessionNotFound
 from wa_sessions.metrics.analysis import ANALYSES
+from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.retries import FailureReason
 from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
 from wa_sessions.statemachine.redis.analysis_store import RedisAnalysisStore
 from wa_sessions.statemachine.redis.keys import SessionField
 from wa_sessions.statemachine.service import SessionService
+from wa_sessions.workers.analysis_job import analyse_ended_sessions, queue_ended
 
 PHONE = "+15550001111"
 
@@ -228,3 +231,27 @@ def test_unknown_sessions_and_missing_analyses_are_told_apart(service: SessionSe
         runner.require_stored("00000000-0000-4000-8000-000000000000")
     with pytest.raises(SessionNotFound):
         asyncio.run(runner.analyse("00000000-0000-4000-8000-000000000000"))
+
+
+def test_the_scheduler_analyses_each_session_once_it_has_ended(service: SessionService) -> None:
+    """The session-end metrics job queues the ended session (its id now travels in the
+    event) and the analysis job stores its analysis; an active session is not analysed."""
+    sid = conversation(service)
+    service.add_message("+15550009999", "I want two apples")
+    service.complete_session(sid)
+    runner = analyses(service, OfflineAnalyser())
+    assert observe_ended_sessions(service.store, on_ended=partial(queue_ended, runner)) == 1
+    assert analyse_ended_sessions(runner) == 1
+    stored = runner.stored(sid)
+    assert stored is not None
+    assert stored.current
+    assert stored.analysis.language == "es"
+    assert analyse_ended_sessions(runner) == 0
+
+
+def test_a_scheduler_without_analyses_queues_nothing(service: SessionService) -> None:
+    """ANALYSIS_ON_SESSION_END=false: ends are still counted, no analysis is queued."""
+    sid = conversation(service)
+    service.expire_session(sid)
+    assert observe_ended_sessions(service.store) == 1
+    assert analyses(service, OfflineAnalyser()).store.take_due(10) == []
