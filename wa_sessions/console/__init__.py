@@ -12,6 +12,7 @@ import redis.asyncio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from wa_sessions.analysis.service import SessionAnalyses
 from wa_sessions.config import Settings
 from wa_sessions.console.analytics import analytics_routes
 from wa_sessions.console.auth import ConsoleAuth, ConsoleSessions, OperatorDirectory
@@ -41,9 +42,15 @@ class ConsoleDeps:
     media: TwilioMedia | None = None
 
 
-def install_console(app: FastAPI, deps: ConsoleDeps, takeover: TakeoverService) -> ConsoleContext:
+def install_console(
+    app: FastAPI,
+    deps: ConsoleDeps,
+    takeover: TakeoverService,
+    analyses: SessionAnalyses | None = None,
+) -> ConsoleContext:
     """Adds the console's routes, static files and error pages to ``app``; operators take
-    sessions over and reply through ``takeover`` (the session API's own)."""
+    sessions over and reply through ``takeover`` and analyse them through ``analyses`` (the
+    session API's own)."""
     settings, service = deps.settings, deps.service
     store = service.store
     app.state.console_auth = ConsoleAuth(
@@ -67,6 +74,7 @@ def install_console(app: FastAPI, deps: ConsoleDeps, takeover: TakeoverService) 
         conversations=ConversationReader(store),
         feed=ChangeFeed(deps.pubsub_redis, store.keys.console_channel),
         media=deps.media,
+        analyses=analyses,
     )
     install_error_pages(app, pages)
     app.include_router(sign_in_routes(ctx))

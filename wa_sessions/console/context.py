@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wa_sessions.analysis.service import SessionAnalyses
 from wa_sessions.config import Settings
 from wa_sessions.console.conversation import ConversationReader
 from wa_sessions.console.listing import SessionListing
@@ -25,3 +26,5 @@ class ConsoleContext:
     feed: ChangeFeed
     #: None without Twilio credentials (images are then not shown).
     media: TwilioMedia | None
+    #: The session analysis panel and its Analyse button (None: not shown).
+    analyses: SessionAnalyses | None = None

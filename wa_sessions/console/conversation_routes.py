@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
 from wa_sessions.console.auth import Conflict, NotFound, Operator, operator_form, require_operator
@@ -20,6 +21,8 @@ from wa_sessions.console.context import ConsoleContext
 from wa_sessions.console.pages import PREFIX
 from wa_sessions.console.routes import SessionId
 from wa_sessions.errors import (
+    AnalysisFailed,
+    AnalysisStale,
     BadRequest,
     InvalidTransition,
     OutsideWindow,
@@ -35,6 +38,7 @@ DONE = {
     "taken_over": "You hold this conversation: automatic replies are off until you hand it back.",
     "handed_back": "Handed back: automatic replies resume for the customer's next messages.",
     "reply_queued": "Reply queued: it shows here once the conversation's worker has sent it.",
+    "analysed": "Analysis up to date.",
 }
 
 
@@ -47,8 +51,10 @@ def _status_of(exc: WaSessionsError) -> int:
     """The page's status for a refused action: the session API's mapping."""
     if isinstance(exc, SessionNotFound):
         return 404
-    if isinstance(exc, TakeoverConflict | OutsideWindow | InvalidTransition):
+    if isinstance(exc, TakeoverConflict | OutsideWindow | InvalidTransition | AnalysisStale):
         return 409
+    if isinstance(exc, AnalysisFailed):
+        return 502
     return 400
 
 
@@ -85,6 +91,8 @@ def conversation_routes(ctx: ConsoleContext) -> APIRouter:
             notice=notice,
             draft=draft,
             max_reply_chars=takeover.max_reply_chars,
+            analyses_shown=ctx.analyses is not None,
+            analysis=ctx.analyses.stored(str(session_id)) if ctx.analyses else None,
         )
 
     def refused(
@@ -167,6 +175,18 @@ def conversation_routes(ctx: ConsoleContext) -> APIRouter:
             "reply_queued",
             draft=text,
         )
+
+    @router.post("/sessions/{session_id}/analyse")
+    async def analyse(request: Request, session_id: SessionId, _: OperatorForm) -> Response:
+        """Analyses the session now (the stored analysis when nothing changed); a failure is
+        the page with the reason (a system note in the chat says it too)."""
+        if ctx.analyses is None:
+            raise NotFound("session analysis is not available here")
+        try:
+            await ctx.analyses.analyse(str(session_id))
+        except WaSessionsError as exc:
+            return await run_in_threadpool(refused, request, session_id, exc)
+        return _redirect(session_id, "analysed")
 
     return router
 

@@ -83,7 +83,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.include_router(analysis_api(deps))
     app.include_router(_operations(deps))
     if deps.console is not None:
-        console = install_console(app, deps.console, deps.takeovers)
+        console = install_console(app, deps.console, deps.takeovers, deps.analysis)
     install_docs(app)
     return app
 
