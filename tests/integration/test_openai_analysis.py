@@ -213,3 +213,18 @@ def test_a_failed_openai_analysis_over_http_is_a_502_naming_the_reason(
         ok = client.post(f"/session/{sid}/analysis", headers=ADMIN)
         assert ok.status_code == 200
         assert ok.json()["analyser"] == "openai"
+
+
+def test_a_model_language_that_is_not_a_code_is_kept_only_as_one(
+    service: SessionService, api: FakeOpenAI
+) -> None:
+    """ "pt-BR" is stored as "pt", "Portuguese" as "po" would be wrong: only two letters are
+    kept, and a name longer than a code's letters is cut to them, never stored whole."""
+    sid = conversation(service)
+    api.reply(findings_reply(FINDINGS.model_copy(update={"language": "pt-BR"})))
+    analysis = analyse(openai_analyses(service, api), sid)
+    assert getattr(analysis, "language", None) == "pt"
+    service.add_message(PHONE, "Obrigado")
+    api.reply(findings_reply(FINDINGS.model_copy(update={"language": "Portuguese"})))
+    again = analyse(openai_analyses(service, api), sid)
+    assert getattr(again, "language", "x") is None

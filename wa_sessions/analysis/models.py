@@ -8,12 +8,13 @@ the fingerprint (and so the stored analysis' freshness) as it was.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from wa_sessions.retries import FailureReason
 from wa_sessions.statemachine.models import Message, MessageType, Session
@@ -21,7 +22,10 @@ from wa_sessions.statemachine.models import Message, MessageType, Session
 #: At most this many open questions and characters of summary are kept (the console's panel).
 MAX_OPEN_QUESTIONS = 5
 MAX_SUMMARY_CHARS = 400
-MAX_NEXT_STEP_CHARS = 200
+
+
+#: A language tag whose first part is an ISO 639-1 code ("pt", "pt-BR", "pt_br").
+_LANGUAGE_TAG = re.compile(r"([a-z]{2})(?:[-_][a-z0-9]+)*")
 
 
 class Intent(StrEnum):
@@ -56,6 +60,23 @@ class Findings(BaseModel):
         description="Questions the customer asked that no later business message answered"
     )
     next_step: str = Field(description="What the business should do next, one sentence")
+
+    @field_validator("language")
+    @classmethod
+    def _iso_code(cls, value: str | None) -> str | None:
+        # A model may answer "Portuguese" or "pt-BR": kept only as a two-letter code.
+        found = _LANGUAGE_TAG.fullmatch((value or "").strip().lower())
+        return found.group(1) if found else None
+
+    @field_validator("summary", "next_step")
+    @classmethod
+    def _short(cls, value: str) -> str:
+        return value[:MAX_SUMMARY_CHARS]
+
+    @field_validator("open_questions")
+    @classmethod
+    def _few(cls, value: list[str]) -> list[str]:
+        return [q[:MAX_SUMMARY_CHARS] for q in value[-MAX_OPEN_QUESTIONS:]]
 
 
 class SessionAnalysis(Findings):
