@@ -37,6 +37,11 @@ MAX_OFFSET = 1_000_000_000
 bearer = HTTPBearer(auto_error=False, description="The service's ADMIN_TOKEN.")
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Sessions to skip.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
+#: Module level: the routes' annotations are strings (``from __future__ import annotations``)
+#: that FastAPI resolves against the module's globals, not a function's locals.
+BusinessNumber = Annotated[
+    str | None, Query(description="Defaults to the configured BUSINESS_NUMBER.")
+]
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -183,17 +188,13 @@ def session_api(deps: WebDeps) -> APIRouter:
     def session_summary(session_id: uuid.UUID) -> SessionSummary:
         return service.get_session_summary(str(session_id))
 
-    business_query = Annotated[
-        str | None, Query(description="Defaults to the configured BUSINESS_NUMBER.")
-    ]
-
     @router.put(
         "/phones/{phone_number}/language",
-        responses=_responses(400, 401),
+        responses=responses(400, 401),
         summary="Set (or, with null, clear) the reply language of one customer's conversation",
     )
     def set_language(
-        phone_number: str, body: LanguageSetting, business_number: business_query = None
+        phone_number: str, body: LanguageSetting, business_number: BusinessNumber = None
     ) -> PhoneLanguage:
         conv = service.conversation(phone_number, business_number)
         service.set_language_override(phone_number, business_number, body.language)
@@ -203,10 +204,10 @@ def session_api(deps: WebDeps) -> APIRouter:
 
     @router.get(
         "/phones/{phone_number}/language",
-        responses=_responses(400, 401),
+        responses=responses(400, 401),
         summary="The business's reply language for one customer (null: detected)",
     )
-    def get_language(phone_number: str, business_number: business_query = None) -> PhoneLanguage:
+    def get_language(phone_number: str, business_number: BusinessNumber = None) -> PhoneLanguage:
         conv = service.conversation(phone_number, business_number)
         return PhoneLanguage(
             phone_number=conv.customer,
