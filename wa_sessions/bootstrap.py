@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from wa_sessions.bootstrap_externals import (
 from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
+from wa_sessions.languages.detect import warm_up as warm_up_languages
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.redaction import install_log_redaction
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
@@ -206,6 +208,8 @@ def setup_worker() -> WorkerProcess:
     callers that close it (tests)."""
     worker = build_worker(load_serving_settings())
     dramatiq.set_broker(worker.broker)
+    # The language models take seconds to load: not on the first customer's message.
+    threading.Thread(target=warm_up_languages, name="languages-warm-up", daemon=True).start()
     return worker
 
 

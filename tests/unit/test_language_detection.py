@@ -98,3 +98,22 @@ def test_the_supported_languages_are_the_seven_iso_codes() -> None:
 def test_any_text_is_detected_as_a_supported_language_or_none(text: str) -> None:
     """The detector never raises and never answers a language outside the supported set."""
     assert detect_language(text) in (*SUPPORTED, None)
+
+
+def test_importing_costs_nothing_and_warm_up_loads_the_models() -> None:
+    """In a fresh interpreter: the import builds no detector (the web never pays for it); the
+    worker's background warm-up builds it, so its first customer does not wait for the load."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, wa_sessions.languages.detect as d\n"
+        "assert d._detector is None and 'lingua' not in sys.modules\n"
+        "d.warm_up()\n"
+        "assert d._detector is not None\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.stdout.strip() == "ok", out.stderr
