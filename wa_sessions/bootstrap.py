@@ -33,6 +33,7 @@ from wa_sessions.bootstrap_externals import (
 from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
+from wa_sessions.flows.registry import load_templates
 from wa_sessions.languages.detect import warm_up as warm_up_languages
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.redaction import install_log_redaction
@@ -170,6 +171,10 @@ def build_worker_deps(settings: Settings, broker: RedisBroker) -> WorkerDeps:
         extractor=build_extractor(settings, drain_redis),
         sender=build_sender(settings),
         reply_templates=build_reply_templates(settings),
+        # Every template file is read and validated here: a bad one stops the start.
+        flow_templates=load_templates(
+            settings.conversation_template, settings.conversation_templates_dir
+        ),
         queued_wake_age_ms=lambda: queued_age_ms(broker.client, queue),
     )
 

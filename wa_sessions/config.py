@@ -223,6 +223,14 @@ class Settings(BaseSettings):
     #: Longest operator reply the session API accepts (Twilio refuses bodies over 1,600).
     operator_reply_max_chars: int = Field(default=1600, ge=1, le=1600)
 
+    # ---- Conversation templates (issue #15, flows part: docs/TEMPLATES.md) ----
+    #: Every business number's default flow: a shipped template's name (``order``) or a TOML
+    #: file's path; unset: no flow (the replies of a session without a template).
+    conversation_template: str | None = None
+    #: A directory of ``<business number>.toml`` templates (and an optional
+    #: ``templates.toml`` mapping numbers to names or files), each number's own flow.
+    conversation_templates_dir: Path | None = None
+
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:
         """The settings from the environment. With ``dev_env_file`` (a development run's saved

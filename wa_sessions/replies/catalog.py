@@ -23,6 +23,17 @@ KEYS: dict[str, frozenset[str]] = {
     "nothing": frozenset(),
     "item_with_unit": frozenset({"quantity", "unit", "name"}),
     "item": frozenset({"quantity", "name"}),
+    # The conversation templates' prompts (wa_sessions/flows, docs/TEMPLATES.md).
+    "flow_items_ask": frozenset(),
+    "flow_items_more": frozenset({"items"}),
+    "flow_ask_name": frozenset(),
+    "flow_ask_address": frozenset(),
+    "flow_confirm": frozenset({"items", "name", "address"}),
+    "flow_completed": frozenset({"items", "name"}),
+    "flow_invalid_name": frozenset(),
+    "flow_invalid_address": frozenset(),
+    "flow_invalid_answer": frozenset(),
+    "flow_yes_or_no": frozenset(),
 }
 
 Catalog = dict[str, str]

@@ -101,7 +101,9 @@ class InMemoryStore(MemoryApply):
             done = list(commit.records)
             if done and _lrange_head(c.effects, len(done)) != done:
                 return DrainStep.refused("head")
-            committed = [self._commit_group(group, commit, policy) for group in commit.sessions]
+            committed = [
+                self._commit_group(group, commit, policy, now_ms) for group in commit.sessions
+            ]
             if done:
                 del c.effects[: len(done)]
 
@@ -179,6 +181,8 @@ class InMemoryStore(MemoryApply):
                 language=_context_str(session, LANGUAGE_KEY),
                 language_candidate=_context_str(session, CANDIDATE_KEY),
                 language_override=c.language,
+                flow=session.flow if session is not None else None,
+                flow_step=session.flow_step if session is not None else None,
             )
         return DrainStep("ok", released, committed, results, pending, sessions)
 

@@ -127,7 +127,7 @@ class MemoryApply(MemoryState):
         )
 
     def _commit_group(
-        self, group: SessionEffects, commit: EffectsCommit, policy: DrainPolicy
+        self, group: SessionEffects, commit: EffectsCommit, policy: DrainPolicy, now_ms: int
     ) -> str:
         session = self.sessions.get(group.session_id)
         if session is None or not sessionrules.can_receive(session.status):
@@ -136,6 +136,8 @@ class MemoryApply(MemoryState):
             session.order_json = json.dumps(group.order)
         for name, value in group.context.items():
             session.context[name] = json.dumps(value)
+        if group.flow is not None:
+            session.flow, session.flow_step = group.flow
         for item in group.messages:
             message = item.message
             position = sessionrules.append_message(
@@ -150,6 +152,10 @@ class MemoryApply(MemoryState):
                 self._map_outbound(
                     item.twilio_sid, session, message.id, position, item.delivery_status, commit
                 )
+        if group.complete:
+            ended, _ = sessionrules.end_session(session, Trigger.COMPLETE.value, now_ms, "flow")
+            if ended:
+                self._end(session, now_ms, "flow")
         return "ok"
 
     def _map_outbound(

@@ -194,4 +194,6 @@ def to_session(state: SessionState) -> Session:
         messages=[Message.model_validate_json(raw) for raw in state.messages],
         context={name: json.loads(value) for name, value in state.context.items()},
         order_details=json.loads(state.order_json) if state.order_json else None,
+        flow=state.flow,
+        flow_step=state.flow_step,
     )

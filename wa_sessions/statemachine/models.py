@@ -104,6 +104,9 @@ class Session(BaseModel):
     #: The operator who took the session over (automatic replies are off), and when.
     taken_over_by: str | None = None
     taken_over_at: datetime | None = None
+    #: The conversation template the session follows and its current step (``flows/``).
+    flow: str | None = None
+    flow_step: str | None = None
 
     def window_open(self, now: datetime) -> bool:
         """Whether a free-form (non-template) reply may be sent to the customer at ``now``."""

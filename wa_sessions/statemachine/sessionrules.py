@@ -61,6 +61,9 @@ class SessionState:
     #: The operator holding the session, and when it was last handed back (``takeover.lua``).
     taken_over_by: str | None = None
     handed_back_ms: int | None = None
+    #: The conversation template it follows and its current step (``flow``, ``flow_step``).
+    flow: str | None = None
+    flow_step: str | None = None
 
 
 def auto_reply(session: SessionState, accepted_ms: int) -> bool:

@@ -104,6 +104,10 @@ class EffectSession:
     language: str | None = None
     language_candidate: str | None = None
     language_override: str | None = None
+    #: The conversation template the session follows and its current step (``flows/``);
+    #: None: no flow started.
+    flow: str | None = None
+    flow_step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,11 @@ class SessionEffects:
     reply_waits_ms: Sequence[int] = ()
     #: Context keys to store (name -> JSON-able value), e.g. the customer's language.
     context: Mapping[str, Any] = field(default_factory=dict)
+    #: The flow's new position to store: (template name, step id); None: unchanged.
+    flow: tuple[str, str] | None = None
+    #: Complete the session once the messages are appended (its flow's last step answered),
+    #: in the same commit: a message accepted after it opens a new session.
+    complete: bool = False
 
 
 @dataclass(frozen=True, slots=True)

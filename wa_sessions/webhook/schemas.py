@@ -51,6 +51,12 @@ class SessionView(BaseModel):
         description="The operator holding the session (automatic replies off), or null.",
     )
     taken_over_at: datetime | None = None
+    flow: str | None = Field(
+        default=None, description="The conversation template the session follows, or null."
+    )
+    flow_step: str | None = Field(
+        default=None, description="The template's current step (`done` once answered), or null."
+    )
 
     @classmethod
     def of(cls, session: Session, now: datetime) -> SessionView:
@@ -75,6 +81,8 @@ class SessionView(BaseModel):
             ),
             taken_over_by=session.taken_over_by,
             taken_over_at=session.taken_over_at,
+            flow=session.flow,
+            flow_step=session.flow_step,
         )
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from wa_sessions.flows.registry import FlowTemplates
 from wa_sessions.languages.detect import detect_language
 from wa_sessions.metrics import MESSAGES
 from wa_sessions.orders.extractor import OrderExtractor
@@ -49,12 +50,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Effects:
     """What runs after an inbound text or image message is stored. ``detect``: the customer's
-    language of a message (``languages/detect.py``), run here rather than in the webhook."""
+    language of a message (``languages/detect.py``), run here rather than in the webhook;
+    ``flows``: the conversation templates (``flows/``)."""
 
     extractor: OrderExtractor
     sender: OutboundSender
     templates: ReplyTemplates = field(default_factory=ReplyTemplates)
     detect: Callable[[str], str | None] = detect_language
+    #: The conversation templates by business number (none: replies as without templates).
+    flows: FlowTemplates = field(default_factory=FlowTemplates)
 
 
 @dataclass

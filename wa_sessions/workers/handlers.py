@@ -15,6 +15,7 @@ import redis.asyncio
 
 from wa_sessions import metrics
 from wa_sessions.errors import SessionNotFound
+from wa_sessions.flows.registry import FlowTemplates
 from wa_sessions.orders.extractor import OrderExtractor
 from wa_sessions.replies.sender import OutboundSender
 from wa_sessions.replies.templates import ReplyTemplates
@@ -44,6 +45,7 @@ class WorkerDeps:
     extractor: OrderExtractor | None = None
     sender: OutboundSender | None = None
     reply_templates: ReplyTemplates = field(default_factory=ReplyTemplates)
+    flow_templates: FlowTemplates = field(default_factory=FlowTemplates)
     #: Age (ms) of the oldest wake-up waiting in Dramatiq's queue, None when it is empty; the
     #: re-drive pass keeps wake flags alive longer than that.
     queued_wake_age_ms: Callable[[], int | None] | None = None
@@ -64,7 +66,7 @@ class WorkerDeps:
     def effects(self) -> Effects | None:
         if self.extractor is None or self.sender is None:
             return None
-        return Effects(self.extractor, self.sender, self.reply_templates)
+        return Effects(self.extractor, self.sender, self.reply_templates, flows=self.flow_templates)
 
     def policy(self, effects: Effects | None) -> DrainPolicy:
         service = self.service

@@ -20,6 +20,7 @@ from wa_sessions.replies.sender import SendFailure
 from wa_sessions.retries import FailureReason
 from wa_sessions.statemachine.models import Message, SessionStatus
 from wa_sessions.statemachine.steps import EffectMessage, EffectSession, SessionEffects, to_ms
+from wa_sessions.workers.flow_run import FlowRun
 from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.records import (
     History,
@@ -61,6 +62,7 @@ class SessionRun:
         self.waits_ms: list[int] = []
         self.language_state = LanguageState()
         self.language = reply_language(None, self.language_state)
+        self.phone = ""
 
     async def run(self, session: EffectSession | None) -> SessionEffects | None:
         """The session's outcome; None when the lease was lost."""
@@ -87,6 +89,10 @@ class SessionRun:
             return SessionEffects(self.session_id, None, self.notes)
         kept = LanguageState(session.language, session.language_candidate)
         self.language_state = kept
+        self.phone = session.phone
+        template = self.effects.flows.following(session)
+        if template is not None:
+            return await FlowRun(self, template).run(session, current, kept)
         extracted = await self._extract_all(session, current)
         if extracted is None:
             return None
@@ -99,7 +105,7 @@ class SessionRun:
                 if answered
                 else templates.for_nothing(language)
             )
-            if not await self._reply(session, body):
+            if not await self.reply(session, body):
                 return None
         return SessionEffects(
             self.session_id,
@@ -109,7 +115,7 @@ class SessionRun:
             self.language_state.context() if self.language_state != kept else {},
         )
 
-    def _observe_language(self, session: EffectSession, message: Message) -> str:
+    def observe_language(self, session: EffectSession, message: Message) -> str:
         """Detects ``message``'s language, updates the kept one and answers the language to
         extract and reply in (the business's override first)."""
         detected = self.effects.detect(message.content)
@@ -123,49 +129,61 @@ class SessionRun:
     ) -> tuple[OrderDetails, bool, bool, bool] | None:
         """Extracts each message in order: (order, changed, understood, answered), None when
         the lease was lost."""
-        extractor = self.effects.extractor
-        counts = self.counts
-        history = History(session.tail, self.messages, extractor.history_limit)
+        history = History(session.tail, self.messages, self.effects.extractor.history_limit)
         changed = understood = answered = False
         for index, message in self.messages:
-            if not await self.lease.cover(extractor.budget_seconds):
+            self.observe_language(session, message)
+            extracted = await self.extract(history, index, message, order)
+            if extracted is None:
                 return None
-            language = self._observe_language(session, message)
-            started = perf_counter()
-            request = ExtractionRequest(
-                message, history.before(index), order, session.phone, language
-            )
-            extracted = await _extract(extractor, request)
-            counts.seconds.append(perf_counter() - started)
             if isinstance(extracted, ExtractionFailure):
-                counts.extractions["failed"] += 1
-                counts.failures[extracted.reason.value] += 1
-                self.notes.append(
-                    system_note(
-                        self.clock(),
-                        f"Order extraction failed ({extracted.reason.value}, "
-                        f"{extracted.attempts} attempt(s)): {extracted.detail}. The message is "
-                        "kept; the order was not updated from it.",
-                        event="extraction_failed",
-                        reason=extracted.reason.value,
-                        attempts=extracted.attempts,
-                        in_reply_to=message.id,
-                    )
-                )
                 continue
             understood = True
-            counts.extractions["found" if extracted.found else "nothing"] += 1
             merged = merge_order(order, extracted)
             if merged.changed:
                 order = merged.order
                 changed = True
-                counts.orders_changed += 1
+                self.counts.orders_changed += 1
             # A message that only removed items still gets the order back (possibly "empty").
             if extracted.found and (merged.order.items or merged.touched):
                 answered = True
         return order, changed, understood, answered
 
-    async def _reply(self, session: EffectSession, body: str) -> bool:
+    async def extract(
+        self, history: History, index: int, message: Message, order: OrderDetails
+    ) -> ExtractionResult | ExtractionFailure | None:
+        """What the extractor makes of one message (in the language observed last), counted;
+        a failure is noted in the session. None when the lease was lost."""
+        extractor = self.effects.extractor
+        counts = self.counts
+        if not await self.lease.cover(extractor.budget_seconds):
+            return None
+        started = perf_counter()
+        request = ExtractionRequest(
+            message, history.before(index), order, self.phone, self.language
+        )
+        extracted = await _extract(extractor, request)
+        counts.seconds.append(perf_counter() - started)
+        if isinstance(extracted, ExtractionFailure):
+            counts.extractions["failed"] += 1
+            counts.failures[extracted.reason.value] += 1
+            self.notes.append(
+                system_note(
+                    self.clock(),
+                    f"Order extraction failed ({extracted.reason.value}, "
+                    f"{extracted.attempts} attempt(s)): {extracted.detail}. The message is "
+                    "kept; the order was not updated from it.",
+                    event="extraction_failed",
+                    reason=extracted.reason.value,
+                    attempts=extracted.attempts,
+                    in_reply_to=message.id,
+                )
+            )
+            return extracted
+        counts.extractions["found" if extracted.found else "nothing"] += 1
+        return extracted
+
+    async def reply(self, session: EffectSession, body: str) -> bool:
         """Sends (or, outside the window, for a session ended meanwhile or one an operator
         took over, declines to send) the session's reply and notes what happened. False when
         the lease was lost."""

@@ -152,6 +152,10 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
             session["order"] = json.dumps(group.order)
         if group.context:
             session["context"] = {name: json.dumps(v) for name, v in group.context.items()}
+        if group.flow is not None:
+            session["flow"], session["flow_step"] = group.flow
+        if group.complete:
+            session["complete"] = True
         sessions.append(session)
     return {"records": list(commit.records), "at": commit.at.isoformat(), "sessions": sessions}
 
@@ -181,6 +185,8 @@ def parse_drain_step(reply: Any) -> DrainStep:
                 language=_json_str(s[8]) if len(s) > 8 else None,
                 language_candidate=_json_str(s[9]) if len(s) > 9 else None,
                 language_override=as_str(s[10]) if len(s) > 10 and s[10] is not None else None,
+                flow=as_str(s[11]) if len(s) > 11 and s[11] is not None else None,
+                flow_step=as_str(s[12]) if len(s) > 12 and s[12] is not None else None,
             )
             for s in sessions
         },

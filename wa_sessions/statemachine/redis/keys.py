@@ -14,7 +14,9 @@ key                              type    holds
                                          ``op``/``op_at`` the operator who took it over and
                                          when, ``hb`` when it was last handed back,
                                          ``analysis`` the session analysis JSON (with the
-                                         fingerprint it read: ``lua/save_analysis.lua``)
+                                         fingerprint it read: ``lua/save_analysis.lua``),
+                                         ``flow``/``flow_step`` the conversation template it
+                                         follows and its current step (``flows/``)
 ``P c:{conv}:s:<sid>:m``         list    the session's messages as JSON, oldest first
 ``P c:{conv}:active``            string  id of the conversation's active session
 ``P c:{conv}:sessions``          zset    every session of the conversation, by created time
@@ -150,6 +152,10 @@ class SessionField(StrEnum):
     #: The session analysis (``analysis.models.SessionAnalysis`` JSON), written only while
     #: the session still has the fingerprint it read.
     ANALYSIS = "analysis"
+    #: The conversation template the session follows (``flows/``) and the id of its current
+    #: step (``done`` once its last step was answered), written with the effects' commit.
+    FLOW = "flow"
+    FLOW_STEP = "flow_step"
 
 
 class SessionFieldPrefix(StrEnum):

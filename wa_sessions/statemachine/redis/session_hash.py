@@ -44,6 +44,8 @@ def session_from_hash(fields: dict[str, str], raw_messages: Sequence[str]) -> Se
         order_details=json.loads(order) if order else None,
         taken_over_by=fields.get(f.TAKEN_OVER_BY) or None,
         taken_over_at=from_ms(taken_at) if taken_at else None,
+        flow=fields.get(f.FLOW) or None,
+        flow_step=fields.get(f.FLOW_STEP) or None,
     )
 
 

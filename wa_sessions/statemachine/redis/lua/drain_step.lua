@@ -43,6 +43,8 @@
 --                          sessions: [{sid, order (JSON text, absent: unchanged),
 --                          messages: [{direction, type, ts, json, id, twilio_sid, status}],
 --                          context: {name: JSON text} context keys to store,
+--                          flow, flow_step: the flow's new position (absent: unchanged),
+--                          complete: true to complete the session after its messages,
 --                          waits: [ms from each answered message's acceptance to its reply]}]}
 -- Returns {'busy'} (acquire: another drain holds the lease), {'lease'}, {'head'}, or {'ok',
 -- released, per committed group 'ok' or 'ended' (ended meanwhile: only popped), per applied
@@ -50,7 +52,8 @@
 -- batch), per session of those records {sid, status, order, last_in, phone, biz, its last
 -- messages (history plus those appended since; a record's own message as its 1-based index in
 -- the records), the operator holding it or nil, its ctx:language and ctx:language_candidate
--- (JSON text or nil), the conversation's language override or nil}}.
+-- (JSON text or nil), the conversation's language override or nil, its flow and flow step or
+-- nil}}.
 
 -- Takes the lease or checks it. Returns the refusal ('busy', 'lease') or nil.
 local function hold_lease()
@@ -93,8 +96,16 @@ local function commit_effects(commit)
             ARG.now)
         end
       end
+      if type(group.flow) == 'string' then
+        redis.call('HSET', skey, S.flow, group.flow, S.flow_step, group.flow_step)
+      end
       for _, wait_ms in ipairs(group.waits or {}) do
         rollup_add(biz_of(ARG.conv), ARG.now, A.reply .. rollup_bucket(RB_REPLY, wait_ms), 1)
+      end
+      -- The flow's last step answered: completed as an operator's complete would, after its
+      -- reply; what the inbox holds after it opens the next session.
+      if group.complete then
+        end_session(ARG.conv, sid, 'complete', ARG.now, 'flow', ARG.keep_ms)
       end
     end
     committed[g] = live and 'ok' or 'ended'
@@ -235,7 +246,7 @@ local function effect_sessions(pending, appended)
   for k, sid in ipairs(sessions) do
     local h = redis.call('HMGET', k_sess(ARG.conv, sid), S.status, S.order, S.last_inbound,
       S.phone, S.business, S.taken_over_by, S.context .. CTX.language,
-      S.context .. CTX.language_candidate)
+      S.context .. CTX.language_candidate, S.flow, S.flow_step)
     local tail = {}
     if ARG.history > 0 then
       local n = ARG.history + (appended[sid] or counts[sid])
@@ -243,7 +254,8 @@ local function effect_sessions(pending, appended)
         tail[#tail + 1] = index[sid][raw] or raw
       end
     end
-    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail, h[6], h[7], h[8], override}
+    sessions[k] = {sid, h[1], h[2], h[3], h[4], h[5], tail, h[6], h[7], h[8], override, h[9],
+      h[10]}
   end
   return sessions
 end
