@@ -29,6 +29,7 @@ from tests.fake_apis import (
     fake_twilio,
     twilio_error,
 )
+from wa_sessions.flows.registry import FlowTemplates
 from wa_sessions.orders.extractor import ExtractionFailure, ExtractionRequest, OrderExtractor
 from wa_sessions.orders.models import ExtractionResult, ItemAction, ItemChange
 from wa_sessions.orders.openai import OpenAIOrderExtractor
@@ -154,6 +155,7 @@ def build_harness(
     sender: OutboundSender | None = None,
     lease_seconds: float = 5.0,
     session_timeout_hours: float = 48.0,
+    flow_templates: FlowTemplates | None = None,
 ) -> Harness:
     """The drain's dependencies over the test Redis, with a fake clock and the given parts."""
     service = SessionService(redis_client, clock=clock, session_timeout_hours=session_timeout_hours)
@@ -166,6 +168,7 @@ def build_harness(
         lease_seconds=lease_seconds,
         extractor=extractor or RuleBasedOrderExtractor(),
         sender=sender or LogSender(),
+        flow_templates=flow_templates or FlowTemplates(),
     )
     return Harness(service, inbox, deps, clock, woken)
 
