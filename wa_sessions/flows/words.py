@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from wa_sessions.orders import vocabulary as v
+
 
 def _table(words: str) -> frozenset[str]:
     return frozenset(" ".join(word.split()) for word in words.split("|")) - {""}
@@ -56,21 +58,11 @@ _POLITE = re.compile(
 )
 #: A name: letters (any script), spaces, apostrophes, hyphens and dots between them.
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '’.\-]+[^\W\d_]+)*\.?$")
-_STREET = (
-    r"street|st|road|rd|avenue|ave|av|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|"
-    r"square|sq|terrace|highway|hwy|"
-    r"calle|c/|avenida|avda|carrera|camino|paseo|plaza|pasaje|"
-    r"rua|r\.|travessa|praça|praca|estrada|alameda|largo|"
-    r"rue|boulevard|bd|chemin|allée|allee|impasse|quai|"
-    r"straße|strasse|str|weg|allee|platz|gasse|ring|damm|"
-    r"via|viale|piazza|corso|vicolo|largo|"
-    r"jalan|jl|gang|gg|komplek|perumahan"
-)
 #: A street word as a word of its own ("Main Street", "Rua Augusta") or, in German, as the
-#: end of one ("Hauptstraße", "Lindenweg").
+#: end of one ("Hauptstraße", "Lindenweg"): the extractor's vocabulary.
 STREET = re.compile(
-    rf"(?:^|[\s,])(?:{_STREET})(?:\.|(?=[\s,]|$))|[^\W\d_]{{3,}}(?:straße|strasse|str\.|weg|"
-    rf"platz|gasse|allee)(?=[\s,.]|$)",
+    rf"(?:^|[\s,])(?:{v.STREET_AFTER}|{v.STREET_BEFORE})(?:\.|(?=[\s,]|$))"
+    rf"|[^\W\d_]{{3,}}(?:{v.STREET_SUFFIX})(?=[\s,.]|$)",
     re.IGNORECASE,
 )
 

@@ -3,8 +3,10 @@ the service and its demo work offline.
 
 It understands the common shapes: "I need 5 units of Product A", "2 x Margherita pizza",
 "3 boxes of apples", "two pizzas", "make that 6", "change the apples to 4", "remove the
-apples", "my name is Ana", "deliver to 221B Baker Street". Anything else is "nothing found",
-never a guess: a wrong order is worse than a question back to the customer.
+apples", "my name is Ana" (and "me llamo Ana" ... in each language), "deliver to 221B Baker
+Street", and an address said on its own ("12 Main Street, Springfield", "Calle Mayor 5"), which
+is the delivery address, never an item. Anything else is "nothing found", never a guess: a
+wrong order is worse than a question back to the customer.
 """
 
 from __future__ import annotations
@@ -65,7 +67,23 @@ _REMOVE = re.compile(
     rf"(?:^|\b)(?:{v.REMOVE})\s+(?:(?:{v.REMOVE_ARTICLE})\s+|l['’]\s*)?(?P<name>[^,;!?.]+)",
     _FLAGS,
 )
-_NAME = re.compile(r"\bmy\s+name\s+is\s+(?P<name>[^\W\d_][\w'’ -]{0,60}?)\s*(?:[,.!?;]|$)", _FLAGS)
+_NAME = re.compile(
+    rf"(?:^|\b)(?:{v.NAME_CUES})\s+(?P<name>[^\W\d_][\w'’ -]{{0,60}}?)\s*(?:[,.!?;]|$)", _FLAGS
+)
+_WORD = r"[^\W\d_][\w'’.-]*"
+_HOUSE = r"\d{1,5}[a-z]?"
+# A street address said on its own: "12 Main Street", "5 rue Cler", "Calle Mayor 5", "Jl.
+# Sudirman No. 5", "Hauptstraße 12"; then up to two comma-separated places without digits
+# ("Springfield", "28013 Madrid").
+_STREET_ADDRESS = re.compile(
+    rf"(?P<address>(?:(?<![\d.,])\b{_HOUSE}\s+(?!x\b)(?:{_WORD}\s+){{1,4}}?(?:{v.STREET_AFTER})"
+    rf"\.?(?=\s*(?:[,;\n]|$))"
+    rf"|(?<![\d.,])\b{_HOUSE},?\s+(?:{v.STREET_BEFORE})\.?\s+{_WORD}(?:\s+{_WORD}){{0,3}}"
+    rf"|(?:^|\b)(?:{v.STREET_BEFORE})\.?\s+(?:{_WORD}\s+){{1,4}}?(?:n[oº°]?\.?\s*)?{_HOUSE}\b"
+    rf"|\b[^\W\d_]{{3,}}(?:{v.STREET_SUFFIX})\s+{_HOUSE}\b)"
+    rf"(?:\s*,\s*(?:\d{{4,6}}\s+)?[^\W\d_][^\d,;\n]*){{0,2}})",
+    _FLAGS,
+)
 _ADDRESS = re.compile(
     r"\b(?:deliver(?:ed|y)?(?:\s+(?:it|them|this|that|everything))?\s+to|ship(?:ped)?\s+to|"
     r"send\s+(?:it|them|everything)\s+to|my\s+address\s+is|address\s*:)\s+"
@@ -101,7 +119,7 @@ def extract_order(
     if match := _NAME.search(text):
         customer_name = match.group("name").strip()
         text = _cut(text, match)
-    if match := _ADDRESS.search(text):
+    if match := _ADDRESS.search(text) or _STREET_ADDRESS.search(text):
         delivery_address = match.group("address").strip(" ,;")
         text = _cut(text, match)
 

@@ -207,3 +207,26 @@ SET_HINTS = (
     "anzi", "fanne", "mettine", "invece", "ganti", "ubah", "jadi", "eh", "maaf", "vez",
     "aja",
 )  # fmt: skip
+
+# Addresses and names are never order items ("12 Main Street, Springfield" is not 12 x "Main
+# Street"). Street words that follow the street's name ("Main Street") ...
+STREET_AFTER = (
+    r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|"
+    r"square|sq|terrace|highway|hwy|close|crescent"
+)
+#: ... and those that come before it ("Calle Mayor 5", "5 rue Cler", "Jl. Sudirman No. 5").
+STREET_BEFORE = (
+    r"calle|c/|avenida|avda|av|carrera|camino|paseo|plaza|pasaje|ronda|"
+    r"rua|travessa|praça|praca|estrada|alameda|largo|"
+    r"rue|avenue|boulevard|bd|chemin|allée|allee|impasse|quai|place|"
+    r"via|viale|piazza|corso|vicolo|"
+    r"jalan|jl|gang|gg"
+)
+#: German street names end in these ("Hauptstraße 12", "Lindenweg 3").
+STREET_SUFFIX = r"stra(?:ß|ss)e|str\.|weg|platz|gasse|allee|ring|damm"
+#: What introduces the customer's name: "my name is Ana", "me llamo Ana", "nama saya Budi".
+NAME_CUES = (
+    r"my\s+name\s+is|i\s+am\s+called|mi\s+nombre\s+es|me\s+llamo|meu\s+nome\s+[ée]|"
+    r"me\s+chamo|je\s+m['’]appelle|mon\s+nom\s+est|ich\s+hei(?:ß|ss)e|mein\s+name\s+ist|"
+    r"mi\s+chiamo|il\s+mio\s+nome\s+[èe]|nama\s+saya|nama\s+aku"
+)
