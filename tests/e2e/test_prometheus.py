@@ -136,6 +136,10 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
         15,
         "both session ends in Prometheus",
     )
+    # The ends were scraped before the last conversations began: wait for a scrape after
+    # their messages too (their counts never go beyond the messages sent, checked below).
+    inbound = 'sum(wa_sessions_messages_total{direction="inbound"})'
+    wait_for(lambda: scalar(prom, inbound) == 3 + 2 + 3 * 2, 15, "every inbound message")
 
     def active_matches() -> bool:
         # Polled: a session may expire between the two reads (the API's count comes first).
@@ -156,7 +160,6 @@ def test_dashboard_queries_return_data_from_a_real_prometheus(
     assert not empty, "queries without data:\n" + "\n".join(empty)
     assert not not_finite, "queries without a finite value:\n" + "\n".join(not_finite)
 
-    inbound = 'sum(wa_sessions_messages_total{direction="inbound"})'
     assert scalar(prom, inbound) == 3 + 2 + 3 * 2
     # Every reply the workers recorded is counted as an outbound message too (no system notes
     # here: nothing failed and every reply was inside the customer-service window).
