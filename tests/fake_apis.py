@@ -295,8 +295,13 @@ class FakeTwilio(FakeAPI):
         ):
             return twilio_error(400, 21000, "form body expected")
         form = recorded.form()
-        if not (form.get("To", "").startswith("whatsapp:") and form.get("Body")):
+        if not (
+            form.get("To", "").startswith("whatsapp:")
+            and (form.get("Body") or form.get("ContentSid"))
+        ):
             return twilio_error(400, 21604, "A 'To' phone number and a 'Body' are required.")
+        if "ContentVariables" in form and "ContentSid" not in form:
+            return twilio_error(400, 21656, "ContentVariables needs a ContentSid.")
         return None
 
     def created(self, sid: str) -> Reply:

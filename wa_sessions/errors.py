@@ -83,6 +83,13 @@ class OutsideWindow(WaSessionsError):
     code = "outside_window"
 
 
+class OptedOut(WaSessionsError):
+    """A business-initiated message (a nudge, a started conversation) to a phone that sent
+    STOP: it gets none, for good."""
+
+    code = "opted_out"
+
+
 class InvalidDayRange(BadRequest):
     """An analytics day range that is not two ISO dates in order, or spans too many days."""
 

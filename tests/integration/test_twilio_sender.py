@@ -4,6 +4,7 @@ the request Twilio receives, error codes that are final, and retries that are no
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
@@ -168,3 +169,31 @@ def test_wrong_credentials_are_a_final_refusal(api: FakeTwilio) -> None:
 
     assert isinstance(result, SendFailure)
     assert (result.reason, result.code, result.attempts) == (FailureReason.REJECTED, "20003", 1)
+
+
+def test_a_template_is_created_with_content_sid_and_json_content_variables(
+    api: FakeTwilio,
+) -> None:
+    """Content API: ContentSid in place of Body, the variables as one JSON string."""
+    sid = "HX" + "0" * 32
+
+    async def run() -> SendResult | SendFailure:
+        twilio = sender(api)
+        try:
+            return await twilio.send_template(
+                to=CUSTOMER, from_=BUSINESS, content_sid=sid, variables={"1": "Ana", "2": "3 x A"}
+            )
+        finally:
+            await twilio.close()
+
+    result = asyncio.run(run())
+
+    assert isinstance(result, SendResult)
+    assert result.sent
+    [request] = api.requests
+    form = request.form()
+    assert "Body" not in form
+    assert form["ContentSid"] == sid
+    assert json.loads(form["ContentVariables"]) == {"1": "Ana", "2": "3 x A"}
+    assert form["To"] == f"whatsapp:{CUSTOMER}"
+    assert form["StatusCallback"] == CALLBACK

@@ -5,6 +5,7 @@ account."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,7 +37,8 @@ class SendFailure:
 
 
 class OutboundSender(Protocol):
-    """Sends a free-form WhatsApp text from the business number to a customer."""
+    """Sends a WhatsApp message from the business number to a customer: free-form text
+    (inside the 24-hour window) or an approved template by its Content SID (any time)."""
 
     @property
     def name(self) -> str:
@@ -52,6 +54,12 @@ class OutboundSender(Protocol):
         """Runs on the worker's event loop: a remote sender awaits its API, never blocks."""
         ...
 
+    async def send_template(
+        self, *, to: str, from_: str, content_sid: str, variables: Mapping[str, str]
+    ) -> SendResult | SendFailure:
+        """An approved WhatsApp template (Twilio's Content API) with its variables."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LogSender:
@@ -65,4 +73,10 @@ class LogSender:
         # (item names as they typed them). The session's history holds the reply.
         # DEBUG: at INFO this line cost a measurable share of worker CPU per message.
         log.debug("reply recorded, not sent (no Twilio credentials): %d characters", len(body))
+        return SendResult(sid=None, status=DeliveryStatus.NOT_SENT.value, sent=False)
+
+    async def send_template(
+        self, *, to: str, from_: str, content_sid: str, variables: Mapping[str, str]
+    ) -> SendResult | SendFailure:
+        log.debug("template %s recorded, not sent (no Twilio credentials)", content_sid)
         return SendResult(sid=None, status=DeliveryStatus.NOT_SENT.value, sent=False)
