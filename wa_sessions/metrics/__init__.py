@@ -43,6 +43,7 @@ from wa_sessions.metrics.orders import (
     ORDERS_EXTRACTED,
     REPLIES,
 )
+from wa_sessions.metrics.outreach import initialise_series as _initialise_outreach_series
 from wa_sessions.metrics.takeover import OPERATOR_REPLIES, TAKEOVERS
 from wa_sessions.metrics.takeover import initialise_series as _initialise_takeover_series
 from wa_sessions.statemachine.models import MessageDirection, MessageType
@@ -213,6 +214,7 @@ def _initialise_series() -> None:
         for message_type in MessageType:
             MESSAGES.labels(direction.value, message_type.value)
     _initialise_takeover_series()
+    _initialise_outreach_series()
     _initialise_language_series()
     _initialise_analysis_series()
 

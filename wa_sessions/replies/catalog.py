@@ -34,6 +34,8 @@ KEYS: dict[str, frozenset[str]] = {
     "flow_invalid_address": frozenset(),
     "flow_invalid_answer": frozenset(),
     "flow_yes_or_no": frozenset(),
+    "opted_out": frozenset(),
+    "nudge": frozenset({"items"}),
 }
 
 Catalog = dict[str, str]

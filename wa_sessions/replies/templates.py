@@ -67,3 +67,11 @@ class ReplyTemplates:
 
     def for_nothing(self, language: str | None = None) -> str:
         return (self.nothing or text("nothing", language)).format(items="")
+
+    def for_opt_out(self, language: str | None = None) -> str:
+        """The acknowledgement of STOP (catalogs only: no business template)."""
+        return text("opted_out", language)
+
+    def for_nudge(self, order: OrderDetails, language: str | None = None) -> str:
+        """The free-text reminder of an unconfirmed order (inside the window)."""
+        return text("nudge", language).format(items=format_items(order, language))

@@ -130,6 +130,8 @@ class MemoryApply(MemoryState):
         self, group: SessionEffects, commit: EffectsCommit, policy: DrainPolicy, now_ms: int
     ) -> str:
         session = self.sessions.get(group.session_id)
+        if group.opt_out and session is not None:
+            self.opted_out.add(session.conv)
         if session is None or not sessionrules.can_receive(session.status):
             return "ended"
         if group.order is not None:

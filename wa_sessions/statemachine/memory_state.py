@@ -54,6 +54,8 @@ class MemoryState:
         self.outbound: dict[str, dict[str, str]] = {}
         #: ``<status> <duration_ms> <message_count> <reason>`` per ended session.
         self.ended_events: list[str] = []
+        #: Conversations whose customer opted out (STOP), as ``c:{conv}:optout``.
+        self.opted_out: set[str] = set()
 
     def _conv(self, conv: str) -> ConversationState:
         found = self._convs.get(conv)

@@ -146,6 +146,8 @@ class SessionEffects:
     #: Complete the session once the messages are appended (its flow's last step answered),
     #: in the same commit: a message accepted after it opens a new session.
     complete: bool = False
+    #: The customer sent STOP: the conversation is opted out for good (``c:{conv}:optout``).
+    opt_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

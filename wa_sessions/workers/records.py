@@ -14,6 +14,7 @@ from typing import Any
 
 from wa_sessions.metrics import orders as metrics
 from wa_sessions.metrics.languages import LANGUAGE_DETECTIONS, REPLIES_BY_LANGUAGE, language_label
+from wa_sessions.metrics.outreach import OPT_OUTS
 from wa_sessions.metrics.takeover import OPERATOR_REPLIES
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.retries import FailureReason
@@ -54,9 +55,13 @@ class SessionCounts:
     #: Detected language (or None) per customer message, and the reply's language if one left.
     detections: Counter[str | None] = field(default_factory=Counter)
     reply_language: str | None = None
+    #: The customer sent STOP in this batch.
+    opted_out: bool = False
 
     def count(self, extractor: str, sender: str) -> None:
         name = extractor
+        if self.opted_out:
+            OPT_OUTS.inc()
         for language, n in self.detections.items():
             labelled(LANGUAGE_DETECTIONS, language_label(language)).inc(n)
         if self.reply_language is not None:

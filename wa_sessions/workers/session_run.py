@@ -19,6 +19,7 @@ from wa_sessions.orders.models import ExtractionResult, OrderDetails
 from wa_sessions.replies.sender import SendFailure
 from wa_sessions.retries import FailureReason
 from wa_sessions.statemachine.models import Message, SessionStatus
+from wa_sessions.statemachine.outreach import is_opt_out
 from wa_sessions.statemachine.steps import EffectMessage, EffectSession, SessionEffects, to_ms
 from wa_sessions.workers.flow_run import FlowRun
 from wa_sessions.workers.lease import Lease
@@ -89,30 +90,38 @@ class SessionRun:
             return SessionEffects(self.session_id, None, self.notes)
         kept = LanguageState(session.language, session.language_candidate)
         self.language_state = kept
+        # A batch of only STOP detects nothing: it is answered in the kept language.
+        self.language = reply_language(session.language_override, kept)
         self.phone = session.phone
         template = self.effects.flows.following(session)
-        if template is not None:
+        # STOP is not a flow's answer: a batch with it is acknowledged below, the flow kept.
+        if template is not None and not any(is_opt_out(m.content) for _, m in self.messages):
             return await FlowRun(self, template).run(session, current, kept)
         extracted = await self._extract_all(session, current)
         if extracted is None:
             return None
         order, changed, understood, answered = extracted
-        if understood:
-            templates = self.effects.templates
-            language = self.language
+        templates = self.effects.templates
+        language = self.language
+        body: str | None = None
+        if self.counts.opted_out:
+            # STOP is acknowledged, whatever else the batch said.
+            body = templates.for_opt_out(language)
+        elif understood:
             body = (
                 templates.for_order(order, language)
                 if answered
                 else templates.for_nothing(language)
             )
-            if not await self.reply(session, body):
-                return None
+        if body is not None and not await self.reply(session, body):
+            return None
         return SessionEffects(
             self.session_id,
             order.model_dump(mode="json") if changed else None,
             self.notes,
             self.waits_ms,
             self.language_state.context() if self.language_state != kept else {},
+            opt_out=self.counts.opted_out,
         )
 
     def observe_language(self, session: EffectSession, message: Message) -> str:
@@ -132,6 +141,10 @@ class SessionRun:
         history = History(session.tail, self.messages, self.effects.extractor.history_limit)
         changed = understood = answered = False
         for index, message in self.messages:
+            if is_opt_out(message.content):
+                # An opt-out keyword is not an order: no extraction.
+                self.counts.opted_out = True
+                continue
             self.observe_language(session, message)
             extracted = await self.extract(history, index, message, order)
             if extracted is None:

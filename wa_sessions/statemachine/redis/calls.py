@@ -156,6 +156,8 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
             session["flow"], session["flow_step"] = group.flow
         if group.complete:
             session["complete"] = True
+        if group.opt_out:
+            session["opt_out"] = True
         sessions.append(session)
     return {"records": list(commit.records), "at": commit.at.isoformat(), "sessions": sessions}
 

@@ -29,6 +29,9 @@ key                              type    holds
 ``P c:{conv}:lang``              string  the business's override of the customer's language
                                          (ISO 639-1) for every session of the conversation;
                                          absent: detected from the messages (no TTL)
+``P c:{conv}:optout``            string  when (epoch ms) the customer sent STOP (or a
+                                         translation): no nudge or business-initiated
+                                         message goes to the conversation again (no TTL)
 ``P c:{conv}:effects``           list    applied inbound messages whose effects (order
                                          extraction, reply) are not committed yet, as
                                          ``<sid>\\t<message JSON>``, oldest first; a drain
@@ -286,6 +289,10 @@ class Keys:
     def conv_rate(self, conv: str) -> str:
         return self._conv(conv, "rate")
 
+    def conv_opt_out(self, conv: str) -> str:
+        """Set for good once the customer opted out of business-initiated messages."""
+        return self._conv(conv, "optout")
+
     def conv_language(self, conv: str) -> str:
         """The business's override of the conversation's reply language."""
         return self._conv(conv, "lang")
@@ -388,6 +395,7 @@ class Keys:
                 _lua_function("k_wake", self.conv_wake, "conv"),
                 _lua_function("k_effects", self.conv_effects, "conv"),
                 _lua_function("k_lang", self.conv_language, "conv"),
+                _lua_function("k_optout", self.conv_opt_out, "conv"),
                 _lua_function("k_out", self.outbound, "message_sid"),
                 _lua_function("k_status", self.status_index, "status"),
                 f"local K_SESSION_CONV = {_lua_string(self.session_conv)}",

@@ -45,6 +45,7 @@
 --                          context: {name: JSON text} context keys to store,
 --                          flow, flow_step: the flow's new position (absent: unchanged),
 --                          complete: true to complete the session after its messages,
+--                          opt_out: true when the customer sent STOP (kept for good),
 --                          waits: [ms from each answered message's acceptance to its reply]}]}
 -- Returns {'busy'} (acquire: another drain holds the lease), {'lease'}, {'head'}, or {'ok',
 -- released, per committed group 'ok' or 'ended' (ended meanwhile: only popped), per applied
@@ -83,6 +84,8 @@ local function commit_effects(commit)
     local sid = group.sid
     local skey = k_sess(ARG.conv, sid)
     local live = T[tostring(redis.call('HGET', skey, S.status)) .. '|receive'] == 'active'
+    -- An opt-out holds even when its session ended meanwhile.
+    if group.opt_out then redis.call('SET', k_optout(ARG.conv), ARG.now) end
     if live then
       if type(group.order) == 'string' then redis.call('HSET', skey, S.order, group.order) end
       for name, value in pairs(group.context or {}) do
