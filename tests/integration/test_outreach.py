@@ -3,10 +3,16 @@ conversation out for good and is acknowledged in the customer's language."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import pytest
 
 from tests.integration.test_effects import CONV, Harness, HarnessFactory, sample
 from wa_sessions.replies.catalog import catalogs
+from wa_sessions.replies.sender import SendFailure, SendResult
+from wa_sessions.workers.nudges import NudgePolicy, queue_due_nudges
 
 
 @pytest.mark.parametrize(
@@ -47,3 +53,94 @@ def test_a_sentence_with_stop_in_it_does_not_opt_out(h: Harness) -> None:
     h.accept("stop by with 2 units of Product A")
     h.drain()
     assert not h.store.client.exists(h.store.keys.conv_opt_out(CONV))
+
+
+# ---- the nudge -------------------------------------------------------------------------------
+
+TEMPLATE_SID = "HX" + "b" * 32
+
+
+@dataclass
+class TemplateSender:
+    """An ``OutboundSender`` recording texts and templates."""
+
+    name: str = "twilio"
+    budget_seconds: float = 0.0
+    sent: list[tuple[str, object]] = field(default_factory=list)
+
+    async def send(self, *, to: str, from_: str, body: str) -> SendResult | SendFailure:
+        self.sent.append(("text", body))
+        return SendResult(sid="SM" + uuid.uuid4().hex, status="queued", sent=True)
+
+    async def send_template(
+        self, *, to: str, from_: str, content_sid: str, variables: Mapping[str, str]
+    ) -> SendResult | SendFailure:
+        self.sent.append(("template", (content_sid, dict(variables))))
+        return SendResult(sid="SM" + uuid.uuid4().hex, status="queued", sent=True)
+
+
+def ordered(make_harness: HarnessFactory, hours: float, sender: TemplateSender) -> Harness:
+    h: Harness = make_harness(session_timeout_hours=hours, sender=sender)
+    h.accept("I need 2 units of Product A")
+    h.drain()
+    sender.sent.clear()
+    return h
+
+
+def test_the_nudge_is_due_an_hour_before_expiry_sent_once_and_does_not_postpone_expiry(
+    make_harness: HarnessFactory,
+) -> None:
+    """With a 10-hour timeout, nothing at 8h59m; at 9h01m one free-text reminder of the
+    order (the window is open); never again, from a restarted or a second scheduler; the
+    session's last activity (its expiry) is unchanged by the nudge."""
+    sender = TemplateSender()
+    h = ordered(make_harness, 10, sender)
+    last = h.session().last_activity
+    policy = NudgePolicy(before_minutes=60)
+
+    h.clock.advance(hours=8, minutes=59)
+    assert queue_due_nudges(h.deps, policy) == 0
+    h.clock.advance(minutes=2)
+    assert queue_due_nudges(h.deps, policy) == 1
+    h.drain()
+
+    assert sender.sent == [("text", catalogs()["en"]["nudge"].format(items="2 units of Product A"))]
+    assert h.session().last_activity == last
+    second = make_harness(session_timeout_hours=10, sender=sender)
+    assert queue_due_nudges(h.deps, policy) == 0
+    assert queue_due_nudges(second.deps, policy) == 0
+    h.drain()
+    assert len(sender.sent) == 1
+
+
+def test_outside_the_window_the_nudge_is_the_template_or_nothing(
+    make_harness: HarnessFactory,
+) -> None:
+    """With a 48-hour timeout the window has closed when the nudge is due: the template
+    NUDGE_CONTENT_SID with the order as its variable; without one, nothing (counted)."""
+    sender = TemplateSender()
+    h = ordered(make_harness, 48, sender)
+    h.clock.advance(hours=47, minutes=1)
+    skipped = sample("wa_sessions_nudges_total", {"outcome": "skipped_no_content_sid"})
+    assert queue_due_nudges(h.deps, NudgePolicy()) == 0
+    assert sample("wa_sessions_nudges_total", {"outcome": "skipped_no_content_sid"}) == skipped + 1
+
+
+def test_outside_the_window_the_nudge_is_the_template_with_the_order(
+    make_harness: HarnessFactory,
+) -> None:
+    """NUDGE_CONTENT_SID set: the Content API send, the order's lines as variable 1."""
+    sender = TemplateSender()
+    h = ordered(make_harness, 48, sender)
+    h.clock.advance(hours=47, minutes=1)
+    assert queue_due_nudges(h.deps, NudgePolicy(content_sid=TEMPLATE_SID)) == 1
+    h.drain()
+    assert sender.sent == [("template", (TEMPLATE_SID, {"1": "2 units of Product A"}))]
+
+
+def test_no_nudge_for_an_opted_out_conversation_or_without_an_order(h: Harness) -> None:
+    """STOP, or no order: the claim skips the session."""
+    h.accept("hello there")
+    h.drain()
+    h.clock.advance(hours=47, minutes=1)
+    assert queue_due_nudges(h.deps, NudgePolicy(content_sid=TEMPLATE_SID)) == 0

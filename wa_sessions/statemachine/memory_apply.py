@@ -149,6 +149,7 @@ class MemoryApply(MemoryState):
                 message.message_type.value,
                 to_ms(message.timestamp),
                 policy.cap,
+                item.passive,
             )
             if item.twilio_sid:
                 self._map_outbound(

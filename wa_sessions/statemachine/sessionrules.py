@@ -108,7 +108,13 @@ def open_session(
 
 
 def append_message(
-    session: SessionState, raw: str, direction: str, message_type: str, at_ms: int, cap: int
+    session: SessionState,
+    raw: str,
+    direction: str,
+    message_type: str,
+    at_ms: int,
+    cap: int,
+    passive: bool = False,
 ) -> int:
     """Stores a message (JSON) at the end of the session's history, trimming the oldest past
     ``cap``, and counts it. Returns its absolute position (trimmed messages included)."""
@@ -123,7 +129,7 @@ def append_message(
     session.count += 1
     for name in (f"n:{direction}", f"t:{message_type}"):
         session.counts[name] = session.counts.get(name, 0) + 1
-    if at_ms > session.last_ms:
+    if at_ms > session.last_ms and not passive:
         session.last_ms = at_ms
     if direction == MessageDirection.INBOUND.value and at_ms > (session.last_inbound_ms or 0):
         session.last_inbound_ms = at_ms

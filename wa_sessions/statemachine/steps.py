@@ -127,6 +127,8 @@ class EffectMessage:
     message: Message
     twilio_sid: str = ""
     delivery_status: str = ""
+    #: Not activity: the nudge does not postpone the session's expiry (docs/OUTREACH.md).
+    passive: bool = False
 
 
 @dataclass(frozen=True, slots=True)

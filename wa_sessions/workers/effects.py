@@ -38,6 +38,7 @@ from wa_sessions.statemachine.steps import (
 )
 from wa_sessions.workers.lease import Lease
 from wa_sessions.workers.operator_replies import OperatorReplyRun
+from wa_sessions.workers.outreach_run import OutreachRun, is_business_message
 from wa_sessions.workers.records import (
     SessionCounts,
     labelled,
@@ -97,7 +98,7 @@ async def run_effects(
     groups: dict[str, list[tuple[int, Message]]] = {}
     for index, record in enumerate(step.effects, 1):
         session_id, message = parse_effect_record(record)
-        if is_operator_reply(message):
+        if is_operator_reply(message) or is_business_message(message):
             units.append((session_id, [(index, message)], True))
             continue
         group = groups.get(session_id)
@@ -108,8 +109,10 @@ async def run_effects(
     outcomes: list[SessionEffects] = []
     counts: list[SessionCounts] = []
     for session_id, messages, operator in units:
-        run: SessionRun | OperatorReplyRun
-        if operator:
+        run: SessionRun | OperatorReplyRun | OutreachRun
+        if operator and is_business_message(messages[0][1]):
+            run = OutreachRun(lease, effects.sender, clock, session_id, messages[0][1])
+        elif operator:
             run = OperatorReplyRun(lease, effects.sender, clock, session_id, messages[0][1])
         else:
             run = SessionRun(lease, effects, clock, session_id, messages)

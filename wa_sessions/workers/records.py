@@ -14,7 +14,7 @@ from typing import Any
 
 from wa_sessions.metrics import orders as metrics
 from wa_sessions.metrics.languages import LANGUAGE_DETECTIONS, REPLIES_BY_LANGUAGE, language_label
-from wa_sessions.metrics.outreach import OPT_OUTS
+from wa_sessions.metrics.outreach import BUSINESS_MESSAGES, NUDGES, OPT_OUTS
 from wa_sessions.metrics.takeover import OPERATOR_REPLIES
 from wa_sessions.replies.sender import OutboundSender, SendFailure, SendResult
 from wa_sessions.retries import FailureReason
@@ -57,6 +57,8 @@ class SessionCounts:
     reply_language: str | None = None
     #: The customer sent STOP in this batch.
     opted_out: bool = False
+    #: Business-initiated messages by (origin, outcome).
+    outreach: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def count(self, extractor: str, sender: str) -> None:
         name = extractor
@@ -82,6 +84,8 @@ class SessionCounts:
     def count_operator_replies(self) -> None:
         for outcome, n in self.operator_replies.items():
             labelled(OPERATOR_REPLIES, outcome).inc(n)
+        for (origin, outcome), n in self.outreach.items():
+            labelled(NUDGES if origin == "nudge" else BUSINESS_MESSAGES, outcome).inc(n)
 
 
 class History:

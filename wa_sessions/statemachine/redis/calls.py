@@ -143,6 +143,7 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
                     "id": item.message.id,
                     "twilio_sid": item.twilio_sid,
                     "status": item.delivery_status,
+                    "passive": item.passive,
                 }
                 for item in group.messages
             ],

@@ -39,6 +39,11 @@ key                              type    holds
 ``P idx:conv``                   hash    session id -> its conversation, for lookups by id
                                          (written when a session opens, removed by the purge)
 ``P idx:active``                 zset    active sessions by last activity (expiry sweep)
+``P idx:nudge``                  zset    active sessions not nudged yet, by last activity:
+                                         one is due for its nudge at score + timeout -
+                                         ``NUDGE_BEFORE_EXPIRY_MINUTES`` (the same order as
+                                         the due time, and a change of the setting needs no
+                                         re-index); the claim removes it (``claim_nudges.lua``)
 ``P idx:all``                    zset    every session by created time (admin listing)
 ``P idx:status:<status>``        zset    ended sessions by end time, one zset per status
 ``P idx:ended``                  zset    ended sessions by end time (retention purge)
@@ -152,6 +157,12 @@ class SessionField(StrEnum):
     TAKEN_OVER_AT = "op_at"
     #: When it was last handed back: messages accepted before then get no automatic reply.
     HANDED_BACK_AT = "hb"
+    #: When the session's one nudge was claimed (epoch ms); never cleared.
+    NUDGED = "nudged"
+    #: The session's conversation flow and its current step (the flows helper's fields; a
+    #: step of ``done`` means the order was confirmed).
+    FLOW = "flow"
+    FLOW_STEP = "flow_step"
     #: The session analysis (``analysis.models.SessionAnalysis`` JSON), written only while
     #: the session still has the fingerprint it read.
     ANALYSIS = "analysis"
@@ -302,6 +313,11 @@ class Keys:
         return f"{self.prefix}idx:active"
 
     @property
+    def nudge(self) -> str:
+        """The ``idx:nudge`` zset: sessions awaiting their nudge, by last activity."""
+        return f"{self.prefix}idx:nudge"
+
+    @property
     def all(self) -> str:
         return f"{self.prefix}idx:all"
 
@@ -401,6 +417,7 @@ class Keys:
                 f"local K_SESSION_CONV = {_lua_string(self.session_conv)}",
                 f"local K_ACTIVE = {_lua_string(self.active)}",
                 f"local K_ALL = {_lua_string(self.all)}",
+                f"local K_NUDGE = {_lua_string(self.nudge)}",
                 f"local K_ENDED = {_lua_string(self.ended)}",
                 f"local K_PENDING = {_lua_string(self.pending)}",
                 f"local K_TAKEOVER = {_lua_string(self.takeover)}",

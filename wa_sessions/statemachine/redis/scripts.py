@@ -76,6 +76,7 @@ NAMES = (
     "take_daily_call",
     "takeover",
     "save_analysis",
+    "claim_nudges",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.

@@ -134,6 +134,16 @@ class RedisSessionStore(SessionReads, InboxStore):
         )
         return [as_str(x) for x in expired], int(examined), int(skipped)
 
+    def claim_nudges(
+        self, *, cutoff_ms: int, now_ms: int, timeout_ms: int, limit: int
+    ) -> tuple[list[list[str]], int]:
+        """Marks the due sessions nudged (``lua/claim_nudges.lua``): (per claimed session its
+        id, conversation, order JSON, last inbound ms, language JSON, override; examined)."""
+        claimed, examined = self._run(
+            "claim_nudges", cutoff=cutoff_ms, now=now_ms, timeout_ms=timeout_ms, limit=limit
+        )
+        return [[as_str(x) for x in row] for row in claimed], int(examined)
+
     def purge(self, *, cutoff_ms: int, limit: int) -> int:
         return int(self._run("purge", cutoff_ms=cutoff_ms, limit=limit))
 

@@ -41,7 +41,8 @@
 --   commit?         json  the effects of the records run since the last step:
 --                         {records: [record], at: ISO time for delivery statuses met here,
 --                          sessions: [{sid, order (JSON text, absent: unchanged),
---                          messages: [{direction, type, ts, json, id, twilio_sid, status}],
+--                          messages: [{direction, type, ts, json, id, twilio_sid, status,
+--                          passive (true: not activity, the nudge)}],
 --                          context: {name: JSON text} context keys to store,
 --                          flow, flow_step: the flow's new position (absent: unchanged),
 --                          complete: true to complete the session after its messages,
@@ -92,7 +93,8 @@ local function commit_effects(commit)
         redis.call('HSET', skey, S.context .. name, value)
       end
       for _, m in ipairs(group.messages) do
-        local err, where = append(ARG.conv, sid, m.json, m.direction, m.type, m.ts, ARG.cap)
+        local err, where = append(ARG.conv, sid, m.json, m.direction, m.type, m.ts, ARG.cap,
+          m.passive)
         if err then return nil, err end
         if m.twilio_sid ~= '' then
           map_outbound(m.twilio_sid, ARG.conv, sid, m.id, where, m.status, ARG.keep_ms, commit.at,

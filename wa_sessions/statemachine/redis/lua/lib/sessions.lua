@@ -26,6 +26,7 @@ local function end_session(conv, sid, trigger, now, reason, keep_ms)
   local ak = k_active(conv)
   if redis.call('GET', ak) == sid then redis.call('DEL', ak) end
   redis.call('ZREM', K_ACTIVE, sid)
+  redis.call('ZREM', K_NUDGE, sid)
   -- An ended session is held by no operator (the takeover gauge counts live ones only).
   if redis.call('ZREM', K_TAKEOVER, sid) == 1 then
     redis.call('HDEL', skey, S.taken_over_by, S.taken_over_at)
@@ -80,14 +81,17 @@ local function open_session(conv, sid, ts, carry)
   redis.call('ZADD', k_sessions(conv), ts, sid)
   redis.call('ZADD', K_ALL, ts, sid)
   redis.call('ZADD', K_ACTIVE, ts, sid)
+  redis.call('ZADD', K_NUDGE, ts, sid)
   rollup_add(biz, ts, A.started, 1)
 end
 
 -- Returns false and the message's absolute position in the history (trimmed ones included),
--- or an error reply.
-local function append(conv, sid, msg, direction, mtype, ts, cap)
+-- or an error reply. A `passive` message (the nudge) is stored without counting as activity:
+-- it neither postpones the session's expiry nor its place in the nudge index.
+local function append(conv, sid, msg, direction, mtype, ts, cap, passive)
   local skey = k_sess(conv, sid)
-  local h = redis.call('HMGET', skey, S.status, S.last_activity, S.last_inbound, S.trimmed)
+  local h = redis.call('HMGET', skey, S.status, S.last_activity, S.last_inbound, S.trimmed,
+    S.nudged)
   if T[tostring(h[1]) .. '|receive'] ~= 'active' then
     return redis.error_reply('cannot receive in state ' .. tostring(h[1]))
   end
@@ -101,9 +105,11 @@ local function append(conv, sid, msg, direction, mtype, ts, cap)
   redis.call('HINCRBY', skey, S.message_count, 1)
   redis.call('HINCRBY', skey, S.by_direction .. direction, 1)
   redis.call('HINCRBY', skey, S.by_type .. mtype, 1)
-  if ts > tonumber(h[2]) then
+  if ts > tonumber(h[2]) and not passive then
     redis.call('HSET', skey, S.last_activity, ts)
     redis.call('ZADD', K_ACTIVE, ts, sid)
+    -- The nudge index follows the last activity until the session's one nudge is claimed.
+    if not h[5] then redis.call('ZADD', K_NUDGE, ts, sid) end
   end
   if direction == 'inbound' and ts > tonumber(h[3] or '0') then
     redis.call('HSET', skey, S.last_inbound, ts)
