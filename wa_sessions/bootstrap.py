@@ -47,6 +47,7 @@ from wa_sessions.workers import broker as dramatiq_broker
 from wa_sessions.workers.actors import DRAIN_CONVERSATION, Actors, declare_actors, drain_sender
 from wa_sessions.workers.broker import DrainWakeMessages, StopDrainLoop, queued_age_ms
 from wa_sessions.workers.handlers import WorkerDeps
+from wa_sessions.workers.nudges import NudgePolicy
 from wa_sessions.workers.queues import QueueKeys
 
 if TYPE_CHECKING:
@@ -176,6 +177,14 @@ def build_worker_deps(settings: Settings, broker: RedisBroker) -> WorkerDeps:
             settings.conversation_template, settings.conversation_templates_dir
         ),
         queued_wake_age_ms=lambda: queued_age_ms(broker.client, queue),
+    )
+
+
+def build_nudge_policy(settings: Settings) -> NudgePolicy:
+    """The scheduler's nudge before expiry (``NUDGE_BEFORE_EXPIRY_MINUTES``: 0 turns it off)."""
+    return NudgePolicy(
+        before_minutes=settings.nudge_minutes(settings.session_timeout_hours),
+        content_sid=settings.nudge_content_sid,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from wa_sessions.orders.media_policy import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -24,6 +24,7 @@ from wa_sessions.orders.media_policy import (
     DEFAULT_TWILIO_MEDIA_REDIRECT_HOSTS,
     check_host_entries,
 )
+from wa_sessions.outreach_settings import OutreachSettings
 from wa_sessions.replies.templates import check_template
 from wa_sessions.security_checks import insecure_settings
 from wa_sessions.statemachine.queries import DEFAULT_BUSINESS_NUMBER
@@ -81,7 +82,7 @@ def parse_operator_tokens(value: str) -> dict[str, str]:
     return operators
 
 
-class Settings(BaseSettings):
+class Settings(OutreachSettings):
     """Every knob of the service. Field names are the environment variables, upper-cased."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
@@ -272,6 +273,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name}_RETRY_BUDGET_SECONDS must be at least {name}_TIMEOUT_SECONDS"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _nudge_before_expiry(self) -> Self:
+        self.check_nudge_timing(self.session_timeout_hours)
         return self
 
     def check_secure(self) -> Self:

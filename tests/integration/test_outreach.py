@@ -8,11 +8,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from tests.integration.test_effects import CONV, Harness, HarnessFactory, sample
+from tests.support import poll
+from wa_sessions.bootstrap import build_nudge_policy
+from wa_sessions.config import Settings
 from wa_sessions.replies.catalog import catalogs
 from wa_sessions.replies.sender import SendFailure, SendResult
+from wa_sessions.workers.handlers import WorkerDeps
 from wa_sessions.workers.nudges import NudgePolicy, queue_due_nudges
+from wa_sessions.workers.scheduler import build_scheduler
 
 
 @pytest.mark.parametrize(
@@ -144,3 +151,56 @@ def test_no_nudge_for_an_opted_out_conversation_or_without_an_order(h: Harness) 
     h.drain()
     h.clock.advance(hours=47, minutes=1)
     assert queue_due_nudges(h.deps, NudgePolicy(content_sid=TEMPLATE_SID)) == 0
+
+
+def started(deps: WorkerDeps, policy: NudgePolicy) -> tuple[BackgroundScheduler, list[int]]:
+    """A real scheduler over ``deps`` nudging every 20 ms; the nudge job's results, per run."""
+    built = build_scheduler(
+        deps,
+        sweep_seconds=3600,
+        redrive_seconds=3600,
+        metrics_seconds=3600,
+        nudges=policy,
+        nudge_seconds=0.02,
+    )
+    results: list[int] = []
+
+    def record(event: JobExecutionEvent) -> None:
+        if event.job_id == "queue_due_nudges":
+            results.append(int(event.retval))
+
+    built.add_listener(record, EVENT_JOB_EXECUTED)
+    built.start()
+    return built, results
+
+
+def test_the_schedulers_nudge_job_nudges_a_due_session_once_across_two_schedulers_and_a_restart(
+    make_harness: HarnessFactory,
+) -> None:
+    """Two running schedulers, built from the settings like the process does, each run the
+    job many times; then one restarts: the due session got exactly one nudge."""
+    sender = TemplateSender()
+    h = ordered(make_harness, 10, sender)
+    settings = Settings(session_timeout_hours=10, nudge_before_expiry_minutes=60)
+    policy = build_nudge_policy(settings)
+    h.clock.advance(hours=9, minutes=1)
+
+    runs = [started(make_harness(session_timeout_hours=10).deps, policy) for _ in range(2)]
+    poll(lambda: all(len(results) >= 5 for _, results in runs), timeout=10)
+    for built, _ in runs:
+        built.shutdown(wait=True)
+    restarted, again = started(make_harness(session_timeout_hours=10).deps, policy)
+    poll(lambda: len(again) >= 5, timeout=10)
+    restarted.shutdown(wait=True)
+
+    assert sum(sum(results) for _, results in runs) == 1
+    assert sum(again) == 0
+    h.drain()
+    assert [kind for kind, _ in sender.sent] == ["text"]
+
+
+def test_the_scheduler_has_no_nudge_job_when_the_nudge_is_off(h: Harness) -> None:
+    built = build_scheduler(
+        h.deps, sweep_seconds=1, redrive_seconds=1, metrics_seconds=1, nudges=NudgePolicy(0)
+    )
+    assert built.get_job("queue_due_nudges") is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from wa_sessions.bootstrap import create_app
+from wa_sessions.bootstrap import build_nudge_policy, create_app
 from wa_sessions.config import Environment, InsecureSettings, Settings
 
 SECRETS = (
@@ -245,3 +245,42 @@ def test_the_request_timeout_defaults_to_10_seconds_and_reads_the_environment(
     assert Settings().request_timeout_seconds == 10.0
     monkeypatch.setenv("REQUEST_TIMEOUT_SECONDS", "2.5")
     assert Settings().request_timeout_seconds == 2.5
+
+
+# ---- the nudge before expiry (issue #15) ----------------------------------------------------
+
+
+def test_the_nudge_defaults_to_an_hour_before_expiry_every_30_seconds_without_a_template() -> None:
+    settings = Settings()
+    assert settings.nudge_before_expiry_minutes == 60
+    assert settings.nudge_content_sid is None
+    assert settings.nudge_interval_seconds == 30
+
+
+def test_a_nudge_lead_set_as_long_as_the_session_timeout_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The nudge would be due when the session starts: a mistake, named."""
+    monkeypatch.setenv("NUDGE_BEFORE_EXPIRY_MINUTES", "60")
+    with pytest.raises(ValueError, match="NUDGE_BEFORE_EXPIRY_MINUTES must be less than"):
+        Settings(session_timeout_hours=1)
+    assert Settings(session_timeout_hours=1, nudge_before_expiry_minutes=0)
+
+
+def test_the_default_lead_with_a_short_session_timeout_turns_the_nudge_off() -> None:
+    """A half-hour SESSION_TIMEOUT_HOURS set before the nudge existed still starts."""
+    settings = Settings(session_timeout_hours=0.5)
+    assert build_nudge_policy(settings).before_minutes == 0
+    assert build_nudge_policy(Settings(session_timeout_hours=2)).before_minutes == 60
+
+
+@pytest.mark.parametrize("sid", ["MG" + "a" * 32, "HX" + "a" * 31, "HX" + "g" * 32, ""])
+def test_a_nudge_content_sid_that_is_not_a_content_sid_is_refused(sid: str) -> None:
+    with pytest.raises(ValueError, match="nudge_content_sid"):
+        Settings(nudge_content_sid=sid)
+
+
+def test_the_nudge_policy_is_built_from_the_settings() -> None:
+    sid = "HX" + "0123456789abcdef" * 2
+    policy = build_nudge_policy(Settings(nudge_before_expiry_minutes=15, nudge_content_sid=sid))
+    assert (policy.before_minutes, policy.content_sid) == (15, sid)

@@ -1,6 +1,6 @@
 """The scheduler process: the idle-expiry sweep, the inbox re-drive, the session-end metrics
-job (which also queues each ended session's analysis) and the analysis of ended sessions, on
-APScheduler intervals.
+job (which also queues each ended session's analysis), the analysis of ended sessions and the
+nudge before expiry (``workers/nudges.py``), on APScheduler intervals.
 
 All jobs are safe to run from several schedulers at once (Lua passes; each session-end event is
 popped by one scheduler only); a Redis outage makes a run fail and the next run (after redis-py
@@ -22,6 +22,7 @@ from wa_sessions.bootstrap_externals import build_analyses
 from wa_sessions.metrics.events import observe_ended_sessions
 from wa_sessions.workers import handlers
 from wa_sessions.workers.analysis_job import analyse_ended_sessions, queue_ended
+from wa_sessions.workers.nudges import NudgePolicy, queue_due_nudges
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,11 @@ def build_scheduler(
     redrive_seconds: float,
     metrics_seconds: float,
     analyses: SessionAnalyses | None = None,
+    nudges: NudgePolicy | None = None,
+    nudge_seconds: float = 30.0,
 ) -> BackgroundScheduler:
-    """The jobs over ``deps``; with ``analyses``, every ended session is analysed too."""
+    """The jobs over ``deps``; with ``analyses``, every ended session is analysed too; with
+    ``nudges`` (and a nonzero lead), due sessions are nudged every ``nudge_seconds``."""
     scheduler = BackgroundScheduler(timezone="UTC")
     # Run each job at once on start, then on its interval.
     common = {
@@ -77,6 +81,15 @@ def build_scheduler(
             id="analyse_ended_sessions",
             **common,
         )
+    if nudges is not None and nudges.before_minutes > 0:
+        scheduler.add_job(
+            queue_due_nudges,
+            "interval",
+            args=[deps, nudges],
+            seconds=nudge_seconds,
+            id="queue_due_nudges",
+            **common,
+        )
     return scheduler
 
 
@@ -103,13 +116,18 @@ def main() -> None:
             if settings.analysis_on_session_end
             else None
         ),
+        nudges=bootstrap.build_nudge_policy(settings),
+        nudge_seconds=settings.nudge_interval_seconds,
     )
     scheduler.start()
     log.info(
-        "scheduler started: sweep every %ss, re-drive every %ss, session-end metrics every %ss",
+        "scheduler started: sweep every %ss, re-drive every %ss, session-end metrics every %ss, "
+        "nudges every %ss (%s min before expiry; 0: off)",
         settings.expiry_sweep_interval_seconds,
         settings.redrive_interval_seconds,
         settings.metrics_events_interval_seconds,
+        settings.nudge_interval_seconds,
+        settings.nudge_before_expiry_minutes,
     )
     signal.sigwait(STOP_SIGNALS)
     # Runs in progress finish before the process exits (their threads are joined).
