@@ -204,3 +204,22 @@ def test_the_scheduler_has_no_nudge_job_when_the_nudge_is_off(h: Harness) -> Non
         h.deps, sweep_seconds=1, redrive_seconds=1, metrics_seconds=1, nudges=NudgePolicy(0)
     )
     assert built.get_job("queue_due_nudges") is None
+
+
+def test_a_stop_after_the_nudge_was_claimed_stops_it_before_the_send(
+    make_harness: HarnessFactory,
+) -> None:
+    """The customer's STOP arrives while the nudge is claimed (and not yet drained): the
+    drain commits the opt-out first, and the nudge, re-reading it right before the send, is
+    not sent (a note says why)."""
+    sender = TemplateSender()
+    h = ordered(make_harness, 10, sender)
+    h.clock.advance(hours=9, minutes=1)
+    h.accept("STOP")
+    refused = sample("wa_sessions_nudges_total", {"outcome": "opted_out"})
+
+    assert queue_due_nudges(h.deps, NudgePolicy()) == 1
+    h.drain()
+
+    assert sender.sent == [("text", catalogs()["en"]["opted_out"])]
+    assert sample("wa_sessions_nudges_total", {"outcome": "opted_out"}) == refused + 1

@@ -197,7 +197,7 @@ class InMemoryStore(MemoryApply):
         session = self.sessions.get(session_id)
         if session is None:
             return SessionNow(None)
-        return SessionNow(session.status, session.taken_over_by)
+        return SessionNow(session.status, session.taken_over_by, conv in self.opted_out)
 
     async def extend_lease_and_read(
         self, conv: str, token: str, session_id: str, *, lease_ms: int

@@ -113,10 +113,12 @@ class EffectSession:
 @dataclass(frozen=True, slots=True)
 class SessionNow:
     """What a reply re-reads of its session right before it leaves: its status (None once
-    gone) and the operator holding it (None: nobody)."""
+    gone), the operator holding it (None: nobody) and whether the customer opted out (STOP:
+    a business-initiated message claimed or queued earlier must not leave after it)."""
 
     status: str | None
     taken_over_by: str | None = None
+    opted_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,11 +61,18 @@ class OutreachRun:
         """The message's outcome; None when the lease was lost before the send."""
         if session is None or session.status != SessionStatus.ACTIVE.value:
             return self._outcome("session_ended")
+        # One round trip right before the send: the lease over it, the status and the opt-out
+        # (a STOP committed after the nudge was claimed or the request accepted stops it).
+        covered, live = await self.lease.cover_and_read(self.sender.budget_seconds, self.session_id)
+        if not covered:
+            return None
+        if live.status != SessionStatus.ACTIVE.value:
+            return self._outcome("session_ended")
         refused = refusal(
             self.content,
             last_inbound_ms=session.last_inbound_ms,
             now=self.clock(),
-            opted_out=False,
+            opted_out=live.opted_out,
         )
         if refused is not None:
             self.notes.append(
@@ -77,11 +84,6 @@ class OutreachRun:
                 )
             )
             return self._outcome(refused.code)
-        covered, live = await self.lease.cover_and_read(self.sender.budget_seconds, self.session_id)
-        if not covered:
-            return None
-        if live.status != SessionStatus.ACTIVE.value:
-            return self._outcome("session_ended")
         sent = await self._send(session.phone, session.business)
         at = self.clock()
         if isinstance(sent, SendFailure):

@@ -106,34 +106,39 @@ class AsyncDrainStore:
         """Right before a reply: lengthens the lease over the send and reads the session's
         status and takeover, in one round trip. (False, ...) when the lease is no longer ours."""
         keys, args = extend_lease_call(self.keys, conv, token, lease_ms=lease_ms)
-        extended, fields = await self._run_then(
-            "extend_lease", keys, args, self._read_command(conv, session_id)
+        extended, fields, opted_out = await self._run_then(
+            "extend_lease", keys, args, *self._read_commands(conv, session_id)
         )
-        return bool(int(extended)), _now(fields)
+        return bool(int(extended)), _now(fields, opted_out)
 
     async def read_now(self, conv: str, session_id: str) -> SessionNow:
-        """The session's status and takeover now (read right before a reply leaves)."""
-        [fields] = await self._pipe.execute([self._read_command(conv, session_id)])
-        if isinstance(fields, Exception):
-            raise fields
-        return _now(fields)
+        """The session's status, takeover and opt-out now (read right before a reply leaves)."""
+        replies = await self._pipe.execute(self._read_commands(conv, session_id))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        fields, opted_out = replies
+        return _now(fields, opted_out)
 
-    def _read_command(self, conv: str, session_id: str) -> Command:
-        return (
-            "HMGET",
-            self.keys.session(conv, session_id),
-            SessionField.STATUS.value,
-            SessionField.TAKEN_OVER_BY.value,
-        )
+    def _read_commands(self, conv: str, session_id: str) -> list[Command]:
+        return [
+            (
+                "HMGET",
+                self.keys.session(conv, session_id),
+                SessionField.STATUS.value,
+                SessionField.TAKEN_OVER_BY.value,
+            ),
+            ("EXISTS", self.keys.conv_opt_out(conv)),
+        ]
 
     async def close(self) -> None:
         self._pipe.close()
         await self.client.aclose()
 
 
-def _now(fields: Any) -> SessionNow:
+def _now(fields: Any, opted_out: Any) -> SessionNow:
     status, holder = fields
-    return SessionNow(_text(status), _text(holder))
+    return SessionNow(_text(status), _text(holder), bool(int(opted_out)))
 
 
 def _text(value: Any) -> str | None:
