@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from wa_sessions.errors import BadRequest, OptedOut, OutsideWindow, WaSessionsError
-from wa_sessions.statemachine.models import CUSTOMER_SERVICE_WINDOW
+from wa_sessions.statemachine.models import (
+    CUSTOMER_SERVICE_WINDOW,
+    Message,
+    MessageDirection,
+    MessageType,
+)
 from wa_sessions.statemachine.steps import from_ms
 
 #: A Twilio Content SID (``HX`` and 32 hex digits).
@@ -52,6 +58,18 @@ class OutboundContent:
         if self.content_sid is None:
             return {}
         return {"content_sid": self.content_sid, "content_variables": dict(self.variables)}
+
+    def message(self, origin: str, at: datetime) -> Message:
+        """The outbound message an inbox entry carries to the drain: ``metadata.outreach``
+        names its origin (``nudge``, ``conversation``), its id starts with it."""
+        return Message(
+            id=f"{origin}-{uuid.uuid4().hex}",
+            content=self.describe(),
+            message_type=MessageType.TEXT,
+            direction=MessageDirection.OUTBOUND,
+            timestamp=at,
+            metadata={"outreach": origin, **self.metadata()},
+        )
 
     @classmethod
     def from_metadata(cls, text: str, metadata: Mapping[str, Any]) -> OutboundContent:

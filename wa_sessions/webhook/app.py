@@ -22,6 +22,7 @@ from wa_sessions.security_headers import SecurityHeaders
 from wa_sessions.webhook import errors
 from wa_sessions.webhook.analysis_api import analysis_api
 from wa_sessions.webhook.auth import require_bearer
+from wa_sessions.webhook.conversations_api import conversations_api
 from wa_sessions.webhook.docs import install_docs
 from wa_sessions.webhook.endpoint import ERROR, TwilioEndpoint, WebDeps
 from wa_sessions.webhook.errors import ServiceUnavailableError
@@ -81,6 +82,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.twilio_endpoints[STATUS_CALLBACK_PATH] = install_status_callback(app, deps)
     app.include_router(session_api(deps))
     app.include_router(analysis_api(deps))
+    app.include_router(conversations_api(deps))
     app.include_router(_operations(deps))
     if deps.console is not None:
         console = install_console(app, deps.console, deps.takeovers, deps.analysis)

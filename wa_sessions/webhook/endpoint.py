@@ -27,6 +27,7 @@ from wa_sessions.errors import (
     WaSessionsError,
 )
 from wa_sessions.metrics import WEBHOOK_LATENCY, WEBHOOK_REQUESTS
+from wa_sessions.statemachine.conversations import ConversationStarter
 from wa_sessions.statemachine.redis.analysis_store import RedisAnalysisStore
 from wa_sessions.statemachine.redis.inbox import AsyncInbox
 from wa_sessions.statemachine.service import SessionService
@@ -67,6 +68,8 @@ class WebDeps:
     takeover: TakeoverService | None = None
     #: Session analyses; by default over ``service`` with the offline analyser.
     analyses: SessionAnalyses | None = None
+    #: Business-initiated messages (``POST /conversations``); by default over ``service``.
+    conversations: ConversationStarter | None = None
 
     def __post_init__(self) -> None:
         if self.inbox.wake_message is None:
@@ -79,10 +82,23 @@ class WebDeps:
                 max_reply_chars=self.settings.operator_reply_max_chars,
             )
             object.__setattr__(self, "takeover", default)
+        if self.conversations is None:
+            starter = ConversationStarter(
+                self.service,
+                wake_message=self.inbox.wake_message,
+                wake_ttl_ms=self.inbox.policy.wake_ttl_ms,
+            )
+            object.__setattr__(self, "conversations", starter)
         if self.analyses is None:
             store = RedisAnalysisStore(self.service.store.client, self.service.store.keys)
             analyses = SessionAnalyses(self.service, store, OfflineAnalyser())
             object.__setattr__(self, "analyses", analyses)
+
+    @property
+    def starter(self) -> ConversationStarter:
+        """``conversations``, never None once built."""
+        assert self.conversations is not None
+        return self.conversations
 
     @property
     def takeovers(self) -> TakeoverService:

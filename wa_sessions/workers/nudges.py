@@ -13,14 +13,12 @@ once, never twice.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 
 from wa_sessions.metrics.outreach import NUDGES
 from wa_sessions.orders.models import OrderDetails
 from wa_sessions.replies.templates import ReplyTemplates, format_items
 from wa_sessions.statemachine.entries import operator_reply_entry
-from wa_sessions.statemachine.models import Message, MessageDirection, MessageType
 from wa_sessions.statemachine.outreach import OutboundContent, refusal
 from wa_sessions.workers.handlers import WorkerDeps
 
@@ -83,14 +81,7 @@ def _queue(
         content = OutboundContent(
             content_sid=policy.content_sid, variables={"1": format_items(order, lang)}
         )
-    message = Message(
-        id=f"nudge-{uuid.uuid4().hex}",
-        content=content.describe(),
-        message_type=MessageType.TEXT,
-        direction=MessageDirection.OUTBOUND,
-        timestamp=now,
-        metadata={"outreach": NUDGE, **content.metadata()},
-    )
+    message = content.message(NUDGE, now)
     accepted_ms = service.now_ms()
     if service.store.push_operation(
         conv,

@@ -144,6 +144,10 @@ class RedisSessionStore(SessionReads, InboxStore):
         )
         return [[as_str(x) for x in row] for row in claimed], int(examined)
 
+    def opted_out(self, conv: str) -> bool:
+        """Whether the conversation's customer sent STOP (``c:{conv}:optout``)."""
+        return bool(self.client.exists(self.keys.conv_opt_out(conv)))
+
     def purge(self, *, cutoff_ms: int, limit: int) -> int:
         return int(self._run("purge", cutoff_ms=cutoff_ms, limit=limit))
 
