@@ -37,6 +37,7 @@ from wa_sessions.flows.registry import load_templates
 from wa_sessions.languages.detect import warm_up as warm_up_languages
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.redaction import install_log_redaction
+from wa_sessions.statemachine.conversations import ConversationStarter
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.takeover import TakeoverService
@@ -138,6 +139,16 @@ def build_takeover(settings: Settings, service: SessionService) -> TakeoverServi
         wake_message=DrainWakeMessages(QueueKeys(), DRAIN_CONVERSATION),
         wake_ttl_ms=inbox_policy(settings).wake_ttl_ms,
         max_reply_chars=settings.operator_reply_max_chars,
+    )
+
+
+def build_conversations(settings: Settings, service: SessionService) -> ConversationStarter:
+    """Business-initiated messages (``POST /conversations``, the operators' script), waking
+    the phone's drain from the push like an operator's reply."""
+    return ConversationStarter(
+        service,
+        wake_message=DrainWakeMessages(QueueKeys(), DRAIN_CONVERSATION),
+        wake_ttl_ms=inbox_policy(settings).wake_ttl_ms,
     )
 
 
@@ -254,6 +265,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
             console=build_console(settings, service),
             takeover=build_takeover(settings, service),
+            conversations=build_conversations(settings, service),
             analyses=build_analyses(
                 settings, service, async_redis_client(settings, decode_responses=True)
             ),

@@ -345,3 +345,64 @@ def test_script_in_a_fresh_process_enqueues_to_the_configured_broker(
     assert (proc.returncode, proc.stderr) == (0, ""), json.dumps(proc.stderr[-2000:])
     [message] = stack.queued()
     assert message.actor_name == "complete_session"
+
+
+# ---- start-conversation (issue #15) ------------------------------------------------------------
+
+TEMPLATE_SID = "HX" + "c" * 32
+
+
+def test_start_conversation_queues_a_template_and_wakes_the_phones_worker(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A phone with no session: exit 0 naming the message and the session opened for it; the
+    template waits in the phone's inbox and a drain wake-up for it is queued (the drain's
+    send is tested over HTTP in test_conversations.py)."""
+    code = enqueue.main(
+        ["start-conversation", "--phone", PHONE, "--content-sid", TEMPLATE_SID, "--var", "1=Ana"]
+    )
+
+    assert code == 0
+    match = re.fullmatch(r"queued (conversation-\w+) in session (\S+)\n", capsys.readouterr().out)
+    assert match is not None
+    session = stack.service.get_session_by_phone(PHONE, include_messages=False)
+    assert session is not None
+    assert session.session_id == match.group(2)
+    conv = stack.service.conversation(PHONE).key
+    entries = cast(list[str], stack.client.lrange(stack.service.store.keys.conv_inbox(conv), 0, -1))
+    assert [e for e in entries if match.group(1) in e and TEMPLATE_SID in e]
+    assert [m.actor_name for m in stack.queued()] == ["drain_conversation"]
+
+
+def test_start_conversation_with_text_and_no_window_exits_1_naming_the_reason(
+    stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = enqueue.main(["start-conversation", "--phone", PHONE, "--text", "Hello"])
+
+    assert code == 1
+    assert capsys.readouterr().err.startswith("error: outside_window: ")
+    assert stack.queued() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--content-sid", "HX12"], "content_sid"),
+        (["--content-sid", TEMPLATE_SID, "--var", "novalue"], "--var"),
+        (["--text", "hi", "--var", "1=x"], "variables"),
+    ],
+)
+def test_start_conversation_with_bad_input_exits_2_naming_it(
+    stack: Stack, capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    code = enqueue.main(["start-conversation", "--phone", PHONE, *argv])
+
+    assert code == 2
+    assert named in capsys.readouterr().err
+    assert stack.queued() == []
+
+
+def test_start_conversation_needs_exactly_one_of_content_sid_and_text(stack: Stack) -> None:
+    with pytest.raises(SystemExit) as exited:
+        enqueue.main(["start-conversation", "--phone", PHONE])
+    assert exited.value.code == 2

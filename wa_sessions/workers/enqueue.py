@@ -2,6 +2,8 @@
 
     python -m wa_sessions.workers.enqueue complete SESSION_ID [--wait]
     python -m wa_sessions.workers.enqueue expire --phone +14155550123 [--business +1...]
+    python -m wa_sessions.workers.enqueue start-conversation --phone ... (--content-sid HX..
+        [--var KEY=VALUE ...] | --text ...)        (workers/start_conversation.py)
 
 The task goes through the conversation's inbox, so it applies after the messages the webhook
 accepted before it. Exit codes: 0 enqueued (or applied, with --wait); 1 unknown session, no
@@ -26,13 +28,16 @@ from wa_sessions import bootstrap
 from wa_sessions.errors import InvalidPhoneNumber
 from wa_sessions.statemachine.lifecycle import ENDED_STATES, Trigger
 from wa_sessions.statemachine.models import SessionStatus
+from wa_sessions.workers import start_conversation
 
 _DESTINATION = {"complete": SessionStatus.COMPLETED, "expire": SessionStatus.EXPIRED}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="wa-sessions-enqueue", description="Complete or expire a session through the workers."
+        prog="wa-sessions-enqueue",
+        description="Complete or expire a session through the workers "
+        "(start-conversation --help: send a customer a template or text).",
     )
     parser.add_argument("action", choices=[Trigger.COMPLETE.value, Trigger.EXPIRE.value])
     parser.add_argument("session_id", nargs="?", help="the session to end")
@@ -45,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [start_conversation.ACTION]:
+        return start_conversation.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if bool(args.session_id) == bool(args.phone):
