@@ -159,10 +159,6 @@ class SessionField(StrEnum):
     HANDED_BACK_AT = "hb"
     #: When the session's one nudge was claimed (epoch ms); never cleared.
     NUDGED = "nudged"
-    #: The session's conversation flow and its current step (the flows helper's fields; a
-    #: step of ``done`` means the order was confirmed).
-    FLOW = "flow"
-    FLOW_STEP = "flow_step"
     #: The session analysis (``analysis.models.SessionAnalysis`` JSON), written only while
     #: the session still has the fingerprint it read.
     ANALYSIS = "analysis"
