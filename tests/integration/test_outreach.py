@@ -15,6 +15,7 @@ from tests.integration.test_effects import CONV, Harness, HarnessFactory, sample
 from tests.support import poll
 from wa_sessions.bootstrap import build_nudge_policy
 from wa_sessions.config import Settings
+from wa_sessions.flows.registry import load_templates
 from wa_sessions.replies.catalog import catalogs
 from wa_sessions.replies.sender import SendFailure, SendResult
 from wa_sessions.workers.handlers import WorkerDeps
@@ -223,3 +224,46 @@ def test_a_stop_after_the_nudge_was_claimed_stops_it_before_the_send(
 
     assert sender.sent == [("text", catalogs()["en"]["opted_out"])]
     assert sample("wa_sessions_nudges_total", {"outcome": "opted_out"}) == refused + 1
+
+
+# ---- with a conversation template (flows) -----------------------------------------------------
+
+
+def flowing(make_harness: HarnessFactory, sender: TemplateSender) -> Harness:
+    """A session of the shipped order flow, at its address step."""
+    h: Harness = make_harness(sender=sender, flow_templates=load_templates("order", None))
+    for text in ("I need 2 units of Product A", "John Doe"):
+        h.accept(text)
+        h.drain()
+    assert h.session().flow_step == "address"
+    sender.sent.clear()
+    return h
+
+
+def test_stop_in_the_middle_of_a_flow_opts_out_and_is_not_the_flows_answer(
+    make_harness: HarnessFactory,
+) -> None:
+    """STOP at the address step is acknowledged, not stored as the address; the step stays."""
+    sender = TemplateSender()
+    h = flowing(make_harness, sender)
+
+    h.accept("STOP")
+    h.drain()
+
+    assert h.store.client.exists(h.store.keys.conv_opt_out(CONV))
+    assert sender.sent == [("text", catalogs()["en"]["opted_out"])]
+    session = h.session()
+    assert session.flow_step == "address"
+    assert (session.order_details or {}).get("delivery_address") is None
+
+
+def test_a_flow_not_at_done_is_an_unconfirmed_order_and_gets_its_nudge(
+    make_harness: HarnessFactory,
+) -> None:
+    sender = TemplateSender()
+    h = flowing(make_harness, sender)
+    h.clock.advance(hours=47, minutes=1)
+
+    assert queue_due_nudges(h.deps, NudgePolicy(content_sid=TEMPLATE_SID)) == 1
+    h.drain()
+    assert sender.sent == [("template", (TEMPLATE_SID, {"1": "2 units of Product A"}))]
