@@ -33,7 +33,7 @@ from wa_sessions.bootstrap_externals import (
 from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
-from wa_sessions.flows.registry import load_templates
+from wa_sessions.flows.registry import FlowTemplates, load_templates
 from wa_sessions.languages.detect import warm_up as warm_up_languages
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.redaction import install_log_redaction
@@ -142,13 +142,21 @@ def build_takeover(settings: Settings, service: SessionService) -> TakeoverServi
     )
 
 
+def build_flow_templates(settings: Settings) -> FlowTemplates:
+    """The conversation templates, every file read and validated now (a bad one stops the
+    start): the worker follows them, the web process and the script start them."""
+    return load_templates(settings.conversation_template, settings.conversation_templates_dir)
+
+
 def build_conversations(settings: Settings, service: SessionService) -> ConversationStarter:
     """Business-initiated messages (``POST /conversations``, the operators' script), waking
-    the phone's drain from the push like an operator's reply."""
+    the phone's drain from the push like an operator's reply; a conversation template among
+    the same ones the worker loads."""
     return ConversationStarter(
         service,
         wake_message=DrainWakeMessages(QueueKeys(), DRAIN_CONVERSATION),
         wake_ttl_ms=inbox_policy(settings).wake_ttl_ms,
+        templates=build_flow_templates(settings),
     )
 
 
@@ -183,10 +191,7 @@ def build_worker_deps(settings: Settings, broker: RedisBroker) -> WorkerDeps:
         extractor=build_extractor(settings, drain_redis),
         sender=build_sender(settings),
         reply_templates=build_reply_templates(settings),
-        # Every template file is read and validated here: a bad one stops the start.
-        flow_templates=load_templates(
-            settings.conversation_template, settings.conversation_templates_dir
-        ),
+        flow_templates=build_flow_templates(settings),
         queued_wake_age_ms=lambda: queued_age_ms(broker.client, queue),
     )
 

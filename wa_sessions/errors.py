@@ -90,6 +90,13 @@ class OptedOut(WaSessionsError):
     code = "opted_out"
 
 
+class FlowInProgress(WaSessionsError):
+    """A conversation template started for a session that already follows one, unfinished:
+    starting another would take the answer the customer owes the current step."""
+
+    code = "flow_in_progress"
+
+
 class InvalidDayRange(BadRequest):
     """An analytics day range that is not two ISO dates in order, or spans too many days."""
 

@@ -77,6 +77,11 @@ class FlowTemplates:
                 return template
         return None
 
+    def names(self) -> list[str]:
+        """The loaded templates' names, sorted (what ``POST /conversations`` may start)."""
+        loaded = (self.default, *self.by_business.values())
+        return sorted({t.name for t in loaded if t is not None})
+
     def __bool__(self) -> bool:
         return self.default is not None or bool(self.by_business)
 

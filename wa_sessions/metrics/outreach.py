@@ -24,6 +24,8 @@ NUDGE_OUTCOMES = ("queued", "skipped_no_content_sid", *DRAIN_OUTCOMES)
 BUSINESS_MESSAGE_OUTCOMES = (
     "refused_opted_out",
     "refused_outside_window",
+    "refused_flow_in_progress",
+    "refused_invalid_transition",
     "queued",
     *DRAIN_OUTCOMES,
 )
@@ -44,7 +46,9 @@ NUDGES = Counter(
 BUSINESS_MESSAGES = Counter(
     "wa_sessions_business_messages_total",
     "Business-initiated messages (POST /conversations, wa-sessions-enqueue "
-    "start-conversation) by outcome: refused_opted_out or refused_outside_window up front, "
+    "start-conversation) by outcome: refused_opted_out, refused_outside_window, "
+    "refused_flow_in_progress or refused_invalid_transition (the session ended meanwhile) "
+    "up front, "
     "queued, then sent, logged, failed, opted_out, outside_window, session_ended or dropped "
     "when the drain ran it.",
     ["outcome"],

@@ -1,14 +1,14 @@
 """``POST /conversations`` behind the admin bearer token: the business starts (or continues) a
 conversation with a template or, inside WhatsApp's 24-hour window, free text
 (``statemachine/conversations.py``; docs/OUTREACH.md). Answered 202 once queued in the phone's
-inbox; 409 ``opted_out`` or ``outside_window`` when it may not be sent; 400 for bad input."""
+inbox; 409 ``opted_out``, ``outside_window`` or ``flow_in_progress`` when it may not be sent;
+400 for bad input (an unknown ``template`` too)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from wa_sessions.errors import BadRequest
 from wa_sessions.statemachine.outreach import CONTENT_SID_PATTERN, MAX_VARIABLES
 from wa_sessions.statemachine.takeover import TWILIO_BODY_LIMIT
 from wa_sessions.webhook.auth import require_bearer
@@ -18,7 +18,8 @@ from wa_sessions.webhook.session_api import bearer, responses
 
 
 class ConversationRequest(BaseModel):
-    """Exactly one of ``content_sid`` (an approved template) and ``text``."""
+    """Exactly one of ``content_sid`` (an approved template) and ``text``; with a conversation
+    ``template``, ``content_sid`` or nothing (the flow's first prompt, inside the window)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,7 +44,11 @@ class ConversationRequest(BaseModel):
     )
     template: str | None = Field(
         default=None,
-        description="A conversation template (issue #15's flows): not supported yet; refused.",
+        description="A conversation template the service loaded (CONVERSATION_TEMPLATE, "
+        "CONVERSATION_TEMPLATES_DIR), e.g. order: the session follows its steps from the first; "
+        "the first message is content_sid's template or, inside the window, the first prompt.",
+        min_length=1,
+        max_length=64,
     )
 
 
@@ -69,20 +74,17 @@ def conversations_api(deps: WebDeps) -> APIRouter:
         "/conversations",
         status_code=202,
         responses=responses(400, 401, 409),
-        summary="Send a customer a template or, inside the 24-hour window, free text; the "
-        "phone's worker sends it in order",
+        summary="Send a customer a template or, inside the 24-hour window, free text, or start "
+        "a conversation template; the phone's worker sends it in order",
     )
     def start_conversation(body: ConversationRequest) -> ConversationQueued:
-        if body.template is not None:
-            raise BadRequest(
-                "template: conversation templates are not supported yet; send content_sid"
-            )
         queued = starter.start(
             body.phone_number,
             body.business_number,
             text=body.text,
             content_sid=body.content_sid,
             variables=body.variables,
+            template=body.template,
         )
         return ConversationQueued(
             message="Message queued; the conversation's worker sends it",

@@ -82,6 +82,45 @@ class InboxStore(ScriptedStore):
         )
         return int(result) == 2
 
+    def start_flow(
+        self,
+        conv: str,
+        session_id: str,
+        entry: str,
+        *,
+        flow: tuple[str, str],
+        done: str,
+        accepted_ms: int,
+        wake_ttl_ms: int,
+        wake: QueuedWake | None = None,
+    ) -> tuple[str, str]:
+        """Sets the session's ``flow`` (template, first step) and appends ``entry`` (its first
+        message) to the inbox, atomically (``lua/start_flow.lua``): (``ok``, ''), or a refusal
+        (``ended``, the status) or (``flow``, the unfinished template it follows)."""
+        k = self.keys
+        outcome, detail = self._run(
+            "start_flow",
+            {
+                "inbox": k.conv_inbox(conv),
+                "wake": k.conv_wake(conv),
+                "pending": k.pending,
+                "wake_ttl": k.wake_ttl,
+                "queue": wake.queue_key if wake else None,
+                "queue_messages": wake.messages_key if wake else None,
+            },
+            entry=entry,
+            conv=conv,
+            sid=session_id,
+            flow=flow[0],
+            flow_step=flow[1],
+            done=done,
+            accepted_ms=accepted_ms,
+            wake_ttl_ms=wake_ttl_ms,
+            wake_id=wake.message_id if wake else None,
+            wake_message=wake.data if wake else None,
+        )
+        return as_str(outcome), as_str(detail)
+
     def takeover(
         self, session_id: str, operator: str, *, take: bool, force: bool, now_ms: int
     ) -> tuple[str, str]:

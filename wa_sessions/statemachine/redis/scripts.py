@@ -67,6 +67,7 @@ NAMES = (
     "purge",
     "ingest",
     "push_op",
+    "start_flow",
     "drain_step",
     "extend_lease",
     "delivery_status",

@@ -3,6 +3,7 @@
 -- wake-up message (a process without a broker: the session API), it enqueues the wake-up
 -- itself, as the ingest script does.
 --
+-- Uses: inbox
 -- KEYS:
 --   inbox                 the conversation's inbox
 --   wake                  the conversation's wake flag
@@ -19,13 +20,6 @@
 --   wake_message?   str   the wake-up's Dramatiq message
 -- Returns 1 accepted, 2 accepted and a wake-up needed, 3 accepted and a wake-up enqueued.
 
-redis.call('RPUSH', KEY.inbox, ARG.entry)
-redis.call('ZADD', KEY.pending, 'NX', ARG.accepted_ms, ARG.conv)
-local wake_ttl = redis.call('GET', KEY.wake_ttl) or ARG.wake_ttl_ms
-if not redis.call('SET', KEY.wake, '1', 'NX', 'PX', wake_ttl) then return 1 end
-if ARG.wake_id then
-  redis.call('HSET', KEY.queue_messages, ARG.wake_id, ARG.wake_message)
-  redis.call('RPUSH', KEY.queue, ARG.wake_id)
-  return 3
-end
-return 2
+return push_entry({inbox = KEY.inbox, wake = KEY.wake, pending = KEY.pending,
+  wake_ttl = KEY.wake_ttl, queue = KEY.queue, queue_messages = KEY.queue_messages}, ARG.entry,
+  ARG.conv, ARG.accepted_ms, ARG.wake_ttl_ms, ARG.wake_id, ARG.wake_message)
