@@ -114,7 +114,7 @@ def test_a_phone_that_sent_stop_gets_nothing_not_even_a_template(desk: Desk) -> 
         ({"content_sid": TEMPLATE_SID, "variables": {"1": 5}}, "variables"),
         ({"text": "hi", "variables": {"1": "x"}}, "variables"),
         ({"text": "   "}, "text"),
-        ({"template": "order"}, "template"),
+        ({"template": "order"}, "template"),  # none loaded here: unknown
         ({"content_sid": TEMPLATE_SID, "phone_number": "not a phone"}, "phone"),
     ],
 )

@@ -374,6 +374,34 @@ def test_start_conversation_queues_a_template_and_wakes_the_phones_worker(
     assert [m.actor_name for m in stack.queued()] == ["drain_conversation"]
 
 
+def test_start_conversation_with_a_template_sets_the_flow_with_its_first_message(
+    stack: Stack, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--template order --content-sid``: exit 0, the session opened for it already at the
+    flow's first step and the template queued; an unknown template exits 2 naming it."""
+    monkeypatch.setenv("CONVERSATION_TEMPLATE", "order")
+    code = enqueue.main(
+        [
+            "start-conversation",
+            "--phone",
+            PHONE,
+            "--template",
+            "order",
+            "--content-sid",
+            TEMPLATE_SID,
+        ]
+    )
+
+    assert code == 0, capsys.readouterr().err
+    session = stack.service.get_session_by_phone(PHONE, include_messages=False)
+    assert session is not None
+    assert (session.flow, session.flow_step) == ("order", "items")
+    assert [m.actor_name for m in stack.queued()] == ["drain_conversation"]
+    capsys.readouterr()
+    assert enqueue.main(["start-conversation", "--phone", PHONE, "--template", "nope"]) == 2
+    assert "template: no conversation template 'nope'" in capsys.readouterr().err
+
+
 def test_start_conversation_with_text_and_no_window_exits_1_naming_the_reason(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
