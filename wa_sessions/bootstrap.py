@@ -9,6 +9,7 @@ Nothing here, or anywhere in the package, builds a client or a broker at import 
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from wa_sessions.archive.db import build_engine
+from wa_sessions.archive.reader import ArchiveReader
+from wa_sessions.archive.writer import ArchiveConsumer, ArchiveWriter
 from wa_sessions.bootstrap_externals import (
     build_analyses,
     build_extractor,
@@ -36,9 +40,13 @@ from wa_sessions.console.media import TwilioMedia
 from wa_sessions.flows.registry import FlowTemplates, load_templates
 from wa_sessions.languages.detect import warm_up as warm_up_languages
 from wa_sessions.metrics.collectors import RedisStateCollector
+from wa_sessions.metrics.outbox import OutboxBacklogCollector
+from wa_sessions.outbox.entry import OutboxConsumer
+from wa_sessions.outbox.runner import OutboxPolicy, OutboxRunner
 from wa_sessions.redaction import install_log_redaction
 from wa_sessions.statemachine.conversations import ConversationStarter
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
+from wa_sessions.statemachine.redis.keys import OUTBOX_ARCHIVE_GROUP
 from wa_sessions.statemachine.service import SessionService
 from wa_sessions.statemachine.takeover import TakeoverService
 from wa_sessions.webhook import WebDeps
@@ -53,6 +61,9 @@ from wa_sessions.workers.queues import QueueKeys
 
 if TYPE_CHECKING:
     pass
+
+#: The outbox's consumer groups the deployment runs (the backlog metrics report each one).
+OUTBOX_GROUPS = (OUTBOX_ARCHIVE_GROUP,)
 
 log = logging.getLogger(__name__)
 
@@ -267,13 +278,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 inbox_policy(settings),
                 wake_message=DrainWakeMessages(queue, DRAIN_CONVERSATION),
             ),
-            scrape_collectors=(RedisStateCollector(service.store, queues=(queue,)),),
+            scrape_collectors=(
+                RedisStateCollector(service.store, queues=(queue,)),
+                OutboxBacklogCollector(service.store, OUTBOX_GROUPS),
+            ),
             console=build_console(settings, service),
             takeover=build_takeover(settings, service),
             conversations=build_conversations(settings, service),
             analyses=build_analyses(
                 settings, service, async_redis_client(settings, decode_responses=True)
             ),
+            archive=ArchiveReader(build_engine(settings.database_url)),
         )
     )
 
@@ -292,3 +307,44 @@ def build_console(settings: Settings, service: SessionService) -> ConsoleDeps:
     if settings.sends_through_twilio:
         media = TwilioMedia(build_media_fetcher(settings), account_sid=settings.twilio_account_sid)
     return ConsoleDeps(settings=settings, service=service, pubsub_redis=lambda: pubsub, media=media)
+
+
+@dataclass(frozen=True)
+class OutboxProcess:
+    """The ``outbox`` process: its runner over the consumers, and what to close after it."""
+
+    runner: OutboxRunner
+    service: SessionService
+    client: redis.asyncio.Redis
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        self.service.store.client.close()
+
+
+def outbox_consumers(settings: Settings, service: SessionService) -> list[OutboxConsumer]:
+    """The outbox's consumers: the SQL archive (``archive`` group)."""
+    writer = ArchiveWriter(build_engine(settings.database_url))
+    return [ArchiveConsumer(service.store, writer)]
+
+
+def build_outbox(settings: Settings) -> OutboxProcess:
+    """The runner of ``python -m wa_sessions.outbox``; its consumer name is the host's unless
+    ``OUTBOX_CONSUMER_NAME`` says otherwise (a restart on the same host resumes its entries)."""
+    install_log_redaction()
+    service = build_service(settings)
+    client = async_redis_client(settings, decode_responses=True)
+    policy = OutboxPolicy(
+        batch=settings.outbox_batch_size,
+        claim_idle_ms=int(settings.outbox_claim_idle_seconds * 1000),
+        retry_seconds=settings.outbox_retry_seconds,
+        trim_interval_seconds=settings.outbox_trim_interval_seconds,
+    )
+    runner = OutboxRunner(
+        client,
+        service.store,
+        outbox_consumers(settings, service),
+        policy,
+        consumer_name=settings.outbox_consumer_name or socket.gethostname(),
+    )
+    return OutboxProcess(runner, service, client)

@@ -231,6 +231,17 @@ class Settings(OutreachSettings):
     #: A directory of ``<business number>.toml`` templates (and an optional
     #: ``templates.toml`` mapping numbers to names or files), each number's own flow.
     conversation_templates_dir: Path | None = None
+    # ---- Archive and outbox (issue #16: wa_sessions/archive/, wa_sessions/outbox/) ----
+    #: The SQL archive: SQLite (relative to where the service runs) or postgresql+psycopg://.
+    database_url: str = "sqlite:///.run/archive.db"
+    outbox_batch_size: int = Field(default=100, ge=1, le=10_000)
+    #: How long an entry stays with a dead consumer before another takes it over (XAUTOCLAIM).
+    outbox_claim_idle_seconds: float = Field(default=60.0, gt=0)
+    #: First wait before a batch the consumer did not finish is tried again (doubling to 30 s).
+    outbox_retry_seconds: float = Field(default=1.0, gt=0, le=60)
+    outbox_trim_interval_seconds: float = Field(default=10.0, gt=0)
+    #: This process' consumer name in the groups (a restart under it resumes its own entries).
+    outbox_consumer_name: str = ""
 
     @classmethod
     def load(cls, *, dev_env_file: Path | None = None) -> Self:

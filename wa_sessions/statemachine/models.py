@@ -160,6 +160,8 @@ class SessionSummary(BaseModel):
     order_details: dict[str, Any] | None
     context: dict[str, Any]
     window: WindowState
+    #: Read from the SQL archive: Redis no longer has the session.
+    archived: bool = False
 
 
 class SessionPage(BaseModel):

@@ -165,34 +165,10 @@ class SessionQueries:
         session = self.get_session_by_id(session_id, include_messages=False)
         if session is None:
             raise SessionNotFound(f"no session {session_id}")
-        now = self.clock()
         conv = Conversation(session.phone_number, session.business_number).key
         first = self.store.messages_at(session_id, 0, conv=conv)
         last = self.store.messages_at(session_id, -1, conv=conv)
-        end = session.ended_at or now
-        return SessionSummary(
-            session_id=session.session_id,
-            phone_number=session.phone_number,
-            business_number=session.business_number,
-            status=session.status,
-            created_at=session.created_at,
-            ended_at=session.ended_at,
-            end_reason=session.end_reason,
-            duration_seconds=max(0.0, (end - session.created_at).total_seconds()),
-            message_count=session.message_count,
-            messages_by_direction=counts_by(session, SessionFieldPrefix.BY_DIRECTION),
-            messages_by_type=counts_by(session, SessionFieldPrefix.BY_TYPE),
-            first_message_at=first.timestamp if first else None,
-            last_message_at=last.timestamp if last else None,
-            last_activity=session.last_activity,
-            order_details=session.order_details,
-            context=session.context,
-            window=WindowState(
-                open=session.window_open(now),
-                last_inbound_at=session.last_inbound_at,
-                closes_at=session.window_closes_at(),
-            ),
-        )
+        return summarize(session, first, last, self.clock())
 
     def get_active_sessions_count(self) -> int:
         return self.store.count_active()
@@ -219,3 +195,40 @@ class SessionQueries:
         return SessionPage(
             sessions=self.store.load_many(ids), total=total, offset=offset, limit=limit
         )
+
+
+def summarize(
+    session: Session,
+    first: Message | None,
+    last: Message | None,
+    now: datetime,
+    *,
+    archived: bool = False,
+) -> SessionSummary:
+    """The summary of a session, its first and last stored messages, at ``now`` (the Redis
+    reads and the archive's alike)."""
+    end = session.ended_at or now
+    return SessionSummary(
+        session_id=session.session_id,
+        phone_number=session.phone_number,
+        business_number=session.business_number,
+        status=session.status,
+        created_at=session.created_at,
+        ended_at=session.ended_at,
+        end_reason=session.end_reason,
+        duration_seconds=max(0.0, (end - session.created_at).total_seconds()),
+        message_count=session.message_count,
+        messages_by_direction=counts_by(session, SessionFieldPrefix.BY_DIRECTION),
+        messages_by_type=counts_by(session, SessionFieldPrefix.BY_TYPE),
+        first_message_at=first.timestamp if first else None,
+        last_message_at=last.timestamp if last else None,
+        last_activity=session.last_activity,
+        order_details=session.order_details,
+        context=session.context,
+        window=WindowState(
+            open=session.window_open(now),
+            last_inbound_at=session.last_inbound_at,
+            closes_at=session.window_closes_at(),
+        ),
+        archived=archived,
+    )

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from wa_sessions.analysis.offline import OfflineAnalyser
 from wa_sessions.analysis.service import SessionAnalyses
+from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.config import Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.errors import (
@@ -70,6 +71,8 @@ class WebDeps:
     analyses: SessionAnalyses | None = None
     #: Business-initiated messages (``POST /conversations``); by default over ``service``.
     conversations: ConversationStarter | None = None
+    #: The SQL archive the session API and the console fall back to (None: Redis only).
+    archive: ArchiveReader | None = None
 
     def __post_init__(self) -> None:
         if self.inbox.wake_message is None:

@@ -57,9 +57,13 @@ class SessionView(BaseModel):
     flow_step: str | None = Field(
         default=None, description="The template's current step (`done` once answered), or null."
     )
+    archived: bool = Field(
+        default=False,
+        description="Read from the SQL archive: Redis no longer has the session.",
+    )
 
     @classmethod
-    def of(cls, session: Session, now: datetime) -> SessionView:
+    def of(cls, session: Session, now: datetime, *, archived: bool = False) -> SessionView:
         return cls(
             session_id=session.session_id,
             phone_number=session.phone_number,
@@ -83,6 +87,7 @@ class SessionView(BaseModel):
             taken_over_at=session.taken_over_at,
             flow=session.flow,
             flow_step=session.flow_step,
+            archived=archived,
         )
 
 

@@ -15,6 +15,7 @@ from wa_sessions.statemachine.steps import (
     DEDUPE_BUCKET_MS,
     DrainPolicy,
     DrainStep,
+    EffectMessage,
     EffectsCommit,
     EffectSession,
     EntryResult,
@@ -144,6 +145,7 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
                     "twilio_sid": item.twilio_sid,
                     "status": item.delivery_status,
                     "passive": item.passive,
+                    **_failure(item),
                 }
                 for item in group.messages
             ],
@@ -161,6 +163,20 @@ def _commit_argument(commit: EffectsCommit) -> dict[str, Any]:
             session["opt_out"] = True
         sessions.append(session)
     return {"records": list(commit.records), "at": commit.at.isoformat(), "sessions": sessions}
+
+
+def _failure(item: EffectMessage) -> dict[str, str]:
+    """A failure note's ``message.failed`` outbox event data (JSON text), else nothing."""
+    meta = item.message.metadata
+    if meta.get("event") != "reply_failed":
+        return {}
+    data = {
+        "message_id": item.message.id,
+        "in_reply_to": meta.get("in_reply_to"),
+        "reason": meta.get("reason"),
+        "error_code": meta.get("error_code"),
+    }
+    return {"failed": json.dumps(data, separators=(",", ":"))}
 
 
 def parse_drain_step(reply: Any) -> DrainStep:

@@ -109,12 +109,20 @@ key                              type    holds
                                          the hour hashes
 ``P an:businesses``              set     business numbers that have rollups (the report over
                                          every number reads their hashes)
+``P outbox``                     stream  lifecycle events (``session.started``,
+                                         ``session.completed``, ``session.expired``,
+                                         ``order.updated``, ``message.failed``), one XADD in
+                                         the script that makes the change (``lua/lib/outbox.lua``);
+                                         fields ``type``, ``session_id``, ``conv``, ``at`` (epoch
+                                         ms), ``data`` (JSON). Read by consumer groups
+                                         (``archive``, ``events``: ``wa_sessions/outbox/``),
+                                         trimmed below the oldest entry any group still needs
 ===============================  ======  =====================================================
 
 Every key of one conversation, its sessions and their histories included, carries the
 conversation's ``{conv}`` hash tag, so a move to Redis Cluster moves no conversation data. The
 global keys (``idx:*``, ``seen:*``, ``out:*``, ``wake:ttl``, ``events:ended``, ``an:*``,
-``analysis:due``) are
+``analysis:due``, ``outbox``) are
 updated in the same scripts as the conversation they index, so the store needs a single Redis
 (or Sentinel), not Cluster, until those scripts are split.
 
@@ -166,6 +174,8 @@ class SessionField(StrEnum):
     #: step (``done`` once its last step was answered), written with the effects' commit.
     FLOW = "flow"
     FLOW_STEP = "flow_step"
+    #: The stream id of the session's end event in the outbox (the purge waits for the archive).
+    OUTBOX_ID = "ob"
 
 
 class SessionFieldPrefix(StrEnum):
@@ -248,6 +258,10 @@ class RollupFieldPrefix(StrEnum):
     #: Answered inbound messages per message-to-reply bucket: ``r:<i>``.
     REPLY = "r:"
 
+
+#: The outbox's consumer group that writes the SQL archive: the purge keeps an ended session
+#: until this group has acknowledged its end event.
+OUTBOX_ARCHIVE_GROUP = "archive"
 
 #: How long analytics rollups are kept after their hour (or day) closes, by default.
 ROLLUP_KEEP_MS = 90 * 86_400_000
@@ -393,6 +407,11 @@ class Keys:
     def rollup_businesses(self) -> str:
         return f"{self.prefix}an:businesses"
 
+    @property
+    def outbox(self) -> str:
+        """The outbox stream of lifecycle events (``lua/lib/outbox.lua`` writes it)."""
+        return f"{self.prefix}outbox"
+
     def lua_prelude(self) -> str:
         """The same key names for Lua, generated from the methods above: functions for keys
         derived from data, constants for the global keys (hash fields: ``lua_constants``)."""
@@ -408,6 +427,7 @@ class Keys:
                 _lua_function("k_effects", self.conv_effects, "conv"),
                 _lua_function("k_lang", self.conv_language, "conv"),
                 _lua_function("k_optout", self.conv_opt_out, "conv"),
+                _lua_function("k_rate", self.conv_rate, "conv"),
                 _lua_function("k_out", self.outbound, "message_sid"),
                 _lua_function("k_status", self.status_index, "status"),
                 f"local K_SESSION_CONV = {_lua_string(self.session_conv)}",
@@ -422,6 +442,8 @@ class Keys:
                 f"local K_CONSOLE_CHANNEL = {_lua_string(self.console_channel)}",
                 _lua_function("k_rollup", self.rollup, "biz", "hour"),
                 _lua_function("k_rollup_items", self.rollup_items, "biz", "day"),
+                f"local K_OUTBOX = {_lua_string(self.outbox)}",
+                f"local OUTBOX_ARCHIVE_GROUP = {_lua_string(OUTBOX_ARCHIVE_GROUP)}",
                 f"local K_ROLLUP_BUSINESSES = {_lua_string(self.rollup_businesses)}",
                 f"local ROLLUP_KEEP_MS = {int(self.rollup_keep_ms)}",
                 "",

@@ -78,6 +78,9 @@ NAMES = (
     "takeover",
     "save_analysis",
     "claim_nudges",
+    "outbox_trim",
+    "outbox_backlog",
+    "erase_conv",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.

@@ -16,11 +16,12 @@ from wa_sessions.statemachine.models import Message
 from wa_sessions.statemachine.redis.calls import as_str
 from wa_sessions.statemachine.redis.inbox_store import InboxStore
 from wa_sessions.statemachine.redis.keys import SessionFieldPrefix
+from wa_sessions.statemachine.redis.outbox_store import OutboxStore
 from wa_sessions.statemachine.redis.session_reads import SessionReads
 from wa_sessions.statemachine.steps import ApplyResult
 
 
-class RedisSessionStore(SessionReads, InboxStore):
+class RedisSessionStore(SessionReads, InboxStore, OutboxStore):
     """Sessions, their messages and the per-conversation inboxes, stored in one Redis."""
 
     def apply_message(

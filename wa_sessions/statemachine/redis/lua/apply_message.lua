@@ -1,7 +1,7 @@
 -- apply_message: appends a message to the conversation's live session, opening one when it
 -- has none or its session ended or timed out (the service's add_message, outside any inbox).
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the conversation)
 -- ARGV:
 --   conv            str   the conversation, <customer>|<business>

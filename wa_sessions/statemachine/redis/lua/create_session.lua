@@ -1,6 +1,6 @@
 -- create_session: opens a session unless the conversation has a live one (the session API).
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the conversation)
 -- ARGV:
 --   conv            str   the conversation, <customer>|<business>

@@ -2,9 +2,10 @@
 -- applied only when it moves the reply's status forward. A callback that beats the commit of
 -- its reply is kept (for a day) and applied by map_outbound when the reply is committed.
 -- Delivered, read, failed and undelivered count once per reply in the analytics rollups. An
--- applied status publishes the conversation on the console's channel (live delivery ticks).
+-- applied status publishes the conversation on the console's channel (live delivery ticks);
+-- an applied failed or undelivered one writes message.failed to the outbox.
 --
--- Uses: rollups, sessions, delivery
+-- Uses: rollups, outbox, sessions, delivery
 -- KEYS: none (the reply's key is derived from its MessageSid, its session's from idx:conv)
 -- ARGV:
 --   message_sid     str   the reply's Twilio MessageSid
@@ -31,6 +32,11 @@ local conv = conv_of(h[2])
 if conv then
   set_delivery(conv, h[2], h[3], h[4], status, ARG.error_code, ARG.at)
   rollup_delivery(biz_of(conv), tonumber(h[1] or '-1'), status, ARG.at_ms)
+  if status == 'failed' or status == 'undelivered' then
+    outbox_add('message.failed', conv, h[2], ARG.at_ms, '{"message_id":' .. cjson.encode(h[4])
+      .. ',"reason":' .. cjson.encode(status) .. ',"error_code":' .. ob_str(ARG.error_code)
+      .. ',"twilio_sid":' .. cjson.encode(ARG.message_sid) .. '}')
+  end
   redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
 end
 return {'applied'}

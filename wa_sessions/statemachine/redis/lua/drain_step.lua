@@ -4,6 +4,8 @@
 -- inbox, applied here) or gives the lease up when nothing is left. Everything is fenced by the
 -- lease token, and the committed records must be the effects list's head, in order. A step
 -- that applied or committed anything publishes the conversation on the console's channel.
+-- Committing writes order.updated for a changed order and message.failed for a failure note
+-- to the outbox (lua/lib/outbox.lua).
 --
 -- Applying: entries are applied in acceptance order and popped in the same step (exactly once).
 -- With effects on, an inbound text or image message also appends its record (<sid>\t<message
@@ -17,7 +19,7 @@
 -- (a random UUID from the caller) in its last four hex digits: one random id serves a drain's
 -- sessions (the caller passes the last id used; a step stops before the counter would wrap).
 --
--- Uses: rollups, sessions, delivery
+-- Uses: rollups, outbox, sessions, delivery
 -- KEYS:
 --   lease                 the conversation's lease
 --   wake                  the conversation's wake flag
@@ -42,7 +44,8 @@
 --                         {records: [record], at: ISO time for delivery statuses met here,
 --                          sessions: [{sid, order (JSON text, absent: unchanged),
 --                          messages: [{direction, type, ts, json, id, twilio_sid, status,
---                          passive (true: not activity, the nudge)}],
+--                          passive (true: not activity, the nudge),
+--                          failed (a failure note: the message.failed event's JSON data)}],
 --                          context: {name: JSON text} context keys to store,
 --                          flow, flow_step: the flow's new position (absent: unchanged),
 --                          complete: true to complete the session after its messages,
@@ -88,7 +91,10 @@ local function commit_effects(commit)
     -- An opt-out holds even when its session ended meanwhile.
     if group.opt_out then redis.call('SET', k_optout(ARG.conv), ARG.now) end
     if live then
-      if type(group.order) == 'string' then redis.call('HSET', skey, S.order, group.order) end
+      if type(group.order) == 'string' then
+        redis.call('HSET', skey, S.order, group.order)
+        outbox_add('order.updated', ARG.conv, sid, ARG.now, group.order)
+      end
       for name, value in pairs(group.context or {}) do
         redis.call('HSET', skey, S.context .. name, value)
       end
@@ -96,6 +102,7 @@ local function commit_effects(commit)
         local err, where = append(ARG.conv, sid, m.json, m.direction, m.type, m.ts, ARG.cap,
           m.passive)
         if err then return nil, err end
+        if m.failed then outbox_add('message.failed', ARG.conv, sid, m.ts, m.failed) end
         if m.twilio_sid ~= '' then
           map_outbound(m.twilio_sid, ARG.conv, sid, m.id, where, m.status, ARG.keep_ms, commit.at,
             ARG.now)

@@ -1,6 +1,6 @@
 -- end_session: fires a lifecycle trigger (complete, expire) on one session, atomically.
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
 -- ARGV:
 --   sid             str   the session

@@ -2,7 +2,7 @@
 -- skipping conversations whose inbox still holds entries (those entries carry their arrival
 -- time and decide for themselves).
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the global active index and keys derived from it)
 -- ARGV:
 --   now             int   the sweep's clock (ms)

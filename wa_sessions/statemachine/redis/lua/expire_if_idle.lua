@@ -1,7 +1,7 @@
 -- expire_if_idle: expires one session when it is active, idle past the timeout, and its
 -- conversation's inbox is empty.
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
 -- ARGV:
 --   sid             str   the session

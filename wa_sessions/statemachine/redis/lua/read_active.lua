@@ -1,7 +1,7 @@
 -- read_active: the conversation's active session, expired on the way when idle past the
 -- timeout, unless its inbox still holds entries (those decide, with their acceptance times).
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the conversation)
 -- ARGV:
 --   conv            str   the conversation

@@ -4,7 +4,7 @@
 -- see docs/ARCHITECTURE.md, "Agent takeover". A change publishes the conversation on the
 -- console's channel, so every open view shows who holds it.
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
 -- ARGV:
 --   sid             str   the session

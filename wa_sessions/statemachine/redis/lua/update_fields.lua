@@ -1,6 +1,6 @@
 -- update_fields: sets and deletes fields of an existing session hash (context keys, order).
 --
--- Uses: rollups, sessions
+-- Uses: rollups, outbox, sessions
 -- KEYS: none (the keys are derived from the session id, through idx:conv)
 -- ARGV:
 --   sid             str   the session

@@ -1,6 +1,7 @@
 -- Library: sessions. End one, find a conversation's live one (expiring it when idle), open
 -- one, append a message to one. Needs the prelude (key names, the lifecycle table T) and the
--- rollups library (opening and ending count in the analytics); hash fields are written
+-- rollups library (opening and ending count in the analytics) and the outbox library (opening
+-- and ending are outbox events); hash fields are written
 -- S.<field>, the loader puts in the names. A session's keys carry its
 -- conversation's hash tag: every function takes both the conversation and the session id.
 
@@ -35,6 +36,8 @@ local function end_session(conv, sid, trigger, now, reason, keep_ms)
   redis.call('ZADD', K_ENDED, now, sid)
   redis.call('PEXPIRE', skey, keep_ms)
   redis.call('PEXPIRE', k_msgs(conv, sid), keep_ms)
+  -- Its outbox entry's id: the purge keeps the session until the archive has acknowledged it.
+  redis.call('HSET', skey, S.outbox_id, outbox_session('session.' .. dest, conv, sid, now))
   -- The console's live views learn of every end, whoever ended it (sweep, operator, drain).
   redis.call('PUBLISH', K_CONSOLE_CHANNEL, conv)
   return true, dest
@@ -83,6 +86,7 @@ local function open_session(conv, sid, ts, carry)
   redis.call('ZADD', K_ACTIVE, ts, sid)
   redis.call('ZADD', K_NUDGE, ts, sid)
   rollup_add(biz, ts, A.started, 1)
+  outbox_session('session.started', conv, sid, ts)
 end
 
 -- Returns false and the message's absolute position in the history (trimmed ones included),

@@ -1,0 +1,51 @@
+"""Data protection: the retention of the archive (delete sessions that ended more than N days
+ago) and a customer's erasure (every session of one phone, everywhere: Redis, the archive and
+the outbox entries not consumed yet). Results are counts; the phone is never logged."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, select
+
+from wa_sessions.archive.models import ArchivedSession
+
+log = logging.getLogger(__name__)
+
+
+def delete_archived_before(engine: Engine, cutoff: datetime) -> int:
+    """Deletes archived sessions (messages and deliveries with them) that ended before
+    ``cutoff``; how many."""
+    with engine.begin() as conn:
+        result = conn.execute(delete(ArchivedSession).where(ArchivedSession.ended_at < cutoff))
+    return int(result.rowcount or 0)
+
+
+def apply_retention(engine: Engine, now: datetime, older_than_days: float) -> int:
+    deleted = delete_archived_before(engine, now - timedelta(days=older_than_days))
+    log.info(
+        "archive retention: %d session(s) ended over %s days ago deleted", deleted, older_than_days
+    )
+    return deleted
+
+
+def delete_archived_phone(engine: Engine, phone: str) -> int:
+    """Deletes every archived session of ``phone`` (with any business number)."""
+    with engine.begin() as conn:
+        ids = conn.scalars(
+            select(ArchivedSession.session_id).where(ArchivedSession.phone_number == phone)
+        ).all()
+        if ids:
+            conn.execute(delete(ArchivedSession).where(ArchivedSession.session_id.in_(ids)))
+    return len(ids)
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure removed, as counts."""
+
+    redis_sessions: int
+    outbox_entries: int
+    archived_sessions: int
