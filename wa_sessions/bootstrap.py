@@ -25,6 +25,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.archive.db import build_engine
+from wa_sessions.archive.maintenance import Erasure
+from wa_sessions.archive.maintenance import erase_phone as erase_phone_everywhere
 from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.archive.writer import ArchiveConsumer, ArchiveWriter
 from wa_sessions.bootstrap_externals import (
@@ -348,3 +350,20 @@ def build_outbox(settings: Settings) -> OutboxProcess:
         consumer_name=settings.outbox_consumer_name or socket.gethostname(),
     )
     return OutboxProcess(runner, service, client)
+
+
+def erase_phone(settings: Settings, phone: str) -> Erasure:
+    """A customer's erasure (``wa-sessions db erase``): every business number the service has
+    seen (the analytics' set) and the configured one. Raises ``InvalidPhoneNumber`` for a number
+    that does not parse."""
+    service = build_service(settings)
+    engine = build_engine(settings.database_url)
+    try:
+        customer = service.conversation(phone).customer
+        client = service.store.client
+        businesses = {str(b) for b in client.smembers(service.store.keys.rollup_businesses)}
+        businesses.add(service.business_number)
+        return erase_phone_everywhere(service.store, engine, customer, businesses)
+    finally:
+        engine.dispose()
+        service.store.client.close()

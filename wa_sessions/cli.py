@@ -1,4 +1,5 @@
-"""``wa-sessions serve`` runs the Procfile (web, worker, scheduler) with honcho, starting an
+"""``wa-sessions serve`` runs the Procfile (web, worker, scheduler, outbox) with honcho, after
+the archive's migrations (``wa-sessions db ...``: ``archive/commands.py``), starting an
 embedded Redis when ``REDIS_URL`` is not set (``./run demo`` then plays a conversation against it
 the way Twilio would: ``tools/demo.py``).
 
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from wa_sessions.archive.commands import add_db_commands, migrate_for_serve
 from wa_sessions.config import DEV_ENV_FILE, RUN_DIR, Environment, InsecureSettings, Settings
 from wa_sessions.embedded_redis import EmbeddedRedis, private_directory
 
@@ -102,6 +104,8 @@ def serve(args: argparse.Namespace) -> int:
     if development:
         write_private(DEV_ENV_FILE, f"REDIS_URL={env['REDIS_URL']}\n", append=True)
     print(f"webhook: POST {env['PUBLIC_BASE_URL']}/twilio-webhook-opt")
+    if not migrate_for_serve(env.get("DATABASE_URL") or settings.database_url):
+        return 2
 
     procfile = Path(args.procfile).resolve()
     honcho = subprocess.Popen(
@@ -130,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run web, worker and scheduler (the Procfile)")
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--procfile", default="Procfile")
+    add_db_commands(sub)
     args = parser.parse_args(argv)
+    if args.command == "db":
+        return int(args.run(args))
     return serve(args)
 
 

@@ -5,8 +5,10 @@ the outbox entries not consumed yet). Results are counts; the phone is never log
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Engine, delete, select
 
@@ -49,3 +51,31 @@ class Erasure:
     redis_sessions: int
     outbox_entries: int
     archived_sessions: int
+
+
+class ErasableStore(Protocol):
+    def erase_conversation(self, conv: str) -> tuple[int, int]: ...
+
+    def erase_daily_calls(self, customer: str) -> int: ...
+
+
+def erase_phone(
+    store: ErasableStore, engine: Engine, phone: str, businesses: Iterable[str]
+) -> Erasure:
+    """Every session of ``phone`` with each of ``businesses``, everywhere: Redis (sessions,
+    indexes, inbox, its counters), the outbox entries not consumed yet, then the archive (last:
+    an archive consumer mid-batch may write a session again, the outbox entry it came from is
+    gone by then, so a second run leaves nothing)."""
+    sessions = entries = 0
+    for business in sorted(set(businesses)):
+        s, e = store.erase_conversation(f"{phone}|{business}")
+        sessions, entries = sessions + s, entries + e
+    store.erase_daily_calls(phone)
+    archived = delete_archived_phone(engine, phone)
+    log.info(
+        "erasure: %d Redis session(s), %d outbox entries, %d archived session(s) deleted",
+        sessions,
+        entries,
+        archived,
+    )
+    return Erasure(sessions, entries, archived)
