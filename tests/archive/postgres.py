@@ -5,6 +5,7 @@ server. As root (CI containers) the server runs as the ``postgres`` user: initdb
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -77,8 +78,6 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def destroy(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)

@@ -97,13 +97,16 @@ def test_reads_after_a_flush_come_from_the_archive(
     assert service.get_latest_session_by_phone(PHONE) is None
     reader = ArchiveReader(engine)
     latest = reader.latest_by_phone(PHONE, BUSINESS, message_limit=1)
-    assert latest is not None and latest.session_id == sid
+    assert latest is not None
+    assert latest.session_id == sid
     assert [m.content for m in latest.messages] == ["On it"]
     summary = reader.summary(sid, clock())
-    assert summary is not None and summary.archived
+    assert summary is not None
+    assert summary.archived
     assert summary.messages_by_direction == {"inbound": 1, "outbound": 1}
     page, total = reader.page("completed", offset=0, limit=10, ended_before=None)
-    assert total == 1 and page[0].session_id == sid
+    assert total == 1
+    assert page[0].session_id == sid
     assert reader.page("expired", offset=0, limit=10, ended_before=None)[1] == 0
 
 
@@ -151,7 +154,8 @@ def test_a_session_redis_no_longer_has_is_archived_from_its_end_event(
     service.store.erase_conversation(f"{PHONE}|{BUSINESS}")
     asyncio.run(ArchiveConsumer(service.store, ArchiveWriter(engine)).handle(entries))
     archived = ArchiveReader(engine).session(sid)
-    assert archived is not None and archived.status is SessionStatus.COMPLETED
+    assert archived is not None
+    assert archived.status is SessionStatus.COMPLETED
     assert archived.messages == []
 
 
@@ -179,8 +183,10 @@ def test_an_archived_time_reads_back_in_utc(
     asyncio.run(ArchiveConsumer(service.store, ArchiveWriter(engine)).handle(outbox(redis_client)))
     archived = ArchiveReader(engine).session(sid)
     live = service.get_session_by_id(sid)
-    assert archived is not None and live is not None
+    assert archived is not None
+    assert live is not None
     assert archived.ended_at == live.ended_at
-    assert archived.ended_at is not None and archived.ended_at.utcoffset() == timedelta(0)
+    assert archived.ended_at is not None
+    assert archived.ended_at.utcoffset() == timedelta(0)
     assert archived.created_at.tzinfo is not None
     assert datetime.now(UTC) > archived.created_at - timedelta(days=3650)

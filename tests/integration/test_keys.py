@@ -24,7 +24,15 @@ from wa_sessions.workers.handlers import WorkerDeps, drain_conversation
 KEYS = Keys()
 BUSINESS = "+14155238886"
 #: Keys shared by all conversations (single Redis or Sentinel, documented in ``keys``).
-GLOBAL_PREFIXES = ("wa:idx:", "wa:seen:", "wa:out:", "wa:events:", "wa:wake:", "wa:an:", "wa:outbox")
+GLOBAL_PREFIXES = (
+    "wa:idx:",
+    "wa:seen:",
+    "wa:out:",
+    "wa:events:",
+    "wa:wake:",
+    "wa:an:",
+    "wa:outbox",
+)
 
 
 def test_every_key_of_a_conversation_carries_its_hash_tag(

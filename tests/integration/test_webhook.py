@@ -31,6 +31,7 @@ from twilio.request_validator import RequestValidator
 from tests.conftest import FakeClock
 from tests.signing import sign_pairs
 from wa_sessions import bootstrap
+from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.config import Settings
 from wa_sessions.statemachine import MessageDirection, SessionService
 from wa_sessions.statemachine.models import Message
@@ -141,6 +142,7 @@ def make_web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Ite
         async_url: str | None = None,
         inbox_policy: InboxPolicy | None = None,
         inbox: AsyncInbox | None = None,
+        archive: ArchiveReader | None = None,
         **settings: Any,
     ) -> Web:
         service = SessionService(client or redis_client, business_number=BUSINESS, clock=clock)
@@ -153,7 +155,11 @@ def make_web(redis_client: redis.Redis, redis_url: str, clock: FakeClock) -> Ite
             inbox_policy or InboxPolicy(),
             wake_message=wake_messages(),
         )
-        app = create_app(WebDeps(settings=make_settings(**settings), service=service, inbox=inbox))
+        app = create_app(
+            WebDeps(
+                settings=make_settings(**settings), service=service, inbox=inbox, archive=archive
+            )
+        )
         test_client = TestClient(app)
         test_client.__enter__()
         clients.append(test_client)

@@ -14,6 +14,7 @@ from wa_sessions.analytics.report import MAX_DAYS, AnalyticsReport, day_range
 from wa_sessions.errors import SessionNotFound
 from wa_sessions.statemachine.identity import normalize_address
 from wa_sessions.statemachine.models import SessionStatus, SessionSummary
+from wa_sessions.webhook.archive_fallback import ArchiveFallback
 from wa_sessions.webhook.auth import require_bearer
 from wa_sessions.webhook.endpoint import ERROR, WebDeps
 from wa_sessions.webhook.schemas import (
@@ -60,6 +61,7 @@ def session_api(deps: WebDeps) -> APIRouter:
     )
 
     router = APIRouter(dependencies=[Depends(require_admin)], tags=["sessions"])
+    fallback = ArchiveFallback(service, deps.archive)
 
     @router.get(
         "/session/{phone_number}",
@@ -78,11 +80,14 @@ def session_api(deps: WebDeps) -> APIRouter:
         session = service.get_latest_session_by_phone(
             phone_number, business_number, message_limit=limit
         )
+        archived = session is None
+        if session is None:
+            session = fallback.latest_by_phone(phone_number, business_number, limit)
         if session is None:
             raise SessionNotFound("no session for that phone number")
         history = session.messages
         return SessionDetail(
-            session=SessionView.of(session, service.clock()),
+            session=SessionView.of(session, service.clock(), archived=archived),
             conversation_history=history,
             message_count=len(history),
         )
@@ -112,6 +117,8 @@ def session_api(deps: WebDeps) -> APIRouter:
         offset: Offset = 0,
         limit: Limit = 50,
     ) -> SessionList:
+        if status in (SessionStatus.COMPLETED, SessionStatus.EXPIRED):
+            return fallback.ended_page(status, offset, limit)
         page = service.get_all_sessions(offset=offset, limit=limit, status=status)
         now = service.clock()
         return SessionList(
@@ -186,7 +193,13 @@ def session_api(deps: WebDeps) -> APIRouter:
         summary="Counts, duration and window state of one session",
     )
     def session_summary(session_id: uuid.UUID) -> SessionSummary:
-        return service.get_session_summary(str(session_id))
+        try:
+            return service.get_session_summary(str(session_id))
+        except SessionNotFound:
+            archived = fallback.summary(str(session_id))
+            if archived is None:
+                raise
+            return archived
 
     @router.put(
         "/phones/{phone_number}/language",

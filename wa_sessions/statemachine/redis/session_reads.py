@@ -105,3 +105,8 @@ class SessionReads(ScriptedStore):
         pipe.zcard(index)
         ids, total = pipe.execute()
         return [as_str(x) for x in ids], int(total)
+
+    def oldest_in(self, index: str) -> int | None:
+        """The lowest score (epoch ms) of an index zset, None when it is empty."""
+        first = self.client.zrange(index, 0, 0, withscores=True)
+        return int(first[0][1]) if first else None
