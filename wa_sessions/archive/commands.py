@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from wa_sessions import bootstrap
 from wa_sessions.archive import db, maintenance
 from wa_sessions.errors import WaSessionsError
 
@@ -42,8 +43,6 @@ def _positive(value: str) -> float:
 
 
 def _url() -> str:
-    from wa_sessions import bootstrap  # the composition root imports this module's package
-
     return bootstrap.load_operator_settings().database_url
 
 
@@ -73,8 +72,6 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from wa_sessions import bootstrap  # the composition root imports this module's package
-
     try:
         erased = bootstrap.erase_phone(bootstrap.load_operator_settings(), args.phone)
     except WaSessionsError as exc:
