@@ -20,6 +20,7 @@ import redis
 import redis.asyncio
 from dramatiq.brokers.redis import RedisBroker
 from fastapi import FastAPI
+from prometheus_client.registry import Collector
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -41,8 +42,10 @@ from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.flows.registry import FlowTemplates, load_templates
 from wa_sessions.languages.detect import warm_up as warm_up_languages
+from wa_sessions.events.store import GROUP as EVENTS_GROUP
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.outbox import OutboxBacklogCollector
+from wa_sessions.metrics.outgoing_events import EventsBacklogCollector
 from wa_sessions.outbox.entry import OutboxConsumer
 from wa_sessions.outbox.runner import OutboxPolicy, OutboxRunner
 from wa_sessions.redaction import install_log_redaction
@@ -64,10 +67,16 @@ from wa_sessions.workers.queues import QueueKeys
 if TYPE_CHECKING:
     pass
 
-#: The outbox's consumer groups the deployment runs (the backlog metrics report each one).
-OUTBOX_GROUPS = (OUTBOX_ARCHIVE_GROUP,)
 
 log = logging.getLogger(__name__)
+
+
+def outbox_groups(settings: Settings) -> tuple[str, ...]:
+    """The outbox's consumer groups the deployment runs (the backlog metrics report each one):
+    the archive always, the outgoing events when ``EVENTS_WEBHOOK_URL`` is set."""
+    if settings.sends_events:
+        return (OUTBOX_ARCHIVE_GROUP, EVENTS_GROUP)
+    return (OUTBOX_ARCHIVE_GROUP,)
 
 
 def load_settings() -> Settings:
@@ -280,10 +289,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 inbox_policy(settings),
                 wake_message=DrainWakeMessages(queue, DRAIN_CONVERSATION),
             ),
-            scrape_collectors=(
-                RedisStateCollector(service.store, queues=(queue,)),
-                OutboxBacklogCollector(service.store, OUTBOX_GROUPS),
-            ),
+            scrape_collectors=scrape_collectors(settings, service, queue),
             console=build_console(settings, service),
             takeover=build_takeover(settings, service),
             conversations=build_conversations(settings, service),
@@ -293,6 +299,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             archive=ArchiveReader(build_engine(settings.database_url)),
         )
     )
+
+
+def scrape_collectors(
+    settings: Settings, service: SessionService, queue: QueueKeys
+) -> tuple[Collector, ...]:
+    """What ``/metrics`` reads from Redis at scrape time: the sessions, inboxes and queue, the
+    outbox's backlog per consumer group, and the outgoing events' backlog when events are sent."""
+    collectors: list[Collector] = [
+        RedisStateCollector(service.store, queues=(queue,)),
+        OutboxBacklogCollector(service.store, outbox_groups(settings)),
+    ]
+    if settings.sends_events:
+        store = service.store
+        collectors.append(EventsBacklogCollector(store.client, store.keys, EVENTS_GROUP))
+    return tuple(collectors)
 
 
 def build_console(settings: Settings, service: SessionService) -> ConsoleDeps:

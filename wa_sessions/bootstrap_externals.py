@@ -1,7 +1,8 @@
 """The composition root's builders of the adapters to the outside: the order extractor (OpenAI
 or the offline rules, behind the rate gate and the daily cap), the session analyser (OpenAI or
-offline), the media fetcher for Twilio's images, the reply sender (Twilio or the log) and the
-reply templates. ``bootstrap`` calls them;
+offline), the media fetcher for Twilio's images, the reply sender (Twilio or the log), the
+reply templates and the outgoing events' consumer and sender (``EVENTS_WEBHOOK_URL``).
+``bootstrap`` calls them;
 they live apart to keep each module readable. Each SDK is imported only by a process that is
 configured to use it.
 """
@@ -18,6 +19,9 @@ from wa_sessions.analysis.models import Analyser
 from wa_sessions.analysis.offline import OfflineAnalyser
 from wa_sessions.analysis.service import SessionAnalyses
 from wa_sessions.config import Settings
+from wa_sessions.events.consumer import DeliveryPolicy, EventsConsumer
+from wa_sessions.events.sender import WebhookSender
+from wa_sessions.events.store import RedisEventStore
 from wa_sessions.metrics.orders import DAILY_CAP_FALLBACKS
 from wa_sessions.orders.daily_cap import DailyCappedExtractor
 from wa_sessions.orders.extractor import OrderExtractor
@@ -182,4 +186,35 @@ def build_analyses(
         RedisAnalysisStore(service.store.client, service.store.keys),
         build_analyser(settings, shared_limit_client),
         max_messages=settings.analysis_max_messages,
+    )
+
+
+def build_event_store(settings: Settings, client: redis.asyncio.Redis) -> RedisEventStore:
+    """The events' Redis state over ``client`` (``decode_responses=True``)."""
+    return RedisEventStore(client, Keys(settings.redis_key_prefix))
+
+
+def build_webhook_sender(settings: Settings) -> WebhookSender:
+    return WebhookSender(
+        settings.events_webhook_url,
+        settings.events_webhook_secret,
+        settings.events_timeout_seconds,
+    )
+
+
+def build_events_consumer(settings: Settings, client: redis.asyncio.Redis) -> EventsConsumer | None:
+    """The outbox's ``events`` consumer when ``EVENTS_WEBHOOK_URL`` is set, else None (no
+    group is then created, so nothing holds the outbox's trimming back for it)."""
+    if not settings.sends_events:
+        return None
+    policy = DeliveryPolicy(
+        timeout_seconds=settings.events_timeout_seconds,
+        retry_window_seconds=settings.events_retry_hours * 3600,
+        backoff_seconds=settings.events_retry_base_seconds,
+    )
+    return EventsConsumer(
+        build_event_store(settings, client),
+        build_webhook_sender(settings),
+        policy,
+        max_in_flight=settings.events_max_in_flight,
     )

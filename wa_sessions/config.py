@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from wa_sessions.events.settings import EventsSettings
 from wa_sessions.orders.media_policy import (
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_MEDIA_FETCH_DEADLINE_SECONDS,
@@ -82,8 +83,10 @@ def parse_operator_tokens(value: str) -> dict[str, str]:
     return operators
 
 
-class Settings(OutreachSettings):
-    """Every knob of the service. Field names are the environment variables, upper-cased."""
+class Settings(EventsSettings, OutreachSettings):
+    """Every knob of the service. Field names are the environment variables, upper-cased.
+    The outgoing events' settings come from ``events.settings.EventsSettings``, the nudge's
+    from ``outreach_settings.OutreachSettings``."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 

@@ -44,6 +44,8 @@ from wa_sessions.metrics.orders import (
     REPLIES,
 )
 from wa_sessions.metrics.outreach import initialise_series as _initialise_outreach_series
+from wa_sessions.metrics.outgoing_events import EVENT_DELIVERY_LATENCY, EVENTS
+from wa_sessions.metrics.outgoing_events import initialise_series as _initialise_event_series
 from wa_sessions.metrics.takeover import OPERATOR_REPLIES, TAKEOVERS
 from wa_sessions.metrics.takeover import initialise_series as _initialise_takeover_series
 from wa_sessions.statemachine.models import MessageDirection, MessageType
@@ -59,6 +61,8 @@ __all__ = [
     "DELIVERY_FAILURES",
     "DELIVERY_STATUS",
     "DRAINS",
+    "EVENTS",
+    "EVENT_DELIVERY_LATENCY",
     "EXTRACTIONS",
     "EXTRACTION_FAILURES",
     "EXTRACTION_FALLBACKS",
@@ -217,6 +221,7 @@ def _initialise_series() -> None:
     _initialise_outreach_series()
     _initialise_language_series()
     _initialise_analysis_series()
+    _initialise_event_series()
 
 
 _initialise_series()

@@ -4,6 +4,11 @@
     python -m wa_sessions.workers.enqueue expire --phone +14155550123 [--business +1...]
     python -m wa_sessions.workers.enqueue start-conversation --phone ... (--content-sid HX..
         [--var KEY=VALUE ...] | --text ...)        (workers/start_conversation.py)
+    python -m wa_sessions.workers.enqueue replay-event EVENT_ID
+
+``replay-event`` sends one outgoing event again to ``EVENTS_WEBHOOK_URL`` with its own
+``webhook-id`` (``wa_sessions/events/replay.py``); exit 0 delivered, 1 not found, refused by the
+receiver or Redis unreachable, 2 usage or no ``EVENTS_WEBHOOK_URL``.
 
 The task goes through the conversation's inbox, so it applies after the messages the webhook
 accepted before it. Exit codes: 0 enqueued (or applied, with --wait); 1 unknown session, no
@@ -18,14 +23,18 @@ the Redis it looked in.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 from collections.abc import Sequence
 
 import redis
 
-from wa_sessions import bootstrap
+from wa_sessions import bootstrap, bootstrap_externals
+from wa_sessions.config import Settings
 from wa_sessions.errors import InvalidPhoneNumber
+from wa_sessions.events.replay import EventNotFound, replay_event
+from wa_sessions.events.sender import Verdict
 from wa_sessions.statemachine.lifecycle import ENDED_STATES, Trigger
 from wa_sessions.statemachine.models import SessionStatus
 from wa_sessions.workers import start_conversation
@@ -50,11 +59,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == [start_conversation.ACTION]:
-        return start_conversation.main(argv[1:])
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == [start_conversation.ACTION]:
+        return start_conversation.main(words[1:])
+    if words[:1] == ["replay-event"]:
+        return _replay(words[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     if bool(args.session_id) == bool(args.phone):
         parser.print_usage(sys.stderr)
         print("error: give either SESSION_ID or --phone", file=sys.stderr)
@@ -110,6 +121,44 @@ def _enqueue(args: argparse.Namespace, worker: bootstrap.WorkerProcess) -> int:
         time.sleep(0.05)
     print(f"error: session {session.session_id} not ended after {args.timeout}s", file=sys.stderr)
     return 3
+
+
+def _replay(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wa-sessions-enqueue replay-event",
+        description="Send one outgoing event again, with the same webhook-id.",
+    )
+    parser.add_argument("event_id", help="evt_<outbox entry id>, or the entry id")
+    args = parser.parse_args(argv)
+    settings = bootstrap.load_operator_settings()
+    if not settings.sends_events:
+        print("error: EVENTS_WEBHOOK_URL is not set", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_replay_one(settings, args.event_id))
+    except redis.ConnectionError:
+        print(f"error: cannot reach Redis at {settings.redis_location}", file=sys.stderr)
+        return 1
+
+
+async def _replay_one(settings: Settings, wanted: str) -> int:
+    client = bootstrap.async_redis_client(settings, decode_responses=True)
+    sender = bootstrap_externals.build_webhook_sender(settings)
+    try:
+        store = bootstrap_externals.build_event_store(settings, client)
+        replayed = await replay_event(store, sender, wanted)
+    except EventNotFound as exc:
+        print(f"error: {exc} in Redis at {settings.redis_location}", file=sys.stderr)
+        return 1
+    finally:
+        await sender.close()
+        await client.aclose()
+    verdict = replayed.attempt
+    if verdict.verdict is Verdict.DELIVERED:
+        print(f"replayed {replayed.event_id} (from {replayed.source}): {verdict.reason}")
+        return 0
+    print(f"error: {replayed.event_id} not delivered: {verdict.reason}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

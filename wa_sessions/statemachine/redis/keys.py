@@ -117,6 +117,17 @@ key                              type    holds
                                          ms), ``data`` (JSON). Read by consumer groups
                                          (``archive``, ``events``: ``wa_sessions/outbox/``),
                                          trimmed below the oldest entry any group still needs
+``P events:due``                 zset    outgoing events (``wa_sessions/events``): the outbox
+                                         entry id at the head of each session's queue, by
+                                         when its next attempt is due (epoch ms; while an
+                                         attempt runs, when its lease lapses)
+``P events:q:<sid>``             list    one session's accepted, undelivered outbox entry ids
+                                         in stream order (the head is the one being sent)
+``P events:state``               hash    outbox entry id -> ``{"sid", "n", "first"}`` JSON:
+                                         its session, attempts made, first attempt (epoch ms)
+``P events:given_up``            hash    outbox entry id -> the event given up (JSON: body,
+                                         reason, attempts, when), for operators and replay
+``P events:given_up:at``         zset    the given-up events by when (the newest 100,000 kept)
 ===============================  ======  =====================================================
 
 Every key of one conversation, its sessions and their histories included, carries the
@@ -411,6 +422,27 @@ class Keys:
     def outbox(self) -> str:
         """The outbox stream of lifecycle events (``lua/lib/outbox.lua`` writes it)."""
         return f"{self.prefix}outbox"
+
+    @property
+    def events_due(self) -> str:
+        """Outgoing events: each session's head entry by its next attempt (``events/store``)."""
+        return f"{self.prefix}events:due"
+
+    def events_queue(self, session_id: str) -> str:
+        """One session's undelivered outgoing events, oldest first."""
+        return f"{self.prefix}events:q:{session_id}"
+
+    @property
+    def events_state(self) -> str:
+        return f"{self.prefix}events:state"
+
+    @property
+    def events_given_up(self) -> str:
+        return f"{self.prefix}events:given_up"
+
+    @property
+    def events_given_up_at(self) -> str:
+        return f"{self.prefix}events:given_up:at"
 
     def lua_prelude(self) -> str:
         """The same key names for Lua, generated from the methods above: functions for keys

@@ -81,6 +81,10 @@ NAMES = (
     "outbox_trim",
     "outbox_backlog",
     "erase_conv",
+    "events_accept",
+    "events_claim",
+    "events_retry",
+    "events_finish",
 )
 
 #: ``names`` is the generated prelude alone; every library needs it and brings it along.
