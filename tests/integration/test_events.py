@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio
 from prometheus_client import REGISTRY
 
 from tests.events_support import (
+    SECRET,
     Answer,
     Receiver,
     add_entry,
@@ -24,6 +27,7 @@ from tests.events_support import (
 from wa_sessions.events.consumer import EventsConsumer
 from wa_sessions.events.schema import SessionCompleted
 from wa_sessions.statemachine.redis.keys import Keys
+from wa_sessions.workers import enqueue
 
 KEYS = Keys()
 
@@ -324,3 +328,77 @@ def test_an_entry_that_makes_no_event_is_given_up_counted_and_sends_nothing(
     run(redis_url, receiver, body)
     assert receiver.received == []
     assert counted("invalid", "given_up") - invalid == 3
+
+
+def _operator_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, url: str
+) -> None:
+    """The operators' script's environment: the test Redis and receiver, no ``.run/dev.env``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("EVENTS_WEBHOOK_URL", url)
+    monkeypatch.setenv("EVENTS_WEBHOOK_SECRET", SECRET)
+
+
+def test_replay_event_sends_a_delivered_event_again_with_the_same_webhook_id(
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``wa-sessions-enqueue replay-event evt_<id>`` rebuilds the body from the outbox: the
+    receiver gets the same id, the same body, a fresh signature."""
+    receiver = Receiver()
+
+    async def body(client: redis.asyncio.Redis, url: str) -> None:
+        _operator_env(monkeypatch, tmp_path, redis_url, url)
+        consumer = make_consumer(client, url)
+        entry = await add_entry(client, "s-1")
+        await deliver_all(client, consumer)
+        code = await asyncio.to_thread(enqueue.main, ["replay-event", f"evt_{entry}"])
+        assert code == 0
+        first, again = receiver.attempts(f"evt_{entry}")
+        assert again.headers["webhook-id"] == first.headers["webhook-id"] == f"evt_{entry}"
+        assert again.event == first.event
+        assert receiver.forged == []
+
+    run(redis_url, receiver, body)
+    assert "from outbox" in capsys.readouterr().out
+
+
+def test_replay_event_takes_a_given_up_event_from_its_record_once_the_stream_lost_it(
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 400 gives the event up; the outbox entry is trimmed; once the receiver is fixed, the
+    replay sends the recorded body. An unknown id exits 1 naming it."""
+    fixed: list[bool] = []
+    receiver = Receiver(lambda event, nth: Answer(200 if fixed else 400))
+
+    async def body(client: redis.asyncio.Redis, url: str) -> None:
+        _operator_env(monkeypatch, tmp_path, redis_url, url)
+        consumer = make_consumer(client, url)
+        entry = await add_entry(client, "s-1")
+        await deliver_all(client, consumer)
+        await client.xdel(KEYS.outbox, entry)
+        fixed.append(True)
+        assert await asyncio.to_thread(enqueue.main, ["replay-event", entry]) == 0
+        assert receiver.delivered() == [f"evt_{entry}"]
+        missing = await asyncio.to_thread(enqueue.main, ["replay-event", "evt_1-0"])
+        assert missing == 1
+
+    run(redis_url, receiver, body)
+    out, err = capsys.readouterr()
+    assert "from given_up" in out
+    assert "no event 'evt_1-0'" in err
+
+
+def test_replay_event_without_a_webhook_url_is_a_usage_error(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delenv("EVENTS_WEBHOOK_URL", raising=False)
+    assert enqueue.main(["replay-event", "evt_1-0"]) == 2
