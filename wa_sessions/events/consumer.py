@@ -71,6 +71,11 @@ class EventsConsumer:
     """Group ``events``: queues entries, delivers them from its own loop."""
 
     name = GROUP
+    #: For the outbox runner: entries this consumer is handed and does not return are its own
+    #: (queued in Redis, acknowledged by its delivery loop), not unfinished work to hand it
+    #: again. A runner that re-read its pending list from the start after every such batch
+    #: would never read new entries while one event is being retried.
+    acknowledges_itself = True
 
     def __init__(
         self,

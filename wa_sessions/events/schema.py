@@ -70,8 +70,15 @@ class MessageFailedData(_Data):
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
 
     message_id: str = Field(description="The failed outbound message (its id in the session).")
-    reason: str = Field(description="Twilio's status: failed or undelivered.")
+    reason: str | None = Field(
+        default=None,
+        description="Twilio's status (failed, undelivered) or why the send failed, if known.",
+    )
     error_code: str | None = Field(default=None, description="Twilio's ErrorCode, if any.")
+    twilio_sid: str | None = Field(default=None, description="Twilio's MessageSid, if it had one.")
+    in_reply_to: str | None = Field(
+        default=None, description="The customer's message the failed reply answered, if any."
+    )
 
 
 class _Event(BaseModel):
