@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio
 from prometheus_client import REGISTRY
 
@@ -26,6 +27,7 @@ from tests.events_support import (
 )
 from wa_sessions.events.consumer import EventsConsumer
 from wa_sessions.events.schema import SessionCompleted
+from wa_sessions.metrics.outgoing_events import EventsBacklogCollector
 from wa_sessions.statemachine.redis.keys import Keys
 from wa_sessions.workers import enqueue
 
@@ -402,3 +404,28 @@ def test_replay_event_without_a_webhook_url_is_a_usage_error(
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.delenv("EVENTS_WEBHOOK_URL", raising=False)
     assert enqueue.main(["replay-event", "evt_1-0"]) == 2
+
+
+def test_the_backlog_is_read_from_redis_at_scrape_time(redis_url: str) -> None:
+    """An event waiting for its retry shows as pending, with the age of its outbox entry; a
+    Redis without the group yet reports nothing pending."""
+    collector = EventsBacklogCollector(redis.Redis.from_url(redis_url), KEYS, "events")
+    assert _gauges(collector)["wa_sessions_events_oldest_pending_seconds"] == 0
+    receiver = Receiver(lambda event, nth: Answer(500))
+
+    async def body(client: redis.asyncio.Redis, url: str) -> None:
+        consumer = make_consumer(client, url, backoff_seconds=30)
+        await add_entry(client, "s-1")
+        await feed(client, consumer)
+        await wait_for(lambda: len(receiver.received) == 1)
+        await consumer.close()
+
+    run(redis_url, receiver, body)
+    gauges = _gauges(collector)
+    assert gauges["wa_sessions_events_pending"] == 1
+    assert gauges["wa_sessions_events_oldest_pending_seconds"] > 0
+    assert gauges["wa_sessions_events_given_up"] == 0
+
+
+def _gauges(collector: EventsBacklogCollector) -> dict[str, float]:
+    return {family.name: family.samples[0].value for family in collector.collect()}

@@ -90,7 +90,9 @@ class EventsBacklogCollector(Collector):
         oldest = 0.0
         # No group yet (nothing sent so far) answers an error: nothing is pending then.
         if isinstance(summary, dict) and summary.get("min"):
-            oldest_ms = int(str(summary["min"]).partition("-")[0])
+            first = summary["min"]
+            first = first.decode() if isinstance(first, bytes) else str(first)
+            oldest_ms = int(first.partition("-")[0])
             oldest = max(0.0, self.clock() - oldest_ms / 1000)
         yield GaugeMetricFamily(
             "wa_sessions_events_pending",
