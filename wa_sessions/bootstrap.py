@@ -32,6 +32,7 @@ from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.archive.writer import ArchiveConsumer, ArchiveWriter
 from wa_sessions.bootstrap_externals import (
     build_analyses,
+    build_events_consumer,
     build_extractor,
     build_media_fetcher,
     build_reply_templates,
@@ -345,10 +346,17 @@ class OutboxProcess:
         self.service.store.client.close()
 
 
-def outbox_consumers(settings: Settings, service: SessionService) -> list[OutboxConsumer]:
-    """The outbox's consumers: the SQL archive (``archive`` group)."""
+def outbox_consumers(
+    settings: Settings, service: SessionService, client: redis.asyncio.Redis
+) -> list[OutboxConsumer]:
+    """The outbox's consumers, one per group of ``outbox_groups``: the SQL archive, and the
+    outgoing events when ``EVENTS_WEBHOOK_URL`` is set (over ``client``, which decodes)."""
     writer = ArchiveWriter(build_engine(settings.database_url))
-    return [ArchiveConsumer(service.store, writer)]
+    consumers: list[OutboxConsumer] = [ArchiveConsumer(service.store, writer)]
+    events = build_events_consumer(settings, client)
+    if events is not None:
+        consumers.append(events)
+    return consumers
 
 
 def build_outbox(settings: Settings) -> OutboxProcess:
@@ -366,7 +374,7 @@ def build_outbox(settings: Settings) -> OutboxProcess:
     runner = OutboxRunner(
         client,
         service.store,
-        outbox_consumers(settings, service),
+        outbox_consumers(settings, service, client),
         policy,
         consumer_name=settings.outbox_consumer_name or socket.gethostname(),
     )

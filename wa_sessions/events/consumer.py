@@ -96,6 +96,7 @@ class EventsConsumer:
         self._loop_task: asyncio.Task[None] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         """Creates the group if missing and starts the delivery loop (once)."""
@@ -116,6 +117,10 @@ class EventsConsumer:
     async def close(self) -> None:
         """Stops the loop and the attempts in flight (their leases lapse: they are sent again,
         by this process after a restart or by another one) and closes the HTTP session."""
+        # The flag as well as the cancel: a cancel that lands in a Redis call can be lost there,
+        # and the loop would then run on.
+        self._closing = True
+        self._wake.set()
         tasks = [*self._in_flight, *([self._loop_task] if self._loop_task else [])]
         for task in tasks:
             task.cancel()
@@ -123,10 +128,11 @@ class EventsConsumer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._loop_task = None
+        self._closing = False
         await self.sender.close()
 
     async def _deliver_forever(self) -> None:
-        while True:
+        while not self._closing:
             self._wake.clear()
             delay = self.poll_seconds
             try:
@@ -141,7 +147,8 @@ class EventsConsumer:
             except Exception:  # Redis away: try again at the next poll
                 log.warning("events: claiming due events failed", exc_info=True)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.005))
+                async with asyncio.timeout(max(delay, 0.005)):
+                    await self._wake.wait()
 
     def _spawn(self, claimed: Claimed) -> None:
         task = asyncio.create_task(self._deliver(claimed))

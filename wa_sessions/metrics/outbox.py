@@ -18,14 +18,15 @@ from wa_sessions.statemachine.redis.outbox_store import OutboxBacklog
 log = logging.getLogger(__name__)
 
 #: ``outcome`` values of ``OUTBOX_ENTRIES``: acknowledged after the consumer's work, left
-#: pending to be retried (the consumer did not finish it or raised), malformed (acknowledged
+#: pending to be retried (the consumer did not finish it or raised), queued (taken by a
+#: consumer that acknowledges each entry itself later: the events), malformed (acknowledged
 #: without being handed over), missing (trimmed or erased before it was handled).
-OUTBOX_OUTCOMES = ("done", "retried", "malformed", "missing")
+OUTBOX_OUTCOMES = ("done", "retried", "queued", "malformed", "missing")
 
 OUTBOX_ENTRIES = Counter(
     "wa_sessions_outbox_entries_total",
     "Outbox entries handled by the outbox process, by consumer group (archive, events) and "
-    "outcome (done, retried, malformed, missing).",
+    "outcome (done, retried, queued, malformed, missing).",
     ["consumer", "outcome"],
 )
 

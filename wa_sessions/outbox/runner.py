@@ -4,7 +4,11 @@ consumer reports finished, plus a task that trims what every group has acknowled
 
 Recovery: a batch is pending in its group from the moment it is read. Entries a consumer did
 not finish (it raised, or left them out of its answer) are read again from this consumer's own
-pending list after a backoff, in stream order. Entries of a consumer that died (kill -9,
+pending list after a backoff, in stream order. A consumer that acknowledges itself (the
+events: it queues what it is handed and XACKs each entry later, once delivered) is not handed
+its pending entries again after each batch: its own pending list is walked once, with a moving
+cursor, at start and after losing Redis, and otherwise it reads new entries (``>``), so one
+event waiting for its retry holds up no other. Entries of a consumer that died (kill -9,
 a lost host) are taken over with XAUTOCLAIM once idle for ``claim_idle_ms``; a restart under the
 same consumer name (the host's name by default) reads its own pending entries first. So an
 entry is acknowledged at most once and handled at least once: consumers make their work
@@ -66,8 +70,12 @@ class ConsumerLoop:
         self.group = consumer.name
         self.policy = policy
         self.name = consumer_name
-        #: Read this consumer's own pending entries before new ones (a restart, a retry).
+        self.acknowledges_itself = bool(getattr(consumer, "acknowledges_itself", False))
+        #: Read this consumer's own pending entries before new ones (a restart, a retry),
+        #: from ``cursor`` on: the walk moves past what it handed over.
         self.own_first = True
+        self.cursor = "0"
+        self.claim_cursor = "0-0"
         self.next_claim = 0.0
 
     async def ensure_group(self) -> None:
@@ -82,9 +90,9 @@ class ConsumerLoop:
         """Reads one batch and hands it over. False when this step found nothing to do or the
         consumer left entries unfinished (the caller backs off or blocks)."""
         if self.own_first:
-            items = await self._read("0", block=False)
+            items = await self._read(self.cursor, block=False)
             if not items:
-                self.own_first = False
+                self.own_first, self.cursor = False, "0"
                 return True
         elif time.monotonic() >= self.next_claim:
             self.next_claim = time.monotonic() + self.policy.claim_idle_ms / 2000
@@ -96,9 +104,18 @@ class ConsumerLoop:
             if not items:
                 return True
         finished = await self.handle(items)
-        if not finished:
-            self.own_first = True
+        if finished:
+            if self.own_first:
+                self.cursor = items[-1][0]
+        else:
+            # Again from the start of the pending list, in stream order, after a backoff.
+            self.own_first, self.cursor = True, "0"
         return finished
+
+    def restart(self) -> None:
+        """After losing Redis: a batch read but never handed over is pending in this consumer
+        only, so the next step walks its pending list again."""
+        self.own_first, self.cursor = True, "0"
 
     async def handle(self, items: Sequence[Item]) -> bool:
         """Hands the batch over, acknowledges what is done. True when every entry was."""
@@ -116,16 +133,22 @@ class ConsumerLoop:
                 OUTBOX_ENTRIES.labels(self.group, "malformed").inc()
                 drop.append(entry_id)
         done: set[str] = set()
+        raised = False
         if entries:
             try:
                 done = set(await self.consumer.handle(entries)) & {e.id for e in entries}
             except Exception:
+                raised = True
                 log.exception("outbox: consumer %s failed a batch of %d", self.group, len(entries))
         acked = drop + [e.id for e in entries if e.id in done]
         if acked:
             await self.client.xack(self.stream, self.group, *acked)
         OUTBOX_ENTRIES.labels(self.group, "done").inc(len(done))
         left = len(entries) - len(done)
+        if left and self.acknowledges_itself and not raised:
+            # Taken over by the consumer (it acknowledges each one later), not unfinished.
+            OUTBOX_ENTRIES.labels(self.group, "queued").inc(left)
+            return True
         if left:
             OUTBOX_ENTRIES.labels(self.group, "retried").inc(left)
         return left == 0
@@ -146,9 +169,11 @@ class ConsumerLoop:
             self.group,
             self.name,
             self.policy.claim_idle_ms,
-            start_id="0-0",
+            start_id=self.claim_cursor,
             count=self.policy.batch,
         )
+        # The cursor moves on through the pending list; "0-0" once it went round.
+        self.claim_cursor = str(reply[0])
         return [(str(i), dict(f) if f else None) for i, f in reply[1]]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -164,6 +189,7 @@ class ConsumerLoop:
                     backoff = min(backoff * 2, self.policy.retry_max_seconds)
             except (RedisError, OSError):
                 log.warning("outbox: %s lost Redis; retrying in %.1fs", self.group, backoff)
+                self.restart()
                 await _wait(stop, backoff)
                 backoff = min(backoff * 2, self.policy.retry_max_seconds)
 
@@ -190,7 +216,8 @@ def _items(reply: Any) -> list[Item]:
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await stop.wait()
 
 
 class OutboxRunner:
@@ -220,7 +247,20 @@ class OutboxRunner:
             await _wait(stop, self.policy.trim_interval_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            for loop in self.loops:
-                tasks.create_task(loop.run(stop))
-            tasks.create_task(self.trim(stop))
+        """Starts the consumers that have a loop of their own (``start``), runs until ``stop``,
+        then closes them (``close``)."""
+        consumers = [loop.consumer for loop in self.loops]
+        try:
+            for consumer in consumers:
+                start = getattr(consumer, "start", None)
+                if start is not None:
+                    await start()
+            async with asyncio.TaskGroup() as tasks:
+                for loop in self.loops:
+                    tasks.create_task(loop.run(stop))
+                tasks.create_task(self.trim(stop))
+        finally:
+            for consumer in consumers:
+                close = getattr(consumer, "close", None)
+                if close is not None:
+                    await close()
