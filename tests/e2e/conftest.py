@@ -47,7 +47,9 @@ def procfile_commands() -> dict[str, str]:
 
 @dataclass
 class Service:
-    """Web, worker and scheduler processes, each started from its Procfile line."""
+    """Web, worker, scheduler and outbox processes, each started from its Procfile line, over
+    a Redis and an SQLite archive of this test's own (migrated first, as ``./run serve``
+    does)."""
 
     redis_url: str
     tmp: Path
@@ -89,6 +91,7 @@ class Service:
                 # (its own tests set it low).
                 "INGEST_MESSAGES_PER_MINUTE": "60000",
                 "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir),
+                "DATABASE_URL": f"sqlite:///{self.tmp / 'archive.db'}",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -110,10 +113,22 @@ class Service:
         return proc
 
     def start_all(self) -> Service:
-        for name in ("web", "worker", "scheduler"):
+        self.migrate()
+        for name in ("web", "worker", "scheduler", "outbox"):
             self.start(name)
         self.wait_healthy()
         return self
+
+    def migrate(self) -> None:
+        """``wa-sessions db upgrade`` on the archive, before any process uses it."""
+        subprocess.run(
+            [sys.executable, "-m", "wa_sessions.cli", "db", "upgrade"],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
 
     def wait_healthy(self, timeout_seconds: float = 30.0) -> None:
         sim = self.simulator()
