@@ -19,6 +19,7 @@ from tests.integration.test_webhook import BUSINESS, make_settings, wake_message
 
 # The HTTPS stand-ins for Twilio's media host and CDN, for the media proxy's tests.
 from tests.media_servers import cdn, client_tls, media, media_ca  # noqa: F401
+from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
 from wa_sessions.statemachine import SessionService
@@ -68,9 +69,11 @@ def make_console(
         *,
         media_proxy: TwilioMedia | None = None,
         service: SessionService | None = None,
+        archive: ArchiveReader | None = None,
         **settings: Any,
     ) -> Console:
-        """A console app; ``service``: one a test drives itself (a drain harness's)."""
+        """A console app; ``service``: one a test drives itself (a drain harness's);
+        ``archive``: the SQL archive the conversation page falls back to."""
         options: dict[str, Any] = {
             "admin_token": ADMIN_TOKEN,
             "operator_tokens": {"alice": ALICE_TOKEN},
@@ -93,6 +96,7 @@ def make_console(
                 console=ConsoleDeps(
                     settings=config, service=service, pubsub_redis=lambda: pubsub, media=media_proxy
                 ),
+                archive=archive,
             )
         )
         client = TestClient(app, base_url="https://example.test")

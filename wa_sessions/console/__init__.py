@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from wa_sessions.analysis.service import SessionAnalyses
+from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.config import Settings
 from wa_sessions.console.analytics import analytics_routes
 from wa_sessions.console.auth import ConsoleAuth, ConsoleSessions, OperatorDirectory
@@ -47,10 +48,11 @@ def install_console(
     deps: ConsoleDeps,
     takeover: TakeoverService,
     analyses: SessionAnalyses | None = None,
+    archive: ArchiveReader | None = None,
 ) -> ConsoleContext:
     """Adds the console's routes, static files and error pages to ``app``; operators take
     sessions over and reply through ``takeover`` and analyse them through ``analyses`` (the
-    session API's own)."""
+    session API's own); a session Redis no longer holds is read from ``archive``."""
     settings, service = deps.settings, deps.service
     store = service.store
     app.state.console_auth = ConsoleAuth(
@@ -75,6 +77,7 @@ def install_console(
         feed=ChangeFeed(deps.pubsub_redis, store.keys.console_channel),
         media=deps.media,
         analyses=analyses,
+        archive=archive,
     )
     install_error_pages(app, pages)
     app.include_router(sign_in_routes(ctx))

@@ -91,6 +91,12 @@ class Conflict(ConsoleRefusal):
     title = "Not possible now"
 
 
+class ArchiveUnavailable(ConsoleRefusal):
+    status = 503
+    code = "unavailable"
+    title = "Archive unavailable"
+
+
 class OperatorDirectory:
     """The tokens that sign in, and as whom."""
 

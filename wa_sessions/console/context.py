@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from wa_sessions.analysis.service import SessionAnalyses
+from wa_sessions.archive.reader import ArchiveReader
 from wa_sessions.config import Settings
 from wa_sessions.console.conversation import ConversationReader
 from wa_sessions.console.listing import SessionListing
@@ -28,3 +29,5 @@ class ConsoleContext:
     media: TwilioMedia | None
     #: The session analysis panel and its Analyse button (None: not shown).
     analyses: SessionAnalyses | None = None
+    #: The SQL archive the conversation page falls back to (None: Redis only).
+    archive: ArchiveReader | None = None

@@ -1,7 +1,8 @@
 """The conversation page's read model: one page of a session's messages (newest page first,
 ``before`` an absolute index in the history), each reply's delivery status from its ``out:``
 hash (status callbacks move it on after the message was stored), and the images to show
-through the media proxy.
+through the media proxy. A session Redis no longer holds is paged from the SQL archive's copy
+(``archived_page``): read-only, delivery statuses as archived, no images (the proxy reads Redis).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class ConversationPage:
     older: int | None
     newer: int | None
     digest: str
+    #: From the SQL archive: Redis no longer holds the session (read-only, no live updates).
+    archived: bool = False
 
     @property
     def newest(self) -> bool:
@@ -94,8 +97,7 @@ class ConversationReader:
         conv = Conversation(session.phone_number, session.business_number).key
         key = self.store.keys.session_messages(conv, session.session_id)
         total = int(self.store.client.llen(key))
-        end = total if before is None else max(0, min(before, total))
-        start = max(0, end - self.page_size)
+        start, end = self._window(total, before)
         raw = cast(list[str], self.store.client.lrange(key, start, end - 1)) if end else []
         messages = [Message.model_validate_json(m) for m in raw]
         statuses = self._delivery(messages)
@@ -114,6 +116,39 @@ class ConversationReader:
                     images=image_indexes(message),
                 )
             )
+        return self._page(session, items, total, start, end)
+
+    def archived_page(self, session: Session, before: int | None) -> ConversationPage:
+        """One page of an archived session's messages (``session.messages`` holds them all)."""
+        messages = session.messages
+        start, end = self._window(len(messages), before)
+        items = [
+            ChatItem(
+                message=message,
+                position=start + offset,
+                kind=_kind(message),
+                delivery=str(message.metadata.get("delivery_status") or "") or None,
+            )
+            for offset, message in enumerate(messages[start:end])
+        ]
+        return self._page(session, items, len(messages), start, end, archived=True)
+
+    def _window(self, total: int, before: int | None) -> tuple[int, int]:
+        """The page's first and past-the-end positions in a history of ``total`` messages."""
+        end = total if before is None else max(0, min(before, total))
+        return max(0, end - self.page_size), end
+
+    def _page(
+        self,
+        session: Session,
+        items: list[ChatItem],
+        total: int,
+        start: int,
+        end: int,
+        *,
+        archived: bool = False,
+    ) -> ConversationPage:
+        conv = Conversation(session.phone_number, session.business_number).key
         return ConversationPage(
             session=session,
             items=items,
@@ -121,6 +156,7 @@ class ConversationReader:
             older=start if start > 0 else None,
             newer=min(total, end + self.page_size) if end < total else None,
             digest=conversation_digest(conv),
+            archived=archived,
         )
 
     def _delivery(self, messages: list[Message]) -> dict[str, tuple[str | None, str | None]]:

@@ -13,11 +13,20 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from wa_sessions.console.auth import Conflict, NotFound, Operator, operator_form, require_operator
+from wa_sessions.console.auth import (
+    ArchiveUnavailable,
+    Conflict,
+    NotFound,
+    Operator,
+    operator_form,
+    require_operator,
+)
 from wa_sessions.console.context import ConsoleContext
+from wa_sessions.console.conversation import ConversationPage
 from wa_sessions.console.pages import PREFIX
 from wa_sessions.console.routes import SessionId
 from wa_sessions.errors import (
@@ -31,6 +40,7 @@ from wa_sessions.errors import (
     WaSessionsError,
 )
 from wa_sessions.metrics import API_ERRORS
+from wa_sessions.statemachine.models import SessionSummary
 
 OperatorForm = Annotated[tuple[Operator, dict[str, str]], Depends(operator_form)]
 #: What the page says after an accepted action (``?done=<name>``).
@@ -75,12 +85,14 @@ def conversation_routes(ctx: ConsoleContext) -> APIRouter:
     ) -> Response:
         try:
             summary = service.get_session_summary(str(session_id))
-        except SessionNotFound as exc:
-            raise NotFound(f"there is no session {session_id}") from exc
-        session = service.store.load(str(session_id), include_messages=False)
+            session = service.store.load(str(session_id), include_messages=False)
+        except SessionNotFound:
+            session = None
         if session is None:
-            raise NotFound(f"there is no session {session_id}")
-        page = ctx.conversations.page(session, before)
+            summary, page = archived(session_id, before)
+        else:
+            page = ctx.conversations.page(session, before)
+        shown = ctx.analyses is not None and not page.archived
         return ctx.pages.render(
             request,
             "session.html",
@@ -91,9 +103,28 @@ def conversation_routes(ctx: ConsoleContext) -> APIRouter:
             notice=notice,
             draft=draft,
             max_reply_chars=takeover.max_reply_chars,
-            analyses_shown=ctx.analyses is not None,
-            analysis=ctx.analyses.stored(str(session_id)) if ctx.analyses else None,
+            analyses_shown=shown,
+            analysis=ctx.analyses.stored(str(session_id)) if ctx.analyses and shown else None,
         )
+
+    def archived(
+        session_id: uuid.UUID, before: int | None
+    ) -> tuple[SessionSummary, ConversationPage]:
+        """The archive's copy of a session Redis no longer holds, else a 404; an archive that
+        cannot be reached is a 503 page."""
+        found = None
+        if ctx.archive is not None:
+            try:
+                session = ctx.archive.session(str(session_id))
+                if session is not None:
+                    found = ctx.archive.summary(str(session_id), service.clock()), session
+            except SQLAlchemyError as exc:
+                raise ArchiveUnavailable(
+                    "The session archive cannot be reached; retry later."
+                ) from exc
+        if found is None or found[0] is None:
+            raise NotFound(f"there is no session {session_id}")
+        return found[0], ctx.conversations.archived_page(found[1], before)
 
     def refused(
         request: Request, session_id: uuid.UUID, exc: WaSessionsError, draft: str = ""

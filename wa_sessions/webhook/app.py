@@ -85,7 +85,7 @@ def create_app(deps: WebDeps) -> FastAPI:
     app.include_router(conversations_api(deps))
     app.include_router(_operations(deps))
     if deps.console is not None:
-        console = install_console(app, deps.console, deps.takeovers, deps.analysis)
+        console = install_console(app, deps.console, deps.takeovers, deps.analysis, deps.archive)
     install_docs(app)
     return app
 
