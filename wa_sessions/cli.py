@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from wa_sessions.archive.commands import add_db_commands, migrate_for_serve
+from wa_sessions.archive.db import absolute_sqlite_url
 from wa_sessions.config import DEV_ENV_FILE, RUN_DIR, Environment, InsecureSettings, Settings
 from wa_sessions.embedded_redis import EmbeddedRedis, private_directory
 
@@ -104,7 +105,10 @@ def serve(args: argparse.Namespace) -> int:
     if development:
         write_private(DEV_ENV_FILE, f"REDIS_URL={env['REDIS_URL']}\n", append=True)
     print(f"webhook: POST {env['PUBLIC_BASE_URL']}/twilio-webhook-opt")
-    if not migrate_for_serve(env.get("DATABASE_URL") or settings.database_url):
+    # The processes run in the Procfile's directory: the default .run/archive.db must be
+    # the one migrated here, next to the embedded Redis.
+    env["DATABASE_URL"] = absolute_sqlite_url(env.get("DATABASE_URL") or settings.database_url)
+    if not migrate_for_serve(env["DATABASE_URL"]):
         return 2
 
     procfile = Path(args.procfile).resolve()

@@ -8,6 +8,7 @@ import contextlib
 import importlib.metadata
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import poll
 from wa_sessions.embedded_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,9 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_path: Path) -> None:
-    """`wa-sessions serve` with no REDIS_URL starts its own Redis; `./run demo` shows
-    sessions, extracted orders and the replies recorded for them."""
+def test_serve_runs_every_process_and_the_demo_prints_sessions_archived_in_run(
+    tmp_path: Path,
+) -> None:
+    """`wa-sessions serve` with no REDIS_URL starts its own Redis and migrates the default
+    SQLite archive in .run/ first; `./run demo` shows sessions, extracted orders and the
+    replies recorded for them, and the outbox process archives the ended ones there."""
     port = free_port()
     env = {
         k: v
@@ -79,6 +84,8 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
         assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
         assert stat.S_IMODE((run_dir / "redis").stat().st_mode) == 0o700
         assert "REDIS_URL=redis://:" in (run_dir / "dev.env").read_text()
+        assert "archive database migrated" in (tmp_path / "serve.log").read_text()
+        poll(lambda: _archived_sessions(run_dir / "archive.db") >= 1, timeout=30)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(serve.pid, signal.SIGTERM)
@@ -87,6 +94,11 @@ def test_serve_runs_web_worker_and_scheduler_and_the_demo_prints_sessions(tmp_pa
         except subprocess.TimeoutExpired:
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
+
+
+def _archived_sessions(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return int(conn.execute("SELECT count(*) FROM archived_sessions").fetchone()[0])
 
 
 def test_run_without_a_command_prints_its_commands_and_nothing_else() -> None:

@@ -36,6 +36,19 @@ def build_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
 
 
+def absolute_sqlite_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (from the current directory), so
+    processes started elsewhere (honcho runs them in the Procfile's directory) open the same
+    file; any other URL unchanged."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return url
+    if Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(files("wa_sessions.archive") / "migrations"))
