@@ -1,7 +1,8 @@
 """What the outgoing events' tests share: a real HTTP receiver (aiohttp on a free loopback port)
 that checks every request's signature with the ``standardwebhooks`` library itself, outbox
-entries written as the contract says, and a minimal outbox runner (XREADGROUP, ``handle``,
-XACK of what it returns) standing in for ``wa_sessions.outbox``'s."""
+entries written as the contract says, and one pass of a minimal outbox runner (XREADGROUP,
+``handle``, XACK of what it returns) for the consumer's own tests; the real runner drives it in
+``tests/integration/test_events_runner.py`` and the end-to-end test."""
 
 from __future__ import annotations
 
