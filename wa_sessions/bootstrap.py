@@ -2,18 +2,17 @@
 
 Every process starts here: the web process through uvicorn's ``--factory create_app``, worker
 processes through the Dramatiq CLI's hook (``dramatiq wa_sessions.bootstrap:setup_worker
-wa_sessions.workers.actors``), the scheduler and the operators' script through ``build_worker``.
+wa_sessions.workers.actors``), the scheduler and the operators' script through ``build_worker``,
+the ``outbox`` process and the archive's commands through ``bootstrap_outbox``.
 Nothing here, or anywhere in the package, builds a client or a broker at import time.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import dramatiq
 import redis
@@ -26,13 +25,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from wa_sessions.archive.db import build_engine
-from wa_sessions.archive.maintenance import Erasure
-from wa_sessions.archive.maintenance import erase_phone as erase_phone_everywhere
 from wa_sessions.archive.reader import ArchiveReader
-from wa_sessions.archive.writer import ArchiveConsumer, ArchiveWriter
 from wa_sessions.bootstrap_externals import (
     build_analyses,
-    build_events_consumer,
     build_extractor,
     build_media_fetcher,
     build_reply_templates,
@@ -47,8 +42,6 @@ from wa_sessions.events.store import GROUP as EVENTS_GROUP
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.outbox import OutboxBacklogCollector
 from wa_sessions.metrics.outgoing_events import EventsBacklogCollector
-from wa_sessions.outbox.entry import OutboxConsumer
-from wa_sessions.outbox.runner import OutboxPolicy, OutboxRunner
 from wa_sessions.redaction import install_log_redaction
 from wa_sessions.statemachine.conversations import ConversationStarter
 from wa_sessions.statemachine.redis.inbox import AsyncInbox, Inbox, InboxPolicy
@@ -64,10 +57,6 @@ from wa_sessions.workers.broker import DrainWakeMessages, StopDrainLoop, queued_
 from wa_sessions.workers.handlers import WorkerDeps
 from wa_sessions.workers.nudges import NudgePolicy
 from wa_sessions.workers.queues import QueueKeys
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger(__name__)
 
@@ -331,68 +320,3 @@ def build_console(settings: Settings, service: SessionService) -> ConsoleDeps:
     if settings.sends_through_twilio:
         media = TwilioMedia(build_media_fetcher(settings), account_sid=settings.twilio_account_sid)
     return ConsoleDeps(settings=settings, service=service, pubsub_redis=lambda: pubsub, media=media)
-
-
-@dataclass(frozen=True)
-class OutboxProcess:
-    """The ``outbox`` process: its runner over the consumers, and what to close after it."""
-
-    runner: OutboxRunner
-    service: SessionService
-    client: redis.asyncio.Redis
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-        self.service.store.client.close()
-
-
-def outbox_consumers(
-    settings: Settings, service: SessionService, client: redis.asyncio.Redis
-) -> list[OutboxConsumer]:
-    """The outbox's consumers, one per group of ``outbox_groups``: the SQL archive, and the
-    outgoing events when ``EVENTS_WEBHOOK_URL`` is set (over ``client``, which decodes)."""
-    writer = ArchiveWriter(build_engine(settings.database_url))
-    consumers: list[OutboxConsumer] = [ArchiveConsumer(service.store, writer)]
-    events = build_events_consumer(settings, client)
-    if events is not None:
-        consumers.append(events)
-    return consumers
-
-
-def build_outbox(settings: Settings) -> OutboxProcess:
-    """The runner of ``python -m wa_sessions.outbox``; its consumer name is the host's unless
-    ``OUTBOX_CONSUMER_NAME`` says otherwise (a restart on the same host resumes its entries)."""
-    install_log_redaction()
-    service = build_service(settings)
-    client = async_redis_client(settings, decode_responses=True)
-    policy = OutboxPolicy(
-        batch=settings.outbox_batch_size,
-        claim_idle_ms=int(settings.outbox_claim_idle_seconds * 1000),
-        retry_seconds=settings.outbox_retry_seconds,
-        trim_interval_seconds=settings.outbox_trim_interval_seconds,
-    )
-    runner = OutboxRunner(
-        client,
-        service.store,
-        outbox_consumers(settings, service, client),
-        policy,
-        consumer_name=settings.outbox_consumer_name or socket.gethostname(),
-    )
-    return OutboxProcess(runner, service, client)
-
-
-def erase_phone(settings: Settings, phone: str) -> Erasure:
-    """A customer's erasure (``wa-sessions db erase``): every business number the service has
-    seen (the analytics' set) and the configured one. Raises ``InvalidPhoneNumber`` for a number
-    that does not parse."""
-    service = build_service(settings)
-    engine = build_engine(settings.database_url)
-    try:
-        customer = service.conversation(phone).customer
-        client = service.store.client
-        businesses = {str(b) for b in client.smembers(service.store.keys.rollup_businesses)}
-        businesses.add(service.business_number)
-        return erase_phone_everywhere(service.store, engine, customer, businesses)
-    finally:
-        engine.dispose()
-        service.store.client.close()

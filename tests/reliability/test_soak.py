@@ -96,7 +96,7 @@ def test_soak_with_random_worker_kills_loses_nothing_and_memory_stays_flat(
 ) -> None:
     """A steady load from 50 phones for WA_SOAK_SECONDS with the worker group SIGKILLed at
     random moments: every acknowledged message applied once and in order, every kill's phones
-    resumed within seconds, and the web, scheduler and (last) worker memory flat."""
+    resumed within seconds, and the web, scheduler, outbox and (last) worker memory flat."""
     rng = random.Random(SEED)
     # One kill at a random moment in each of KILLS equal slots of the window.
     low, high = (f * SECONDS for f in KILL_WINDOW)
@@ -174,7 +174,7 @@ def test_soak_with_random_worker_kills_loses_nothing_and_memory_stays_flat(
     # Every phone was loaded; the rate reached is recorded above, the benchmark judges it.
     assert all(stream.accepted for stream in load.streams)
     assert max(resumes) < 15, resumes
-    assert set(memory) == {"web", "worker", "scheduler"}
+    assert set(memory) == {"web", "worker", "scheduler", "outbox"}
     for name, figures in memory.items():
         assert figures["samples"] >= 10, (name, figures)
         assert is_flat(figures["first_third_mib"] * 2**20, figures["last_third_mib"] * 2**20), (

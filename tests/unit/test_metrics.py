@@ -54,6 +54,8 @@ ALLOWED_LABELS = {
     "reason",
     "sender",
     "error_code",
+    #: The outbox's consumer group: archive or events (metrics/outbox.py).
+    "consumer",
     "queue",
     "state",
     "phase",

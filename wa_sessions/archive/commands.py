@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from wa_sessions import bootstrap
+from wa_sessions import bootstrap, bootstrap_outbox
 from wa_sessions.archive import db, maintenance
 from wa_sessions.errors import WaSessionsError
 
@@ -73,7 +73,7 @@ def _retention(args: argparse.Namespace) -> int:
 
 def _erase(args: argparse.Namespace) -> int:
     try:
-        erased = bootstrap.erase_phone(bootstrap.load_operator_settings(), args.phone)
+        erased = bootstrap_outbox.erase_phone(bootstrap.load_operator_settings(), args.phone)
     except WaSessionsError as exc:
         print(f"erase: {exc}", file=sys.stderr)
         return 2

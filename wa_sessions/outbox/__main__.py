@@ -1,5 +1,5 @@
 """``python -m wa_sessions.outbox``: the Procfile's ``outbox`` process (thin: built in
-``bootstrap.build_outbox``). Stops on SIGTERM or Ctrl-C after the batch in hand."""
+``bootstrap_outbox.build_outbox``). Stops on SIGTERM or Ctrl-C after the batch in hand."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import asyncio
 import logging
 import signal
 
-from wa_sessions import bootstrap
+from wa_sessions import bootstrap, bootstrap_outbox
 
 log = logging.getLogger(__name__)
 
 
 async def _serve() -> None:
     settings = bootstrap.load_serving_settings()
-    process = bootstrap.build_outbox(settings)
+    process = bootstrap_outbox.build_outbox(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
