@@ -36,9 +36,9 @@ from wa_sessions.bootstrap_externals import (
 from wa_sessions.config import DEV_ENV_FILE, InsecureSettings, Settings
 from wa_sessions.console import ConsoleDeps
 from wa_sessions.console.media import TwilioMedia
+from wa_sessions.events.store import GROUP as EVENTS_GROUP
 from wa_sessions.flows.registry import FlowTemplates, load_templates
 from wa_sessions.languages.detect import warm_up as warm_up_languages
-from wa_sessions.events.store import GROUP as EVENTS_GROUP
 from wa_sessions.metrics.collectors import RedisStateCollector
 from wa_sessions.metrics.outbox import OutboxBacklogCollector
 from wa_sessions.metrics.outgoing_events import EventsBacklogCollector

@@ -43,9 +43,9 @@ from wa_sessions.metrics.orders import (
     ORDERS_EXTRACTED,
     REPLIES,
 )
-from wa_sessions.metrics.outreach import initialise_series as _initialise_outreach_series
 from wa_sessions.metrics.outgoing_events import EVENT_DELIVERY_LATENCY, EVENTS
 from wa_sessions.metrics.outgoing_events import initialise_series as _initialise_event_series
+from wa_sessions.metrics.outreach import initialise_series as _initialise_outreach_series
 from wa_sessions.metrics.takeover import OPERATOR_REPLIES, TAKEOVERS
 from wa_sessions.metrics.takeover import initialise_series as _initialise_takeover_series
 from wa_sessions.statemachine.models import MessageDirection, MessageType
