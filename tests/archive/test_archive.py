@@ -134,6 +134,10 @@ def test_an_erasure_deletes_the_phone_everywhere_and_leaves_others(
     redis_client.delete(KEYS.outbox)
     live = service.create_session(SessionCreate(phone_number=PHONE, initial_message="again"))
     other = ended_session(service, OTHER)
+    service.set_language_override(PHONE, BUSINESS, "es")
+    live_key = KEYS.session(f"{PHONE}|{BUSINESS}", live.session_id)
+    assert redis_client.exists(live_key)
+    redis_client.zadd(KEYS.nudge, {live.session_id: 1})
     erased = erase_phone(service.store, engine, PHONE, [BUSINESS])
     assert (erased.redis_sessions, erased.archived_sessions) == (2, 1)
     assert erased.outbox_entries == 1
@@ -142,6 +146,7 @@ def test_an_erasure_deletes_the_phone_everywhere_and_leaves_others(
     assert ArchiveReader(engine).session(archived) is None
     assert {e.session_id for e in outbox(redis_client)} == {other}
     assert not [k for k in redis_client.keys("*") if PHONE in k]
+    assert redis_client.zscore(KEYS.nudge, live.session_id) is None
     assert service.get_session_by_id(other) is not None
 
 
