@@ -156,14 +156,19 @@ def test_redis_outage_under_load_loses_nothing_acknowledged(
 
 
 def _snapshot(client: redis.Redis) -> dict[str, object]:
-    """Every session, index, inbox, dedupe and analytics key with its value (wake-up flags and
-    Dramatiq's keys are left out: they are transient by design)."""
+    """Every session, index, inbox, dedupe, analytics and outbox key with its value (wake-up
+    flags, leases and the per-phone rate's short-lived state are left out: they are transient by
+    design, and a rate key can expire between the scan and its read)."""
     out: dict[str, object] = {}
     for key in client.scan_iter(match="wa:*"):
-        if key.endswith((":wake", ":lease")):
+        if key.endswith((":wake", ":lease", ":rate")):
             continue
         kind = client.type(key)
-        if kind == "string":
+        if kind == "none":
+            continue  # expired since the scan
+        if kind == "stream":
+            out[key] = client.xrange(key)
+        elif kind == "string":
             out[key] = client.get(key)
         elif kind == "hash":
             out[key] = client.hgetall(key)
